@@ -1,0 +1,32 @@
+"""Every notebook under notebooks/ is executed, in order, in the smoke profile."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from workbench.report import execute_notebook
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs(path: Path, tmp_path: Path) -> None:
+    nb = execute_notebook(path, profile="smoke", html_out=None, timeout=300)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+              if o.get("output_type") == "error"]
+    assert not errors
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "profile: smoke" in text, "a notebook must print the profile in force at the top"
+
+
+def test_notebooks_committed_without_outputs() -> None:
+    import nbformat
+
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                assert not cell.outputs and cell.execution_count is None, f"{path.name} has outputs"

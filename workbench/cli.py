@@ -1,0 +1,118 @@
+"""Command line: ``python -m workbench {corpus,pretrain,evaluate,ingest,demo} ...``.
+
+Every command prints the profile in force first. Parsing lives here; the work is done by the
+stage modules (`workbench.data`, `workbench.train`, `workbench.evaluate`, `workbench.report`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+from workbench.config import PROFILES, RunConfig, announce, apply_overrides, load_profile
+
+METHOD_NAMES = ("simclr", "byol", "dino", "vicreg", "barlow_twins")
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", choices=PROFILES, default=None,
+                   help="size profile (default: $WORKBENCH_PROFILE, else demo)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config value, e.g. --set train.lr=3e-4 (repeatable)")
+    p.add_argument("--dataset", default=None, help="synth (default) | mtat | jamendo | gtzan | folder | csv")
+    p.add_argument("--root", default=None, help="local path of a real dataset")
+    p.add_argument("--variant", default=None, help="dataset variant: mtat A|A-sota|B, jamendo top50|genre|...")
+
+
+def _config(args: argparse.Namespace) -> RunConfig:
+    cfg = load_profile(args.profile)
+    data = cfg.data
+    if args.dataset:
+        data = dataclasses.replace(data, dataset=args.dataset)
+    if args.root:
+        data = dataclasses.replace(data, root=str(Path(args.root).expanduser()))
+    if getattr(args, "variant", None):
+        data = dataclasses.replace(data, variant=args.variant)
+    cfg = dataclasses.replace(cfg, data=data)
+    return apply_overrides(cfg, args.overrides)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m workbench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("corpus", help="generate (or reuse) the embedded corpus of the profile")
+    _add_common(p)
+
+    p = sub.add_parser("pretrain", help="pretrain one SSL method",
+                       description=f"methods: {', '.join(METHOD_NAMES)}; profiles: {', '.join(PROFILES)}")
+    _add_common(p)
+    p.add_argument("--method", required=True, choices=METHOD_NAMES)
+    p.add_argument("--fidelity", choices=("reference", "paper-code"), default=None,
+                   help="reference = original method papers (default); paper-code = released code")
+    p.add_argument("--name", default=None, help="run folder name under data/runs (default: derived)")
+    p.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
+
+    p = sub.add_parser("evaluate", help="probe frozen embeddings, bootstrap, limited data, report")
+    _add_common(p)
+    p.add_argument("--runs", nargs="*", default=[], help="run folders or released checkpoints (*.pt)")
+    p.add_argument("--protocol", choices=("mlp", "linear", "paper-code"), default=None)
+    p.add_argument("--fractions", default=None, help="e.g. 0.01,0.05,0.1,0.2,1.0")
+    p.add_argument("--out", default=None, help="report folder (default: data/reports/<dataset>-<profile>)")
+
+    p = sub.add_parser("ingest", help="decode a real dataset once into the audio store")
+    _add_common(p)
+    p.add_argument("--workers", type=int, default=None, help="decoding processes (default: cores)")
+
+    p = sub.add_parser("demo", help="the main job: corpus, five methods, evaluation, report, notebooks")
+    _add_common(p)
+    p.add_argument("--skip-notebooks", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    cfg = _config(args)
+    announce(cfg, f"python -m workbench {args.command}")
+
+    if args.command == "corpus":
+        from workbench.data import open_dataset
+
+        store = open_dataset(cfg)
+        print(store)
+    elif args.command == "pretrain":
+        from workbench.train import pretrain
+
+        method = dataclasses.replace(cfg.method, name=args.method)
+        if args.fidelity:
+            method = dataclasses.replace(method, fidelity=args.fidelity)
+        cfg = dataclasses.replace(cfg, method=method)
+        run_dir = pretrain(cfg, name=args.name, resume=args.resume)
+        print(f"run folder: {run_dir}")
+    elif args.command == "evaluate":
+        from workbench.evaluate import run_evaluation
+
+        if args.protocol:
+            cfg = dataclasses.replace(cfg, probe=dataclasses.replace(cfg.probe, protocol=args.protocol))
+        if args.fractions:
+            fr = tuple(float(x) for x in args.fractions.split(","))
+            cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, fractions=fr))
+        out = run_evaluation(cfg, [Path(r) for r in args.runs], out_dir=Path(args.out) if args.out else None)
+        print(f"report: {out}")
+    elif args.command == "ingest":
+        from workbench.data.ingest import ingest
+
+        store = ingest(cfg.data, workers=args.workers)
+        print(store)
+    elif args.command == "demo":
+        from workbench.report import run_demo
+
+        out = run_demo(cfg, notebooks=not args.skip_notebooks)
+        print(f"report: {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,338 @@
+"""Run configuration: frozen dataclasses composed into one `RunConfig`, and three profiles.
+
+Defaults are the paper's values (Meseguer-Brocal et al., ICASSP 2024, "An Experimental
+Comparison of Multi-view Self-supervised Methods for Music Tagging", and its public release
+deezer/multi-view-ssl-benchmark) or the original method papers where the study is silent; each
+default names its source. Profiles only change sizes:
+
+- ``smoke``: the test suite; every notebook well under a minute on 2 CPU cores.
+- ``demo``: a laptop CPU; the whole ``make demo`` in at most 15 minutes on 2 cores.
+- ``paper``: a GPU; the paper's model and training sizes.
+
+Vary a run with ``dataclasses.replace`` (notebooks) or ``--set section.key=value`` (CLI,
+``apply_overrides``). The config is saved into every run folder and checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import typing
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+PROFILES = ("smoke", "demo", "paper")
+DEFAULT_PROFILE = "demo"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def data_dir() -> Path:
+    """Where corpora, stores, runs, caches and reports live: ``$WORKBENCH_DATA`` or ``<repo>/data``."""
+    return Path(os.environ.get("WORKBENCH_DATA", REPO_ROOT / "data")).resolve()
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    sample_rate: int = 16_000  # paper: mono 16 kHz
+    segment_seconds: float = 4.0  # paper: 4 s segments
+    n_fft: int = 1024  # paper code MelSpectrogram
+    hop_length: int = 512  # paper code: about 126 frames for 4 s
+    n_mels: int = 128  # paper code
+    f_min: float = 0.0
+    # None = Nyquist (sample_rate / 2). The released code uses 11025 at 16 kHz, which leaves
+    # 11 of 128 Slaney filters all-zero (PAPER.md departure 6); set 11025.0 to reproduce it.
+    f_max: float | None = None
+    top_db: float = 100.0  # paper code AmplitudeToDB(top_db=100)
+
+    @property
+    def segment_samples(self) -> int:
+        return int(round(self.segment_seconds * self.sample_rate))
+
+    @property
+    def n_frames(self) -> int:
+        """Frames of one segment with a centred STFT (126 for 4 s at hop 512)."""
+        return self.segment_samples // self.hop_length + 1
+
+
+@dataclass(frozen=True)
+class CorpusConfig:
+    """The embedded, procedurally generated corpus (`workbench.data.synth`)."""
+
+    seed: int = 0
+    n_pool: int = 400  # unlabeled pretraining tracks
+    n_train: int = 300
+    n_valid: int = 100
+    n_test: int = 200
+    min_seconds: float = 20.0
+    max_seconds: float = 30.0
+    label_dropout: float = 0.1  # share of true positive tags dropped (weak labels, as MTAT)
+    sample_rate: int = 16_000
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which dataset a run reads. ``synth`` is the embedded corpus; others are ingested stores."""
+
+    dataset: str = "synth"  # synth | mtat | jamendo | gtzan | folder | csv
+    root: str | None = None  # local copy of a real dataset
+    variant: str | None = None  # mtat: A | A-sota | B; jamendo: top50 | genre | instrument | moodtheme | all
+    max_seconds: float | None = 120.0  # cap on how much of a long track is read (Jamendo)
+
+
+@dataclass(frozen=True)
+class ViewConfig:
+    n_views: int = 2  # paper: two (or more) segments of the same track
+    min_gap: float = 4.0  # seconds between views; paper: "at least about 4 s apart"
+    reject_silence: bool = True
+    silence_db: float = -50.0  # a segment whose RMS is below this (dBFS) is redrawn
+    augment: str = "paper"  # named chain in workbench.augment.CHAINS; paper = segment sampling only
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    width: int = 16  # paper: CLIP-style modified ResNet, width 16
+    layers: tuple[int, ...] = (3, 4, 6, 3)  # paper: bottleneck blocks 3-4-6-3
+    output_dim: int = 1024  # paper: 1024-d embedding
+    heads: int = 8  # attention pooling heads (paper code)
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    name: str = "simclr"  # simclr | byol | dino | vicreg | barlow_twins
+    # "reference": the original method papers; "paper-code": the released code's behaviour
+    # (PAPER.md departures 1-5). Each loss docstring documents the difference.
+    fidelity: str = "reference"
+    projector_dims: tuple[int, ...] = (1024, 1024, 2048)  # paper code: MLP 1024-1024-2048
+    # SimCLR (Chen et al. 2020); paper: temperature 0.1
+    temperature: float = 0.1
+    # BYOL (Grill et al. 2020); paper code: predictor 256-2048, EMA 0.996 rising towards 1
+    predictor_hidden: int = 256
+    ema_momentum: float = 0.996
+    use_predictor: bool = True  # False = a deliberate collapse (notebook 03)
+    # DINO (Caron et al. 2021); paper code head 1024-1024-256-4096
+    dino_hidden_dims: tuple[int, ...] = (1024, 1024)
+    dino_bottleneck: int = 256
+    n_prototypes: int = 4096
+    student_temp: float = 0.1
+    teacher_temp: float = 0.04
+    warmup_teacher_temp: float = 0.02
+    warmup_teacher_temp_epochs: int = 10  # paper: warmed from 0.02 to 0.04 over 10 epochs
+    center_momentum: float = 0.9
+    use_centering: bool = True  # False = a deliberate collapse (notebook 03)
+    n_local_crops: int = 0
+    local_crop_seconds: float = 1.0
+    # VICReg (Bardes et al. 2022): 25 / 25 / 1
+    inv_coeff: float = 25.0
+    var_coeff: float = 25.0
+    cov_coeff: float = 1.0
+    # Barlow Twins (Zbontar et al. 2021): lambda 5e-3
+    lambd: float = 5e-3
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    batch_size: int = 256
+    steps: int = 100_000
+    steps_per_epoch: int = 1_000  # converts the papers' epoch schedules (DINO temperature) to steps
+    optimizer: str = "adamw"  # adamw | lars
+    lr: float = 1e-3
+    weight_decay: float = 1e-5  # matrices only
+    warmup_steps: int = 1_000
+    grad_clip: float = 3.0
+    precision: str = "bf16"  # bf16 autocast on GPU; always fp32 on CPU
+    channels_last: bool = True
+    compile: bool = False
+    log_every: int = 50
+    checkpoint_every: int = 1_000
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    deterministic: bool = False
+
+
+@dataclass(frozen=True)
+class DiagnosticsConfig:
+    every: int = 500  # steps between diagnostics on the held-out batch
+    held_out_batch: int = 256
+    stop_on_collapse: bool = False
+    std_ratio_min: float = 0.1  # per-dim std of L2-normalised embeddings below 0.1 / sqrt(D)
+    rank_fraction_min: float = 0.02  # effective rank under 2 % of D
+    dino_loss_margin: float = 0.02  # DINO loss within 2 % of ln(K)
+    entropy_margin: float = 0.02  # teacher entropy within 2 % of 0 or of ln(K)
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    protocol: str = "mlp"  # mlp | linear | paper-code
+    hidden: int = 512  # MARBLE: MLP [512]
+    dropout: float = 0.2
+    lr: float = 1e-3  # Adam
+    weight_decay: float = 0.0
+    batch_size: int = 64
+    max_epochs: int = 100
+    patience: int = 10  # early stopping on validation macro ROC-AUC
+    segments_per_track: int = 25  # paper-code protocol: up to 25 random 4 s segments a track
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    bootstrap_resamples: int = 1000
+    bootstrap_seed: int = 0
+    fractions: tuple[float, ...] = (0.01, 0.05, 0.1, 0.2, 1.0)
+    draws: int = 4  # random draws per fraction below 1
+    subset_seed: int = 0
+    last_chunk: str = "drop"  # drop | pad: the last partial 4 s chunk of a track
+    baselines: tuple[str, ...] = ("random", "handcrafted", "supervised")
+    batch_size: int = 64
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    profile: str = DEFAULT_PROFILE
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    views: ViewConfig = field(default_factory=ViewConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def _profile_overrides(profile: str) -> dict[str, dict[str, Any]]:
+    if profile == "paper":
+        return {}
+    if profile == "demo":
+        return {
+            "corpus": dict(n_pool=300, n_train=200, n_valid=60, n_test=120),
+            "encoder": dict(width=8, layers=(2, 2, 2, 2)),
+            "method": dict(projector_dims=(256, 512, 512), n_prototypes=512, dino_hidden_dims=(512, 512),
+                           dino_bottleneck=128, warmup_teacher_temp_epochs=2),
+            "train": dict(batch_size=32, steps=150, steps_per_epoch=30, warmup_steps=15, lr=1e-3,
+                          log_every=10, checkpoint_every=50, precision="fp32"),
+            "diagnostics": dict(every=25, held_out_batch=64),
+            "probe": dict(max_epochs=60, patience=8),
+            "eval": dict(bootstrap_resamples=1000),
+        }
+    if profile == "smoke":
+        return {
+            "corpus": dict(n_pool=16, n_train=24, n_valid=12, n_test=12),
+            "encoder": dict(width=4, layers=(1, 1, 1, 1), output_dim=64, heads=2),
+            "method": dict(projector_dims=(64, 64, 64), predictor_hidden=32, n_prototypes=64,
+                           dino_hidden_dims=(64, 64), dino_bottleneck=32, warmup_teacher_temp_epochs=1),
+            "train": dict(batch_size=8, steps=4, steps_per_epoch=2, warmup_steps=1, log_every=1,
+                          checkpoint_every=2, precision="fp32"),
+            "diagnostics": dict(every=2, held_out_batch=16),
+            "probe": dict(max_epochs=5, patience=3, batch_size=16, segments_per_track=4),
+            "eval": dict(bootstrap_resamples=100, draws=2, baselines=("random", "handcrafted")),
+        }
+    raise ValueError(f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}")
+
+
+def load_profile(profile: str | None = None) -> RunConfig:
+    """The run config of a profile: the argument, else ``$WORKBENCH_PROFILE``, else ``demo``."""
+    profile = profile or os.environ.get("WORKBENCH_PROFILE") or DEFAULT_PROFILE
+    cfg = RunConfig(profile=profile)
+    for section, values in _profile_overrides(profile).items():
+        cfg = replace(cfg, **{section: replace(getattr(cfg, section), **values)})
+    return cfg
+
+
+def announce(cfg: RunConfig, what: str = "") -> str:
+    """The line printed at the top of every notebook and CLI run."""
+    line = f"[workbench] profile: {cfg.profile}" + (f" | {what}" if what else "") + f" | data: {data_dir()}"
+    print(line, flush=True)
+    return line
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A JSON-ready dict (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def _coerce(tp: Any, value: Any) -> Any:
+    """Convert a JSON value (or a CLI string parsed as JSON) to the annotated field type."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if value is None:
+        return None
+    if origin is tuple:
+        return tuple(_coerce(args[0], v) for v in value)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        non_none = [a for a in args if a is not type(None)]
+        return _coerce(non_none[0], value) if len(non_none) == 1 else value
+    if tp is float:
+        return float(value)
+    if tp is int:
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError(f"expected an integer, got {value!r}")
+        return int(value)
+    if tp is bool:
+        if isinstance(value, str):
+            return value.lower() in ("1", "true", "yes", "on")
+        return bool(value)
+    if tp is str:
+        return str(value)
+    return value
+
+
+def _section_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def from_dict(d: dict[str, Any]) -> RunConfig:
+    """Rebuild a `RunConfig` saved with `to_dict`; unknown keys raise with their name."""
+    hints = _section_types(RunConfig)
+    kwargs: dict[str, Any] = {}
+    for key, value in d.items():
+        if key not in hints:
+            raise KeyError(f"unknown config section {key!r}; expected one of {sorted(hints)}")
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            sub = _section_types(tp)
+            unknown = set(value) - set(sub)
+            if unknown:
+                raise KeyError(f"unknown keys {sorted(unknown)} in config section {key!r}")
+            kwargs[key] = tp(**{k: _coerce(sub[k], v) for k, v in value.items()})
+        else:
+            kwargs[key] = value
+    return RunConfig(**kwargs)
+
+
+def apply_overrides(cfg: RunConfig, overrides: list[str] | tuple[str, ...]) -> RunConfig:
+    """Apply ``section.key=value`` strings (value parsed as JSON when it can be, else a string).
+
+    >>> apply_overrides(load_profile("smoke"), ["train.lr=0.01", "method.name=byol"]).train.lr
+    0.01
+    """
+    for item in overrides:
+        if "=" not in item or "." not in item.split("=", 1)[0]:
+            raise ValueError(f"override {item!r} is not of the form section.key=value")
+        path, raw = item.split("=", 1)
+        section, key = path.split(".", 1)
+        if not hasattr(cfg, section) or not dataclasses.is_dataclass(getattr(cfg, section)):
+            sections = [f.name for f in fields(cfg) if dataclasses.is_dataclass(getattr(cfg, f.name))]
+            raise ValueError(f"override {item!r}: unknown section {section!r}; expected one of {sections}")
+        sub = getattr(cfg, section)
+        hints = _section_types(type(sub))
+        if key not in hints:
+            raise ValueError(f"override {item!r}: unknown key {key!r} in {section}; expected one of {sorted(hints)}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw.split(",") if typing.get_origin(hints[key]) is tuple else raw
+        if typing.get_origin(hints[key]) is tuple and not isinstance(value, (list, tuple)):
+            value = [value]
+        cfg = replace(cfg, **{section: replace(sub, **{key: _coerce(hints[key], value)})})
+    return cfg
+
+
+def config_hash(cfg: Any, length: int = 10) -> str:
+    """A short, stable hash of a (sub)config, used to name caches and runs."""
+    blob = json.dumps(to_dict(cfg), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:length]

@@ -1,0 +1,26 @@
+"""Data: the audio store, the embedded corpus, view sampling and real-dataset ingestion.
+
+`open_dataset(cfg)` is the one entry point the rest of the package uses: it returns the
+`AudioStore` of ``cfg.data.dataset`` (the embedded corpus is generated on first use; a real
+dataset is ingested on first use from ``cfg.data.root``).
+"""
+
+from __future__ import annotations
+
+from workbench.config import RunConfig
+from workbench.data.store import AudioStore
+
+
+def open_dataset(cfg: RunConfig) -> AudioStore:
+    if cfg.data.dataset == "synth":
+        from workbench.data.synth import build_corpus
+
+        return build_corpus(cfg.corpus)
+    from workbench.data.ingest import ingest
+
+    return ingest(cfg.data)
+
+
+def pretrain_indices(store: AudioStore):
+    """Track indices used for self-supervised pretraining (the store's ``pretrain_splits``)."""
+    return store.indices(store.meta.get("pretrain_splits", ["pool"]))

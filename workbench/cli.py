@@ -23,7 +23,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="override a config value, e.g. --set train.lr=3e-4 (repeatable)")
     p.add_argument("--dataset", default=None, help="synth (default) | mtat | jamendo | gtzan | folder | csv")
     p.add_argument("--root", default=None, help="local path of a real dataset")
-    p.add_argument("--variant", default=None, help="dataset variant: mtat A|A-sota|B, jamendo top50|genre|...")
+    p.add_argument("--variant", "--split", dest="variant", default=None,
+                   help="dataset variant: mtat A|A-sota|B (--split), jamendo top50|genre|instrument|moodtheme|all")
 
 
 def _config(args: argparse.Namespace) -> RunConfig:
@@ -65,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ingest", help="decode a real dataset once into the audio store")
     _add_common(p)
-    p.add_argument("--workers", type=int, default=None, help="decoding processes (default: cores)")
+    p.add_argument("--workers", type=int, default=None, help="decoding processes (default: cores - 1)")
 
     p = sub.add_parser("demo", help="the main job: corpus, five methods, evaluation, report, notebooks")
     _add_common(p)

@@ -46,6 +46,9 @@ class AudioConfig:
     # 11 of 128 Slaney filters all-zero (PAPER.md departure 6); set 11025.0 to reproduce it.
     f_max: float | None = None
     top_db: float = 100.0  # paper code AmplitudeToDB(top_db=100)
+    # Mel filter normalisation. The release passes no `norm` to torchaudio's MelSpectrogram, so
+    # its Slaney-scale triangles have peak 1 (None); "slaney" gives unit-area filters (librosa).
+    mel_norm: str | None = None
 
     @property
     def segment_samples(self) -> int:
@@ -112,7 +115,7 @@ class MethodConfig:
     predictor_hidden: int = 256
     ema_momentum: float = 0.996
     use_predictor: bool = True  # False = a deliberate collapse (notebook 03)
-    # DINO (Caron et al. 2021); paper code head 1024-1024-256-4096
+    # DINO (Caron et al. 2021); paper code head 1024-1024-256-4096 (input first, as projector_dims)
     dino_hidden_dims: tuple[int, ...] = (1024, 1024)
     dino_bottleneck: int = 256
     n_prototypes: int = 4096
@@ -124,12 +127,12 @@ class MethodConfig:
     use_centering: bool = True  # False = a deliberate collapse (notebook 03)
     n_local_crops: int = 0
     local_crop_seconds: float = 1.0
-    # VICReg (Bardes et al. 2022): 25 / 25 / 1
-    inv_coeff: float = 25.0
-    var_coeff: float = 25.0
-    cov_coeff: float = 1.0
-    # Barlow Twins (Zbontar et al. 2021): lambda 5e-3
-    lambd: float = 5e-3
+    # VICReg (Bardes et al. 2022): 25 / 25 / 1; None = the fidelity's values (paper-code: 1 / 1 / 1)
+    inv_coeff: float | None = None
+    var_coeff: float | None = None
+    cov_coeff: float | None = None
+    # Barlow Twins (Zbontar et al. 2021): lambda 5e-3; None = the fidelity's value (paper-code: 1.0 on means)
+    lambd: float | None = None
 
 
 @dataclass(frozen=True)
@@ -187,6 +190,8 @@ class EvalConfig:
     last_chunk: str = "drop"  # drop | pad: the last partial 4 s chunk of a track
     baselines: tuple[str, ...] = ("random", "handcrafted", "supervised")
     batch_size: int = 64
+    baseline_seed: int = 0  # random-init encoder and supervised baseline
+    supervised_epochs: int = 20  # supervised baseline: passes of one random 4 s segment per train track
 
 
 @dataclass(frozen=True)
@@ -210,14 +215,15 @@ def _profile_overrides(profile: str) -> dict[str, dict[str, Any]]:
     if profile == "demo":
         return {
             "corpus": dict(n_pool=300, n_train=200, n_valid=60, n_test=120),
-            "encoder": dict(width=8, layers=(2, 2, 2, 2)),
-            "method": dict(projector_dims=(256, 512, 512), n_prototypes=512, dino_hidden_dims=(512, 512),
-                           dino_bottleneck=128, warmup_teacher_temp_epochs=2),
-            "train": dict(batch_size=32, steps=150, steps_per_epoch=30, warmup_steps=15, lr=1e-3,
-                          log_every=10, checkpoint_every=50, precision="fp32"),
+            # sized for five methods in about 8 minutes on 2 CPU cores (python -m workbench.bench train)
+            "encoder": dict(width=8, layers=(1, 1, 1, 1), output_dim=256),
+            "method": dict(projector_dims=(256, 512, 512), predictor_hidden=128, n_prototypes=512,
+                           dino_hidden_dims=(256, 512), dino_bottleneck=128, warmup_teacher_temp_epochs=2),
+            "train": dict(batch_size=32, steps=120, steps_per_epoch=30, warmup_steps=12, lr=1e-3,
+                          log_every=10, checkpoint_every=40, precision="fp32"),
             "diagnostics": dict(every=25, held_out_batch=64),
             "probe": dict(max_epochs=60, patience=8),
-            "eval": dict(bootstrap_resamples=1000),
+            "eval": dict(bootstrap_resamples=1000, supervised_epochs=10),
         }
     if profile == "smoke":
         return {
@@ -229,7 +235,7 @@ def _profile_overrides(profile: str) -> dict[str, dict[str, Any]]:
                           checkpoint_every=2, precision="fp32"),
             "diagnostics": dict(every=2, held_out_batch=16),
             "probe": dict(max_epochs=5, patience=3, batch_size=16, segments_per_track=4),
-            "eval": dict(bootstrap_resamples=100, draws=2, baselines=("random", "handcrafted")),
+            "eval": dict(bootstrap_resamples=100, draws=2, fractions=(0.2, 0.5, 1.0), supervised_epochs=1),
         }
     raise ValueError(f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}")
 

@@ -46,3 +46,63 @@ def execute_notebook(path: Path, profile: str, html_out: Path | None = None, tim
         tmp.write_text(body, encoding="utf-8")
         tmp.replace(html_out)
     return nb
+
+
+METHOD_NAMES = ("simclr", "byol", "dino", "vicreg", "barlow_twins")
+README_FIGURES = REPO_ROOT / "data" / "readme"
+
+
+def run_demo(cfg, notebooks: bool = True) -> Path:
+    """``make demo``: the corpus, the five methods, the comparison report, rendered notebooks.
+
+    Every stage reuses what an earlier run already made (corpus, finished runs, cached
+    embeddings), so a second ``make demo`` only re-renders. Stage times go into
+    ``demo_timings.json`` beside the report, and the report's figures are copied into
+    ``data/readme/`` (tracked) for the README.
+    """
+    import dataclasses
+    import json
+    import shutil
+    import time
+
+    from workbench.config import data_dir, to_dict
+    from workbench.data import open_dataset
+    from workbench.evaluate import run_evaluation
+    from workbench.train import ensure_run
+
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    store = open_dataset(cfg)
+    timings["corpus"] = time.perf_counter() - t0
+    print(store, flush=True)
+
+    runs = []
+    for name in METHOD_NAMES:
+        t = time.perf_counter()
+        run_cfg = dataclasses.replace(cfg, method=dataclasses.replace(cfg.method, name=name))
+        runs.append(ensure_run(run_cfg))
+        timings[f"pretrain:{name}"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    out = run_evaluation(cfg, runs, out_dir=None)
+    timings["evaluate"] = time.perf_counter() - t
+
+    if notebooks:
+        for path in sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb")):
+            t = time.perf_counter()
+            print(f"[workbench] executing {path.name} (profile {cfg.profile})", flush=True)
+            execute_notebook(path, profile=cfg.profile, html_out=Path(out) / "notebooks" / f"{path.stem}.html")
+            timings[f"notebook:{path.stem}"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - t0
+
+    summary = {"profile": cfg.profile, "seeds": {"corpus": cfg.corpus.seed, "train": cfg.train.seed,
+               "probe": cfg.probe.seed, "bootstrap": cfg.eval.bootstrap_seed, "subsets": cfg.eval.subset_seed},
+               "timings_s": {k: round(v, 1) for k, v in timings.items()}, "runs": [str(r) for r in runs],
+               "config": to_dict(cfg)}
+    (Path(out) / "demo_timings.json").write_text(json.dumps(summary, indent=2))
+    if cfg.data.dataset == "synth" and Path(data_dir()) == (REPO_ROOT / "data").resolve():
+        README_FIGURES.mkdir(parents=True, exist_ok=True)
+        for png in Path(out).glob("*.png"):
+            shutil.copy2(png, README_FIGURES / png.name)
+    print("[workbench] stage times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()), flush=True)
+    return Path(out)

@@ -18,7 +18,7 @@ def open_dataset(cfg: RunConfig) -> AudioStore:
         return build_corpus(cfg.corpus)
     from workbench.data.ingest import ingest
 
-    return ingest(cfg.data)
+    return ingest(cfg.data, sample_rate=cfg.audio.sample_rate)
 
 
 def pretrain_indices(store: AudioStore):

@@ -1,0 +1,181 @@
+"""Collapse diagnostics: known values on constructed embeddings, the monitor's thresholds, and
+the monitor on real smoke runs (DINO without centering collapses, a healthy run does not)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from workbench.config import DiagnosticsConfig
+from workbench.diagnostics import (CollapseMonitor, alignment, dino_figures, effective_rank, embedding_std,
+                                   entropy, mean_cosine_between, segment_similarity_by_distance, singular_values,
+                                   uniformity)
+
+
+def gaussian(n: int = 20_000, d: int = 32, seed: int = 0) -> torch.Tensor:
+    return torch.randn(n, d, generator=torch.Generator().manual_seed(seed))
+
+
+# ----------------------------------------------------------------------------------- embeddings
+def test_constant_embeddings_are_collapsed() -> None:
+    z = torch.tensor([[0.3, -1.0, 2.0, 0.5]]).repeat(64, 1)
+    assert embedding_std(z) == pytest.approx(0.0, abs=1e-7)
+    assert effective_rank(z) == pytest.approx(1.0, abs=1e-3)
+    assert mean_cosine_between(z) == pytest.approx(1.0, abs=1e-6)
+    assert uniformity(z) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_isotropic_gaussian_is_spread() -> None:
+    d = 32
+    z = gaussian(d=d)
+    # each coordinate of a uniform point on the sphere has variance 1/D
+    assert embedding_std(z) == pytest.approx(1 / math.sqrt(d), rel=0.02)
+    assert effective_rank(z) > 0.95 * d
+    assert abs(mean_cosine_between(z[:2000])) < 0.01
+    # Wang & Isola: E exp(-2 |u - v|^2) on the sphere tends to exp(-4) as D grows
+    assert -4.0 < uniformity(z[:2000]) < -3.0
+
+
+def test_effective_rank_counts_directions() -> None:
+    """k equal, orthogonal directions: RankMe = k exactly (uniform singular values)."""
+    eye = torch.eye(8)
+    z = torch.cat([eye[:3]] * 10)  # rows along 3 axes, each 10 times
+    assert effective_rank(z) == pytest.approx(3.0, rel=1e-4)
+    s = singular_values(z)
+    assert s.shape == (8,) and np.all(np.diff(s) <= 1e-9)
+    assert np.allclose(s[:3], math.sqrt(10)) and np.allclose(s[3:], 0, atol=1e-9)
+
+
+def test_effective_rank_matches_reference_formula() -> None:
+    z = gaussian(n=50, d=10, seed=1) @ torch.diag(torch.linspace(0.1, 3, 10))
+    s = np.linalg.svd(z.double().numpy(), compute_uv=False)
+    p = s / s.sum() + 1e-7
+    assert effective_rank(z) == pytest.approx(float(np.exp(-(p * np.log(p)).sum())), rel=1e-9)
+
+
+def test_alignment() -> None:
+    z = gaussian(n=100, d=16)
+    assert alignment(z, z) == pytest.approx(0.0, abs=1e-10)
+    assert alignment(z, 3.0 * z) == pytest.approx(0.0, abs=1e-10)  # scale-free: L2-normalised
+    assert alignment(z, -z) == pytest.approx(4.0, rel=1e-6)  # antipodal: |u - (-u)|^2 = 4
+    with pytest.raises(ValueError, match=r"\(100, 16\)"):
+        alignment(z, z[:50])
+
+
+def test_mean_cosine_between_excludes_same_track() -> None:
+    a, b = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+    z = torch.stack([a, a, b, b])
+    assert mean_cosine_between(z, groups=[0, 0, 1, 1]) == pytest.approx(0.0)
+    assert mean_cosine_between(z) == pytest.approx(1 / 3)  # 4 of 12 ordered pairs identical
+
+
+def test_shape_errors_name_the_shape() -> None:
+    with pytest.raises(ValueError, match=r"\(3, 4, 5\)"):
+        embedding_std(torch.zeros(3, 4, 5))
+
+
+# ----------------------------------------------------------------------------------- DINO
+def test_entropy_known_values() -> None:
+    K = 64
+    assert float(entropy(torch.full((K,), 1 / K))) == pytest.approx(math.log(K), rel=1e-6)
+    assert float(entropy(torch.nn.functional.one_hot(torch.tensor(3), K).float())) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_dino_figures_uniform_teacher() -> None:
+    """Constant teacher logits: uniform teacher, entropy ln K, CE = ln K when the student is uniform too."""
+    B, K = 16, 32
+    f = dino_figures(torch.zeros(B, K), torch.zeros(B, K), torch.zeros(1, K), 0.1, 0.04)
+    assert f["teacher_entropy"] == pytest.approx(math.log(K), rel=1e-6)
+    assert f["teacher_batch_entropy"] == pytest.approx(math.log(K), rel=1e-6)
+    assert f["ce"] == pytest.approx(math.log(K), rel=1e-6)
+    assert f["kl"] == pytest.approx(0.0, abs=1e-5)
+    assert f["ln_k"] == pytest.approx(math.log(K))
+
+
+def test_dino_figures_one_hot_teacher() -> None:
+    """Every sample on prototype 5 (one-prototype collapse): entropies 0, one prototype used."""
+    B, K = 16, 32
+    logits = torch.zeros(B, K)
+    logits[:, 5] = 10.0
+    student = torch.randn(B, K, generator=torch.Generator().manual_seed(0))
+    center = torch.full((1, K), 0.5)
+    f = dino_figures(student, logits, center, 0.1, 0.04)
+    assert f["teacher_entropy"] == pytest.approx(0.0, abs=1e-6)
+    assert f["teacher_batch_entropy"] == pytest.approx(0.0, abs=1e-6)
+    assert f["teacher_prototypes_used"] == 1
+    assert f["center_norm"] == pytest.approx(0.5 * math.sqrt(K))
+    # CE against a one-hot teacher is the student's -log s_5; KL = CE - H(t) = CE
+    expected = float(-torch.log_softmax(student / 0.1, -1)[:, 5].mean())
+    assert f["ce"] == pytest.approx(expected, rel=1e-5) and f["kl"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_dino_figures_ce_matches_loss() -> None:
+    from workbench.losses import dino_loss
+
+    g = torch.Generator().manual_seed(2)
+    s, t, c = torch.randn(8, 16, generator=g), torch.randn(8, 16, generator=g), torch.randn(1, 16, generator=g)
+    f = dino_figures(s, t, c, 0.1, 0.04)
+    assert f["ce"] == pytest.approx(float(dino_loss(s, t, c, 0.1, 0.04)), rel=1e-5)
+    assert f["kl"] >= 0
+
+
+# ----------------------------------------------------------------------------------- monitor
+def test_monitor_fires_on_constructed_collapse(capsys) -> None:
+    cfg = DiagnosticsConfig()
+    mon = CollapseMonitor(cfg, "unit-run")
+    D, K = 64, 128
+    collapsed = {"proj_dim": D, "proj_std": 0.001, "proj_rank": 1.01, "embed_dim": D, "embed_std": 0.5 / 8,
+                 "embed_rank": 20.0, "dino_ln_k": math.log(K), "dino_ce": math.log(K) - 0.01,
+                 "dino_teacher_entropy": math.log(K) - 0.01, "dino_teacher_batch_entropy": math.log(K)}
+    found = mon.check(7, collapsed)
+    assert {w["figure"] for w in found} == {"proj_std", "proj_rank", "dino_ce", "dino_teacher_entropy"}
+    for w in found:
+        assert w["run"] == "unit-run" and w["step"] == 7 and set(w) >= {"value", "threshold", "message"}
+    out = capsys.readouterr().out
+    assert "unit-run" in out and "step 7" in out and "proj_std" in out
+
+    one_hot = {"dino_ln_k": math.log(K), "dino_ce": 0.01, "dino_teacher_entropy": 0.0,
+               "dino_teacher_batch_entropy": 0.001}
+    assert [w["figure"] for w in mon.check(8, one_hot)] == ["dino_teacher_batch_entropy"]
+
+
+def test_monitor_quiet_on_healthy_figures() -> None:
+    mon = CollapseMonitor(DiagnosticsConfig(), "healthy")
+    D, K = 64, 128
+    healthy = {"proj_dim": D, "proj_std": 0.7 / math.sqrt(D), "proj_rank": 12.0, "embed_dim": D,
+               "embed_std": 0.5 / math.sqrt(D), "embed_rank": 9.0, "dino_ln_k": math.log(K), "dino_ce": 2.5,
+               "dino_teacher_entropy": 0.3, "dino_teacher_batch_entropy": 3.0}  # sharp per sample: healthy
+    assert mon.check(1, healthy) == []
+
+
+def test_segment_similarity_by_distance() -> None:
+    # one track, 3 chunks: 0 and 1 identical, 2 orthogonal
+    chunks = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    df = segment_similarity_by_distance(chunks, np.zeros(3, int), 4.0)
+    assert df["distance_s"].tolist() == [4.0, 8.0]
+    assert df["mean"].tolist() == pytest.approx([0.5, 0.0])
+    assert df["pairs"].tolist() == [2, 1]
+
+
+# ----------------------------------------------------------------------------------- trainer
+def test_compute_diagnostics_leaves_the_method_untouched(smoke_cfg) -> None:
+    from workbench.diagnostics import compute_diagnostics
+    from workbench.methods import build_method
+
+    cfg = replace(smoke_cfg, method=replace(smoke_cfg.method, name="dino"))
+    torch.manual_seed(0)
+    method = build_method(cfg).train()
+    before = {k: v.clone() for k, v in method.state_dict().items()}
+    views = [torch.randn(8, 1, cfg.audio.n_mels, cfg.audio.n_frames) for _ in range(2)]
+    figures = compute_diagnostics(method, views)
+    assert method.training and all(m.training for m in method.modules())
+    after = method.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before), "diagnostics changed a parameter or buffer"
+    for key in ("embed_std", "embed_rank", "proj_std", "proj_alignment", "dino_teacher_entropy", "dino_kl",
+                "dino_center_norm", "sched_teacher_temp", "sched_momentum"):
+        assert key in figures and isinstance(figures[key], float) and math.isfinite(figures[key]), key
+    assert figures["embed_dim"] == cfg.encoder.output_dim

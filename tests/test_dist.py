@@ -1,0 +1,169 @@
+"""Two gloo processes on CPU vs one process on the same global batch: equal losses and gradients.
+
+lightly found two real DDP bugs this way (a gather without the gradient sum, a loss scaled by
+the world size). Every method is checked over two optimiser steps, so the EMA teacher and
+DINO's all-reduced center take part too.
+
+BatchNorm: PyTorch's SyncBatchNorm runs on CUDA only, so on CPU each rank normalises with its
+own batch statistics (the trainer converts to SyncBatchNorm on CUDA, where one process's
+global statistics are reproduced exactly). The single-process reference therefore uses
+`per_rank_batch_norm`: the same BatchNorm, but with statistics computed over the rows each rank
+would hold. Everything else (the gathers, the loss scaling, DDP's gradient mean, the center
+all-reduce) must then agree to float precision, which makes the comparison meaningful: a
+gather without the gradient sum, or a loss that forgets the global batch, fails it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import replace
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from workbench import dist
+from workbench.config import load_profile
+from workbench.methods import METHODS, build_method
+
+WORLD = 2
+GLOBAL_BATCH = 8
+STEPS = 2
+
+
+def _config(name: str):
+    cfg = load_profile("smoke")
+    return replace(cfg, method=replace(cfg.method, name=name), audio=replace(cfg.audio, n_mels=64, segment_seconds=2.0),
+                   train=replace(cfg.train, steps=STEPS, steps_per_epoch=1))
+
+
+def _views(cfg, step: int) -> list[torch.Tensor]:
+    """The global batch of step ``step``: V mel views (GLOBAL_BATCH, 1, F, T), fixed by a seed."""
+    g = torch.Generator().manual_seed(100 + step)
+    return [torch.randn(GLOBAL_BATCH, 1, cfg.audio.n_mels, cfg.audio.n_frames, generator=g) * 10 - 40
+            for _ in range(cfg.views.n_views)]
+
+
+def per_rank_batch_norm(bn: nn.modules.batchnorm._BatchNorm, batch: int, world: int):
+    """A forward for ``bn`` (training mode) whose statistics are those of the ranks' own rows.
+
+    Inputs are the V views of the global batch stacked view-major, (V*B, C, ...): row i
+    belongs to rank (i mod B) // (B / W), as each rank stacks its own slice of every view.
+    """
+
+    def forward(x):
+        owner = (torch.arange(x.shape[0]) % batch) // (batch // world)
+        out = torch.zeros_like(x)
+        for r in range(world):
+            rows = (owner == r).nonzero().squeeze(1)
+            y = F.batch_norm(x[rows], None, None, bn.weight, bn.bias, True, 0.0, bn.eps)
+            out = out.index_copy(0, rows, y)
+        return out
+
+    return forward
+
+
+def _per_rank_bn(module: nn.Module, batch: int, world: int) -> None:
+    """Give every BatchNorm of ``module`` the per-rank statistics (parameter names unchanged)."""
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.forward = per_rank_batch_norm(m, batch, world)
+
+
+def _run(method: nn.Module, model: nn.Module, cfg, shard: slice) -> dict:
+    """STEPS SGD steps; losses (global mean), gradients and the final DINO center."""
+    opt = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=0.05)
+    out = {"loss": [], "grads": []}
+    for step in range(1, STEPS + 1):
+        views = [v[shard] for v in _views(cfg, step)]
+        loss, _ = model(views, step)
+        opt.zero_grad()
+        loss.backward()
+        out["loss"].append(dist.all_reduce_mean(loss.detach()))
+        out["grads"].append({n: p.grad.clone() for n, p in method.named_parameters() if p.grad is not None})
+        opt.step()
+        method.after_step(step)
+    if hasattr(method, "center"):
+        out["center"] = method.center.center.clone()
+    out["teacher"] = {k: v.clone() for k, v in method.state_dict().items() if k.startswith("teacher.")}
+    return out
+
+
+def _worker(rank: int, port: int, names: list[str], path: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    torch.set_default_dtype(torch.float64)
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=WORLD)
+    try:
+        results = {}
+        local = GLOBAL_BATCH // WORLD
+        for name in names:
+            cfg = _config(name)
+            method = build_method(cfg)
+            model = nn.parallel.DistributedDataParallel(method)
+            results[name] = _run(method, model, cfg, slice(rank * local, (rank + 1) * local))
+        if rank == 0:
+            torch.save(results, path)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def float64():
+    """Both sides in float64, so summation order cannot hide (or fake) a difference."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
+@pytest.fixture(scope="module")
+def ddp_results(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("ddp") / "rank0.pt")
+    torch.multiprocessing.spawn(_worker, args=(_free_port(), list(METHODS), path), nprocs=WORLD, join=True)
+    return torch.load(path, weights_only=True)
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_two_processes_equal_one(name, ddp_results, float64):
+    cfg = _config(name)
+    method = build_method(cfg)
+    _per_rank_bn(method, GLOBAL_BATCH, WORLD)
+    ref = _run(method, method, cfg, slice(None))
+    got = ddp_results[name]
+    for step in range(STEPS):
+        torch.testing.assert_close(got["loss"][step].double(), ref["loss"][step].double(), rtol=1e-5, atol=1e-6,
+                                   msg=lambda m: f"{name} loss, step {step + 1}: {m}")
+        assert set(got["grads"][step]) == set(ref["grads"][step])
+        for k, g in ref["grads"][step].items():
+            torch.testing.assert_close(got["grads"][step][k], g, rtol=1e-4, atol=1e-6,
+                                       msg=lambda m: f"{name} grad of {k}, step {step + 1}: {m}")
+    assert any(g.abs().sum() > 0 for g in ref["grads"][0].values())
+    if "center" in ref:
+        assert ref["center"].abs().sum() > 0
+        torch.testing.assert_close(got["center"], ref["center"], rtol=1e-5, atol=1e-6)
+    for k, v in ref["teacher"].items():
+        if v.is_floating_point() and "running" not in k:
+            torch.testing.assert_close(got["teacher"][k], v, rtol=1e-5, atol=1e-6, msg=lambda m: f"{name} {k}: {m}")
+
+
+def test_per_rank_bn_with_one_rank_is_batchnorm():
+    """The reference's BatchNorm stand-in is plain BatchNorm when one rank holds every row."""
+    bn = nn.BatchNorm1d(5)
+    x = torch.randn(12, 5)
+    torch.testing.assert_close(per_rank_batch_norm(bn, 6, 1)(x), bn(x))
+
+
+def test_identity_without_process_group():
+    x = torch.randn(4, 3, requires_grad=True)
+    assert dist.gather_with_grad(x) is x
+    assert dist.all_reduce_mean(x) is x
+    assert (dist.rank(), dist.world_size(), dist.is_main(), dist.is_distributed()) == (0, 1, True, False)

@@ -1,0 +1,124 @@
+"""Probes, limited-data subsets, embedding extraction and the evaluation harness (smoke sizes)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from workbench.evaluate import (LogMelStats, extract_embeddings, limited_data_subsets, load_subsets,
+                                resolve_source, save_subsets)
+from workbench.metrics import accuracy, tagging_metrics
+from workbench.probe import check_split, train_probe
+
+
+def _separable(n, k=4, e=16, seed=0):
+    rng = np.random.default_rng(seed)
+    y = (rng.random((n, k)) < 0.4).astype(np.uint8)
+    w = rng.normal(size=(k, e))
+    x = y @ w * 2.0 + rng.normal(size=(n, e)) * 0.5 + 10.0  # offset: standardisation matters
+    return x.astype(np.float32), y
+
+
+@pytest.mark.parametrize("protocol", ["mlp", "linear", "paper-code"])
+def test_probe_learns_separable_task(smoke_cfg, protocol):
+    x, y = _separable(400)
+    cfg = dataclasses.replace(smoke_cfg.probe, max_epochs=30, patience=5, batch_size=32)
+    probe = train_probe(x[:200], y[:200], x[200:300], y[200:300], cfg, protocol=protocol)
+    assert tagging_metrics(y[300:], probe.predict(x[300:]))["roc_auc"] > 0.95
+    again = train_probe(x[:200], y[:200], x[200:300], y[200:300], cfg, protocol=protocol)
+    assert np.allclose(probe.predict(x[300:]), again.predict(x[300:]))  # seeded
+
+
+def test_probe_single_label(smoke_cfg):
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 3, 300)
+    x = (np.eye(3)[y] * 3 + rng.normal(size=(300, 3)) * 0.3).astype(np.float32)
+    cfg = dataclasses.replace(smoke_cfg.probe, max_epochs=30, patience=5)
+    probe = train_probe(x[:150], y[:150], x[150:200], y[150:200], cfg, task="single_label")
+    assert accuracy(y[200:], probe.predict(x[200:])) > 0.9
+
+
+def test_probe_errors_name_the_split(smoke_cfg):
+    x, y = _separable(50)
+    with pytest.raises(ValueError, match="train split is empty"):
+        train_probe(x[:0], y[:0], x, y, smoke_cfg.probe)
+    with pytest.raises(ValueError, match="valid split is single-class"):
+        train_probe(x, y, x[:5], np.zeros_like(y[:5]), smoke_cfg.probe)
+    with pytest.raises(ValueError, match="train split holds a single class"):
+        check_split(np.zeros(10, int), "train", "single_label")
+    with pytest.raises(ValueError, match="unknown probe protocol"):
+        train_probe(x, y, x, y, dataclasses.replace(smoke_cfg.probe, protocol="svm"))
+
+
+def test_limited_data_subsets_reproducible_nested_covering(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = (rng.random((500, 30)) < rng.uniform(0.005, 0.2, 30)).astype(np.uint8)
+    fr = (0.01, 0.05, 0.1, 0.2, 1.0)
+    a = limited_data_subsets(labels, fr, draws=4, seed=3)
+    b = limited_data_subsets(labels, fr, draws=4, seed=3)
+    c = limited_data_subsets(labels, fr, draws=4, seed=4)
+    assert all(np.array_equal(x, y) for f in fr for x, y in zip(a[f], b[f]))
+    assert not np.array_equal(a[0.05][0], c[0.05][0])
+    assert len(a[1.0]) == 1 and np.array_equal(a[1.0][0], np.arange(500))
+    for d in range(4):
+        assert len(a[0.01][d]) == 5 and len(a[0.2][d]) == 100
+        for small, big in zip(fr[:-1], fr[1:]):  # nested within a draw
+            assert set(a[small][d]) <= set(big_ for big_ in (a[big][0] if big == 1.0 else a[big][d]))
+        # every tag with a positive in train is represented once the subset is big enough
+        assert (labels[a[0.1][d]].sum(0) > 0).sum() == (labels.sum(0) > 0).sum()
+    assert len({tuple(a[0.05][d]) for d in range(4)}) == 4  # draws differ
+    path = save_subsets(tmp_path / "subsets.json", a, np.arange(1000, 1500), seed=3)
+    back = load_subsets(path)
+    assert np.array_equal(back[0.05][2], a[0.05][2] + 1000)
+
+
+def test_extract_embeddings_chunks_pool_and_cache(smoke_cfg, smoke_store):
+    src = resolve_source(LogMelStats(), smoke_cfg, name="handcrafted-test")
+    t0 = time.perf_counter()
+    emb = extract_embeddings(src, smoke_store, "valid", smoke_cfg, keep_chunks=True, progress=False)
+    first = time.perf_counter() - t0
+    idx = smoke_store.indices("valid")
+    seg = smoke_cfg.audio.segment_samples
+    n_chunks = np.maximum(np.asarray(smoke_store.lengths)[idx] // seg, 1)
+    assert emb.track.shape == (len(idx), 2 * smoke_cfg.audio.n_mels)
+    assert np.array_equal(emb.indices, idx)
+    assert np.array_equal(np.bincount(emb.chunk_track), n_chunks)
+    assert np.allclose(emb.track[0], emb.chunks[emb.chunk_track == 0].mean(0), atol=1e-5)
+    t0 = time.perf_counter()
+    again = extract_embeddings(src, smoke_store, "valid", smoke_cfg, progress=False)
+    assert np.array_equal(again.track, emb.track) and time.perf_counter() - t0 < max(first, 0.5)
+
+
+def test_extract_embeddings_of_an_encoder_module(smoke_cfg, smoke_store):
+    from workbench.encoder import build_encoder
+
+    torch.manual_seed(0)
+    enc = build_encoder(smoke_cfg.encoder, smoke_cfg.audio)
+    emb = extract_embeddings(enc, smoke_store, "test", smoke_cfg, progress=False)
+    assert emb.track.shape == (len(smoke_store.indices("test")), smoke_cfg.encoder.output_dim)
+    assert np.isfinite(emb.track).all()
+
+
+def test_run_evaluation_writes_report(smoke_cfg, smoke_store, tmp_path):
+    from workbench.evaluate import run_evaluation
+
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(smoke_cfg, eval=dataclasses.replace(smoke_cfg.eval, baselines=("handcrafted", "random"),
+                                                                  bootstrap_resamples=50))
+    enc = LogMelStats()
+    enc.name = "simclr"  # a stand-in "method" so the harness runs without pretraining
+    out = run_evaluation(cfg, [enc], out_dir=tmp_path / "report", progress=False)
+    import pandas as pd
+
+    table = pd.read_csv(out / "results.csv")
+    assert set(table.method) == {"simclr", "handcrafted", "random"}
+    assert set(table.fraction) == set(cfg.eval.fractions) | {1.0}
+    assert {"point", "mean", "ci_low", "ci_high", "n_undefined_tags", "checkpoint", "config_hash"} <= set(table.columns)
+    assert (table.ci_low <= table.ci_high).all()
+    for name in ("report.md", "results.md", "pairs.csv", "limited.csv", "bootstrap.npz", "subsets.json",
+                 "fig1_dots.png", "fig2_limited.png", "paired_differences.png"):
+        assert (out / name).exists(), name

@@ -1,0 +1,131 @@
+"""The five methods: two CPU training steps each on the smoke corpus, the registry, schedules."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+
+from workbench.methods import METHODS, build_method
+
+
+def _cfg(smoke_cfg, name, **method):
+    return replace(smoke_cfg, method=replace(smoke_cfg.method, name=name, **method))
+
+
+@pytest.fixture(scope="module")
+def smoke_views(smoke_cfg, smoke_store):
+    """Two batches of mel views (V x (B, 1, F, T)) cut from the smoke corpus."""
+    from workbench.audio import MelFrontend
+    from workbench.data import pretrain_indices
+    from workbench.data.views import ViewSampler
+
+    sampler = ViewSampler.from_config(smoke_store, pretrain_indices(smoke_store), smoke_cfg)
+    frontend = MelFrontend.from_config(smoke_cfg.audio)
+    batches = []
+    for _ in range(2):
+        waves = sampler.sample(smoke_cfg.train.batch_size).views
+        mel = frontend(torch.cat(waves))
+        batches.append(list(mel.split(waves[0].shape[0])))
+    return batches
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_two_training_steps(name, smoke_cfg, smoke_views):
+    cfg = _cfg(smoke_cfg, name)
+    method = build_method(cfg)
+    assert isinstance(method.encoder, torch.nn.Module)
+    opt = torch.optim.AdamW([p for p in method.parameters() if p.requires_grad], lr=1e-3)
+    teacher_before = {k: v.clone() for k, v in method.state_dict().items() if k.startswith("teacher.")}
+    for step, views in enumerate(smoke_views, start=1):
+        loss, logs = method.training_step(views, step)
+        assert loss.dim() == 0 and torch.isfinite(loss), (name, loss)
+        assert all(not v.requires_grad for v in logs.values())
+        opt.zero_grad()
+        loss.backward()
+        grads = [p.grad for p in method.encoder.parameters() if p.grad is not None]
+        assert grads and any(g.abs().sum() > 0 for g in grads), f"{name}: no gradient reaches the encoder"
+        opt.step()
+        method.after_step(step)
+    if teacher_before:  # BYOL, DINO: the EMA teacher moved, and only a little
+        moved = [not torch.equal(method.state_dict()[k], v) for k, v in teacher_before.items() if v.is_floating_point()]
+        assert any(moved)
+    B = smoke_views[0][0].shape[0]
+    mel = smoke_views[0][0]
+    assert method.embed(mel).shape == (B, cfg.encoder.output_dim)
+    assert method.project(mel).shape[0] == B
+    assert all(math.isfinite(v) for v in method.schedule_state().values())
+
+
+def test_three_views_average_over_pairs(smoke_cfg, smoke_views):
+    """V = 3: the loss is the mean over view pairs of the two-view loss (one backbone pass)."""
+    from workbench.losses import barlow_twins_loss
+
+    method = build_method(_cfg(smoke_cfg, "barlow_twins")).eval()  # eval: BatchNorm per row, no batch mixing
+    v = smoke_views[0]
+    views = [v[0], v[1], v[0].flip(-1)]
+    loss, _ = method.training_step(views, 1)
+    zs = [method.project(x) for x in views]
+    expected = sum(barlow_twins_loss(zs[i], zs[j])[0] for i, j in ((0, 1), (0, 2), (1, 2))) / 3
+    torch.testing.assert_close(loss, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_unknown_method_lists_valid_names(smoke_cfg):
+    with pytest.raises(ValueError) as err:
+        build_method(_cfg(smoke_cfg, "swav"))
+    for name in METHODS:
+        assert name in str(err.value)
+
+
+def test_views_are_checked(smoke_cfg, smoke_views):
+    method = build_method(_cfg(smoke_cfg, "simclr"))
+    with pytest.raises(ValueError, match=r"\(B, 1, F, T\)"):
+        method.training_step([smoke_views[0][0][:, 0], smoke_views[0][1][:, 0]], 1)
+
+
+@pytest.mark.parametrize("name", ["byol", "dino"])
+def test_ema_momentum_reaches_one_only_in_reference_mode(name, smoke_cfg):
+    steps = smoke_cfg.train.steps
+    ref = build_method(_cfg(smoke_cfg, name, fidelity="reference"))
+    code = build_method(_cfg(smoke_cfg, name, fidelity="paper-code"))
+    assert ref.momentum(1) >= smoke_cfg.method.ema_momentum
+    assert ref.momentum(steps) == pytest.approx(1.0)
+    assert code.momentum(steps) < 0.9961  # 999-epoch cosine, not capped at the run (PAPER.md 5)
+    m = [ref.momentum(s) for s in range(1, steps + 1)]
+    assert m == sorted(m)
+
+
+def test_dino_teacher_temperature_warmup(smoke_cfg):
+    cfg = replace(_cfg(smoke_cfg, "dino", warmup_teacher_temp_epochs=2),
+                  train=replace(smoke_cfg.train, steps_per_epoch=10, steps=40))
+    dino = build_method(cfg)
+    assert dino.teacher_temp(0) == pytest.approx(0.02)
+    assert dino.teacher_temp(10) == pytest.approx(0.03)
+    assert dino.teacher_temp(20) == dino.teacher_temp(40) == pytest.approx(0.04)
+    assert dino.schedule_state()["student_temp"] == pytest.approx(0.1)
+
+
+def test_dino_center_and_local_crops(smoke_cfg, smoke_views):
+    dino = build_method(_cfg(smoke_cfg, "dino", n_local_crops=2))
+    views = smoke_views[0]
+    crops = dino.local_crops(views, step=1)
+    assert len(crops) == 2 and crops[0].shape == views[0].shape
+    torch.testing.assert_close(dino.local_crops(views, step=1)[1], crops[1])  # seeded by the step
+    loss, _ = dino.training_step(views, 1)
+    assert torch.isfinite(loss)
+    assert dino.center.center.abs().sum() > 0  # updated from the teacher logits
+    s, t = dino.logits(views[0])
+    assert s.shape == t.shape == (views[0].shape[0], smoke_cfg.method.n_prototypes)
+
+    off = build_method(_cfg(smoke_cfg, "dino", use_centering=False))
+    off.training_step(views, 1)
+    assert off.center.center.abs().sum() == 0
+
+
+def test_byol_without_predictor(smoke_cfg, smoke_views):
+    byol = build_method(_cfg(smoke_cfg, "byol", use_predictor=False))
+    assert not any("predictor" in n for n, _ in byol.named_parameters())
+    loss, _ = byol.training_step(smoke_views[0], 1)
+    assert torch.isfinite(loss)

@@ -1,0 +1,162 @@
+"""``python -m workbench.bench augment``: our batched chain against two peers, side by side.
+
+The chain is gain, polarity inversion, white noise at a random SNR, high-pass and low-pass,
+each applied to every example (p = 1, the most work) with the same ranges in all three:
+
+- ours: `workbench.augment` on the whole batch, one call per transform;
+- torch-audiomentations 0.12 (``Compose`` of Gain, PolarityInversion, AddColoredNoise,
+  HighPassFilter, LowPassFilter, all ``per_example``);
+- CLMR's way: a per-example CPU loop over torchaudio-augmentations 0.2.4 modules wrapped in
+  ``RandomApply``, as its dataset ``__getitem__`` runs them. That package no longer imports on
+  torchaudio >= 2.9 (it imports ``torchaudio.sox_effects`` through its pitch/reverb modules),
+  so its pure-torch modules are loaded one by one from their files.
+
+Prints clips per second and our speed-up over each peer, on CPU and, when present, on CUDA
+(the CLMR loop stays on the CPU, where its data loader runs it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import site
+import statistics
+import sys
+import sysconfig
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Callable
+
+import torch
+
+from workbench import augment as A
+
+GAIN_DB = (-20.0, -1.0)  # torchaudio-augmentations Gain defaults
+SNR_DB = (40.0, 80.0)  # torchaudio-augmentations Noise: std ratio 1e-4..1e-2
+HIGHPASS = (200.0, 1200.0)  # torchaudio-augmentations HighPassFilter defaults
+LOWPASS = (2200.0, 4000.0)  # torchaudio-augmentations LowPassFilter defaults
+
+
+def ours(sample_rate: int) -> Callable:
+    chain = A.Chain(wave=[
+        A.Gain(*GAIN_DB), A.PolarityInversion(), A.Noise(*SNR_DB),
+        A.HighPass(sample_rate, *HIGHPASS), A.LowPass(sample_rate, *LOWPASS),
+    ])
+    return lambda x, g: chain.wave(x, g)
+
+
+def torch_audiomentations(sample_rate: int) -> Callable:
+    import torch_audiomentations as T
+
+    kw = dict(p=1.0, mode="per_example", sample_rate=sample_rate, output_type="dict")
+    compose = T.Compose([
+        T.Gain(min_gain_in_db=GAIN_DB[0], max_gain_in_db=GAIN_DB[1], **kw),
+        T.PolarityInversion(**kw),
+        T.AddColoredNoise(min_snr_in_db=SNR_DB[0], max_snr_in_db=SNR_DB[1], min_f_decay=0.0, max_f_decay=0.0, **kw),
+        T.HighPassFilter(min_cutoff_freq=HIGHPASS[0], max_cutoff_freq=HIGHPASS[1], **kw),
+        T.LowPassFilter(min_cutoff_freq=LOWPASS[0], max_cutoff_freq=LOWPASS[1], **kw),
+    ], output_type="dict")
+    return lambda x, g: compose(x.unsqueeze(1), sample_rate=sample_rate).samples.squeeze(1)
+
+
+def _load_file(path: Path, name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _torchaudio_augmentations_dir() -> Path:
+    """The installed package folder, found by path (importing it fails on torchaudio >= 2.9)."""
+    roots = [sysconfig.get_paths()["purelib"], *site.getsitepackages(), *sys.path]
+    for root in roots:
+        folder = Path(root) / "torchaudio_augmentations"
+        if (folder / "augmentations").is_dir():
+            return folder
+    raise ModuleNotFoundError("torchaudio-augmentations is not installed (pip install 'workbench[bench]')")
+
+
+def clmr_loop(sample_rate: int) -> Callable:
+    folder = _torchaudio_augmentations_dir()
+    aug = {n: _load_file(folder / "augmentations" / f"{n}.py", f"_taa_{n}")
+           for n in ("gain", "noise", "polarity_inversion", "filter")}
+    random_apply = _load_file(folder / "apply.py", "_taa_apply").RandomApply
+    transforms = [
+        random_apply([aug["gain"].Gain(*GAIN_DB)], p=1.0),
+        random_apply([aug["polarity_inversion"].PolarityInversion()], p=1.0),
+        random_apply([aug["noise"].Noise(min_snr=1e-4, max_snr=1e-2)], p=1.0),
+        random_apply([aug["filter"].HighPassFilter(sample_rate, *HIGHPASS)], p=1.0),
+        random_apply([aug["filter"].LowPassFilter(sample_rate, *LOWPASS)], p=1.0),
+    ]
+
+    def run(x: torch.Tensor, g) -> torch.Tensor:
+        out = []
+        for clip in x.cpu():  # CLMR: one (1, S) clip per __getitem__
+            clip = clip.unsqueeze(0)
+            for t in transforms:
+                clip = t(clip)
+            out.append(clip)
+        return torch.cat(out)
+
+    return run
+
+
+def _timed(fn: Callable, x: torch.Tensor, generator) -> float:
+    """Seconds for one batch (synchronised on CUDA)."""
+    sync = torch.cuda.synchronize if x.device.type == "cuda" else (lambda: None)
+    sync()
+    start = time.perf_counter()
+    fn(x, generator)
+    sync()
+    return time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m workbench.bench augment", description=__doc__.split("\n")[0])
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--sample-rate", type=int, default=16_000)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--device", action="append", help="cpu and/or cuda (default: cpu, plus cuda when present)")
+    args = parser.parse_args(argv)
+    devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    sr = args.sample_rate
+    print(f"[bench augment] batch {args.batch} x {args.seconds:g} s at {sr} Hz, {args.repeats} interleaved rounds "
+          f"after {args.warmup} warm-up, torch {torch.__version__}, {torch.get_num_threads()} CPU threads", flush=True)
+    print("chain: gain, polarity, white noise (SNR), high-pass, low-pass; p = 1 for each transform; "
+          "figures: median over rounds (best in brackets)")
+    peers = {"ours (workbench.augment)": ours, "torch-audiomentations 0.12": torch_audiomentations,
+             "CLMR loop (torchaudio-augmentations 0.2.4)": clmr_loop}
+    for device in devices:
+        torch.manual_seed(0)
+        x = (0.3 * torch.randn(args.batch, int(args.seconds * sr))).to(device)
+        generator = torch.Generator(device=device).manual_seed(0)
+        fns: dict[str, Callable] = {}
+        for name, build in peers.items():
+            try:
+                fns[name] = build(sr)
+            except Exception as err:  # a missing peer must not hide our own figure
+                print(f"  {device:5s} {name:45s} unavailable: {err}")
+        inputs = {n: (x.cpu() if n.startswith("CLMR") else x) for n in fns}  # CLMR's loop runs on the CPU
+        gens = {n: (generator if inputs[n].device == x.device else None) for n in fns}
+        times: dict[str, list[float]] = {n: [] for n in fns}
+        with torch.no_grad():
+            for _ in range(args.warmup):
+                for n, fn in fns.items():
+                    _timed(fn, inputs[n], gens[n])
+            for _ in range(args.repeats):  # interleaved, so a busy moment hits every peer alike
+                for n, fn in fns.items():
+                    times[n].append(_timed(fn, inputs[n], gens[n]))
+        rate = {n: args.batch / statistics.median(t) for n, t in times.items()}
+        best = {n: args.batch / min(t) for n, t in times.items()}
+        key = "ours (workbench.augment)"
+        for n in fns:
+            where = "cpu" if n.startswith("CLMR") else device
+            ratio = f"  ours {rate[key] / rate[n]:5.1f}x faster" if key in rate and n != key else ""
+            print(f"  {device:5s} {n:45s} ({where}) {rate[n]:8.1f} clips/s ({best[n]:7.1f}){ratio}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

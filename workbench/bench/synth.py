@@ -1,0 +1,54 @@
+"""``python -m workbench.bench synth [--tracks N] [--profile demo] [--no-corpus]``
+
+Prints the embedded corpus's generation speed: the real-time factor of one core (seconds of
+audio generated per second, tracks generated one after the other in this process, every style
+in turn; aim: 200x or more) and the wall time to build the profile's whole corpus with the
+process pool into a temporary folder (goal for ``demo``: at most 2 minutes on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from workbench.config import announce, load_profile
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m workbench.bench synth", description=__doc__.splitlines()[2])
+    parser.add_argument("--tracks", type=int, default=30, help="tracks for the per-core real-time factor")
+    parser.add_argument("--profile", default="demo", help="profile whose corpus is timed")
+    parser.add_argument("--workers", type=int, default=None, help="processes for the corpus build (default 2)")
+    parser.add_argument("--no-corpus", action="store_true", help="skip the whole-corpus build")
+    args = parser.parse_args(argv)
+
+    from workbench.data.synth import STYLES, build_corpus, generate_track
+
+    cfg = load_profile(args.profile)
+    announce(cfg, "bench synth")
+    styles = list(STYLES)
+    generate_track(0, style=styles[0])  # warm-up: imports, caches
+    audio_s = 0.0
+    t0 = time.perf_counter()
+    for i in range(args.tracks):
+        audio, _, _ = generate_track(1000 + i, style=styles[i % len(styles)])
+        audio_s += len(audio) / 16_000
+    dt = time.perf_counter() - t0
+    print(f"generation, 1 core: {args.tracks} tracks, {audio_s:.0f} s of audio in {dt:.2f} s "
+          f"-> real-time factor {audio_s / dt:.0f}x per core (aim >= 200x)")
+
+    if args.no_corpus:
+        return
+    c = cfg.corpus
+    n = c.n_pool + c.n_train + c.n_valid + c.n_test
+    workers = args.workers or min(2, os.cpu_count() or 1)
+    with tempfile.TemporaryDirectory(prefix="bench-synth-") as tmp:
+        t0 = time.perf_counter()
+        store = build_corpus(c, root=Path(tmp) / "corpus", progress=False, workers=workers)
+        dt = time.perf_counter() - t0
+        hours = store.lengths.sum() / store.sample_rate / 3600
+    print(f"{args.profile} corpus: {n} tracks ({hours:.2f} h of audio) built in {dt:.1f} s on {workers} "
+          f"processes (goal for demo: <= 120 s on 2 cores) -> {hours * 3600 / dt:.0f}x real time overall")

@@ -1,0 +1,219 @@
+"""One training step: our trainer vs a per-view loop in the released code's structure.
+
+``python -m workbench.bench train [--profile paper] [--method simclr] [--batch N] [--steps 5]
+[--device cpu|cuda|all]``
+
+Both sides start from the same weights, see the same batch of waveform views and take one
+AdamW step (forward, backward, clip, step, EMA where the method has one):
+
+- ours: `workbench.train.ViewPipeline` (one mel pass over all views) then ``method(views, step)``
+  (all views through the backbone in ONE pass, losses without host reads), as in
+  `workbench.train.pretrain`;
+- reference (deezer/multi-view-ssl-benchmark's structure): for each view, the mel front end and
+  the backbone are called separately, and each forward copies the embedding norms to the host
+  (``.cpu()``, the release's logging); the loss reads ``.item()`` inside. For SimCLR the
+  release's NT-Xent (an (N, N, D) broadcast of cosine similarities, PAPER.md 7) is used.
+
+A clip is one 4 s view through the backbone. Model FLOPs are counted once with
+``torch.utils.flop_counter.FlopCounterMode`` over our forward + backward (the same model
+FLOPs are credited to both sides); MFU = FLOPs / step time / peak. CPU peak: the FLOP/s of a
+large float32 matmul measured here (an honest ceiling for this machine); GPU peak: the dense
+bf16 figure of the card (H100 SXM 989 TFLOP/s, H200 the same) when known, else a measured
+bf16 matmul. On the GPU the trainer side runs in bf16 autocast with channels_last, with and
+without ``torch.compile``; the reference side in float32 as released.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+from dataclasses import replace
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+GPU_PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12}
+
+
+def release_nt_xent(z1: Tensor, z2: Tensor, temperature: float = 0.1) -> Tensor:
+    """The release's NT-Xent: (N, N, D) broadcast of cosines, loss value read with .item()."""
+    z = torch.cat([z1, z2])  # (N, D), N = 2B
+    n, b = z.shape[0], z1.shape[0]
+    sim = F.cosine_similarity(z[:, None, :], z[None, :, :], dim=-1) / temperature  # (N, N) via (N, N, D)
+    sim = sim.masked_fill(torch.eye(n, dtype=torch.bool, device=z.device), float("-inf"))
+    pos = torch.cat([torch.arange(b, n), torch.arange(0, b)]).to(z.device)
+    loss = F.cross_entropy(sim, pos)
+    _ = loss.item()  # the release logs every loss term inside the loss
+    return loss
+
+
+class ReleasedStyleStep:
+    """SimCLR per-view loop: front end and backbone once per view, a host copy of the embedding
+    norms each time, the release's NT-Xent with ``.item()`` inside."""
+
+    def __init__(self, method: nn.Module, frontend: nn.Module):
+        self.method, self.frontend = method, frontend
+
+    def __call__(self, waves: list[Tensor], step: int) -> Tensor:
+        m = self.method
+        zs = []
+        for w in waves:
+            h = m.encoder(self.frontend(w))
+            _ = h.norm(dim=1).mean().cpu()  # the release's embedding-norm logging, every forward
+            zs.append(m.projector(h))
+        return release_nt_xent(zs[0], zs[1], m.temperature)
+
+
+def _matmul_peak(device: torch.device, dtype: torch.dtype) -> float:
+    n = 2048 if device.type == "cpu" else 8192
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(2):
+        a @ b
+    _sync(device)
+    reps = 5 if device.type == "cpu" else 50
+    t = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    _sync(device)
+    return 2 * n ** 3 * reps / (time.perf_counter() - t)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _time(fn, steps: int, device: torch.device) -> float:
+    """Seconds per call after two warm-up calls."""
+    for s in range(2):
+        fn(s + 1)
+    _sync(device)
+    t = time.perf_counter()
+    for s in range(steps):
+        fn(s + 3)
+    _sync(device)
+    return (time.perf_counter() - t) / steps
+
+
+def bench_device(cfg, device: torch.device, batch: int, steps: int) -> list[dict]:
+    from workbench.audio import MelFrontend
+    from workbench.methods import build_method
+    from workbench.train import ViewPipeline, build_optimizer
+
+    g = torch.Generator().manual_seed(0)
+    waves = [torch.randn(batch, cfg.audio.segment_samples, generator=g).mul_(0.1) for _ in range(cfg.views.n_views)]
+    base = build_method(cfg)
+    clips = batch * len(waves)
+    rows = []
+
+    def our_step(method, model, pipeline, opt, autocast):
+        def step(s):
+            views = pipeline(waves, None, device)
+            with autocast:
+                loss, _ = model(views, s)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_([p for p in method.parameters() if p.requires_grad], cfg.train.grad_clip)
+            opt.step()
+            method.after_step(s)
+        return step
+
+    # FLOPs of one forward + backward of our step (model FLOPs, the same for both sides)
+    from torch.utils.flop_counter import FlopCounterMode
+
+    method = copy.deepcopy(base).to(device)
+    pipeline = ViewPipeline(replace(cfg, train=replace(cfg.train, channels_last=False)), device)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        loss, _ = method(pipeline(waves, None, device), 1)
+        loss.backward()
+    flops = counter.get_total_flops()
+
+    if device.type == "cpu":
+        peak, peak_what = _matmul_peak(device, torch.float32), "measured fp32 matmul"
+    else:
+        name = torch.cuda.get_device_name(device)
+        known = [v for k, v in GPU_PEAK_BF16.items() if k in name]
+        peak, peak_what = (known[0], f"{name} dense bf16") if known else (_matmul_peak(device, torch.bfloat16),
+                                                                          "measured bf16 matmul")
+
+    variants = [("reference (per-view loop, fp32)", "ref", False, False, False)]
+    if device.type == "cpu":
+        variants += [("ours (fp32)", "ours", False, False, False)]
+    else:
+        variants += [("ours (fp32)", "ours", False, False, False),
+                     ("ours (bf16, channels_last)", "ours", True, True, False),
+                     ("ours (bf16, channels_last, compile)", "ours", True, True, True)]
+    for label, side, bf16, channels_last, compiled in variants:
+        method = copy.deepcopy(base).to(device)
+        opt = build_optimizer(method, cfg.train.optimizer, cfg.train.lr, cfg.train.weight_decay)
+        if side == "ref":
+            frontend = MelFrontend.from_config(cfg.audio).to(device)
+            ref = ReleasedStyleStep(method, frontend)
+
+            def step(s, ref=ref, method=method, opt=opt):
+                loss = ref([w.to(device) for w in waves], s)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_([p for p in method.parameters() if p.requires_grad], cfg.train.grad_clip)
+                opt.step()
+                method.after_step(s)
+        else:
+            if channels_last:
+                method = method.to(memory_format=torch.channels_last)
+            if compiled:
+                method.encoder.compile()
+            tc = replace(cfg.train, channels_last=channels_last)
+            pipeline = ViewPipeline(replace(cfg, train=tc), device)
+            autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else torch.autocast(device.type, enabled=False)
+            step = our_step(method, method, pipeline, opt, autocast)
+        sec = _time(step, steps, device)
+        rows.append({"device": str(device), "variant": label, "step_s": sec, "clips_per_s": clips / sec,
+                     "gflop_per_step": flops / 1e9, "mfu": flops / sec / peak, "peak": f"{peak / 1e12:.2f} TFLOP/s ({peak_what})"})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m workbench.bench train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--profile", default="paper", help="model sizes of this profile (default: paper)")
+    p.add_argument("--method", default="simclr")
+    p.add_argument("--batch", type=int, default=None, help="examples per step (default: 16 on CPU, 256 on GPU)")
+    p.add_argument("--steps", type=int, default=3, help="timed steps after two warm-up steps")
+    p.add_argument("--device", default="all", choices=("cpu", "cuda", "all"))
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    args = p.parse_args(argv or [])
+
+    from workbench.config import apply_overrides, load_profile
+
+    if args.method != "simclr":
+        raise SystemExit("the per-view reference is written for simclr (the release's contrastive task); "
+                         "use --method simclr")
+    cfg = apply_overrides(load_profile(args.profile), [f"method.name={args.method}", *args.overrides])
+    devices = []
+    if args.device in ("cpu", "all"):
+        devices.append(torch.device("cpu"))
+    if args.device in ("cuda", "all") and torch.cuda.is_available():
+        devices.append(torch.device("cuda"))
+    print(f"training step, {args.method}, profile {args.profile} model: width {cfg.encoder.width}, "
+          f"layers {cfg.encoder.layers}, output {cfg.encoder.output_dim}; {cfg.views.n_views} views; "
+          f"torch threads {torch.get_num_threads()}")
+    for device in devices:
+        batch = args.batch or (16 if device.type == "cpu" else 256)
+        rows = bench_device(cfg, device, batch, args.steps)
+        ref = rows[0]["clips_per_s"]
+        print(f"\n{device} | batch {batch} x {cfg.views.n_views} views | {rows[0]['gflop_per_step']:.1f} GFLOP/step "
+              f"(forward + backward) | peak {rows[0]['peak']}")
+        print(f"{'variant':40s} {'step s':>8s} {'clips/s':>9s} {'MFU':>7s} {'vs ref':>7s}")
+        for r in rows:
+            print(f"{r['variant']:40s} {r['step_s']:8.3f} {r['clips_per_s']:9.1f} {100 * r['mfu']:6.2f}% "
+                  f"{r['clips_per_s'] / ref:6.2f}x")
+    if not torch.cuda.is_available():
+        print("\n(no GPU here: GPU rows skipped)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,570 @@
+"""The embedded corpus: procedurally composed multi-instrument music with multi-label tags.
+
+No dataset can be downloaded, so the default data is generated. A track is drawn from a seed:
+a style (tempo range, drum patterns, chord progressions, mode prior, instrumentation priors),
+then a key, mode, tempo, dynamics, brightness and a set of instruments. Its form is a sequence
+of 4-bar sections (A, B, A, C, ...): sections change the chords, melody, drum pattern and
+accompaniment figures, but never the track's identity (style, key, tempo, instruments, sound),
+so that two segments of one track share what its tags describe. The score (note events) is
+rendered by the timbres of `workbench.data.synth_instruments`, mixed, put in a synthetic room
+and, for loud tracks, driven into a soft clipper.
+
+Tags (`TAG_FAMILIES`) are computed from the score and the track parameters (style, instruments
+present, mood from mode / tempo / brightness / dynamics, tempo class, vocal, loud/quiet,
+solo/ensemble). The store's labels are weak: each true tag is dropped with probability
+``CorpusConfig.label_dropout`` (MagnaTagATune's missing tags); the clean tags stay in the
+``tags_clean`` column and the scores in ``scores.jsonl``, both in the store folder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.signal import fftconvolve
+
+from workbench.config import CorpusConfig, config_hash, data_dir
+from workbench.data import synth_instruments as si
+from workbench.data.store import AudioStore, StoreWriter
+
+SPLITS = ("pool", "train", "valid", "test")
+SCORES = "scores.jsonl"
+
+
+@dataclass(frozen=True)
+class Style:
+    """A genre-like style: the priors a track of this style is drawn from."""
+
+    tempo: tuple[float, float]  # bpm range
+    p_minor: float
+    progressions: tuple[tuple[int, ...], ...]  # scale degrees (0 = tonic), one chord a bar
+    drums: tuple[dict[str, str], ...]  # patterns: drum -> one char a 16th ('x' accent, 'o' hit, '.' ghost)
+    instruments: dict[str, float]  # probability that an ensemble track has each instrument
+    bass: str  # bass figure, see `_bass_line`
+    comp: str  # accompaniment figure of plucked / struck instruments, see `_comp_line`
+    lead_density: float  # probability of a melody onset on each 8th (16th when lead_step is 1)
+    dynamics: tuple[float, float]
+    brightness: tuple[float, float]
+    rt60: tuple[float, float]
+    beats: int = 4
+    lead_step: int = 2  # melody grid in 16ths
+    sevenths: float = 0.1
+    swing: float = 0.0  # delay of the off-beat 16th pairs, as a fraction of a 16th
+    p_solo: float = 0.0
+    solo: tuple[str, ...] = ("piano",)
+    kit: str = "acoustic"
+    chord_bars: int = 1  # bars per chord
+
+
+def _p(**kw: str) -> dict[str, str]:
+    return kw
+
+
+ROCK_BEAT = _p(kick="x-------x-x-----", snare="----x-------x---", hat="x-o-x-o-x-o-x-o-")
+BACKBEAT = _p(kick="x-------x-------", snare="----x-------x---", hat="o-o-o-o-o-o-o-o-")
+STYLES: dict[str, Style] = {
+    "rock": Style((100, 150), 0.4, ((0, 3, 0, 4), (5, 3, 0, 4), (0, 4, 3, 3), (0, 5, 3, 4)),
+                  (ROCK_BEAT, _p(kick="x-----x-x-------", snare="----x-------x--.", hat="x-x-x-x-x-x-x-x-"),
+                   _p(kick="x-------x-x-----", snare="----x-------x---", ride="x-o-x-o-x-o-x-o-", crash="x---------------")),
+                  dict(drums=.95, bass=.9, guitar=.9, piano=.25, organ=.3, voice=.55, strings=.12, brass=.1, pad=.12,
+                       flute=.03, bells=.03, marimba=.02), "roots8", "strum", .35, (.55, 1.0), (.45, .95), (.5, 1.2)),
+    "pop": Style((88, 128), 0.3, ((0, 4, 5, 3), (5, 3, 0, 4), (0, 5, 3, 4), (3, 0, 4, 5)),
+                 (BACKBEAT, _p(kick="x--x----x-------", clap="----x-------x---", hat="xoxoxoxoxoxoxoxo"),
+                  _p(kick="x-------x--x----", snare="----x-------x---", hat="--o---o---o---o-")),
+                 dict(drums=.9, bass=.85, guitar=.5, piano=.6, pad=.4, strings=.3, voice=.65, bells=.15, brass=.15,
+                      organ=.1, flute=.1, marimba=.1), "roots", "block", .45, (.4, .9), (.4, .85), (.5, 1.3),
+                 sevenths=.2, p_solo=.05, solo=("piano", "guitar")),
+    "jazz": Style((70, 190), 0.45, ((1, 4, 0, 0), (0, 5, 1, 4), (2, 5, 1, 4), (0, 3, 1, 4)),
+                  (_p(ride="x---x-.xx---x-.x", hat="----x-------x---", kick="x---------.-----", snare="------.-------.-"),
+                   _p(ride="x---x--xx---x--x", hat="----x-------x---", snare="--.-----.--.----")),
+                  dict(drums=.85, bass=.95, piano=.8, brass=.55, guitar=.35, organ=.25, voice=.35, flute=.25, strings=.1,
+                       bells=.05, marimba=.1, pad=.02), "walking", "jazz", .55, (.3, .8), (.3, .75), (.6, 1.4),
+                  sevenths=1.0, swing=.33, p_solo=.12, solo=("piano", "guitar")),
+    "electronic": Style((118, 140), 0.6, ((0, 5, 2, 6), (0, 0, 5, 5), (0, 6, 5, 6), (5, 3, 0, 4)),
+                        (_p(kick="x---x---x---x---", clap="----x-------x---", open_hat="--x---x---x---x-", hat="xxxxxxxxxxxxxxxx"),
+                         _p(kick="x---x---x---x---", snare="----x-------x---", hat="o-x-o-x-o-x-o-x-")),
+                        dict(drums=.98, bass=.95, pad=.8, bells=.4, piano=.3, strings=.2, voice=.3, guitar=.05, brass=.1,
+                             organ=.1, marimba=.2, flute=.05), "octaves", "arp16", .4, (.5, 1.0), (.4, 1.0), (.6, 1.5),
+                        kit="electronic", sevenths=.3),
+    "classical": Style((60, 140), 0.45, ((0, 3, 4, 0), (0, 1, 4, 0), (0, 5, 3, 4), (0, 4, 5, 2), (3, 4, 0, 0)),
+                       (), dict(strings=.85, piano=.5, flute=.5, brass=.35, bells=.1, organ=.2, marimba=.05, voice=.2,
+                                bass=.4, guitar=.1, drums=.0, pad=.05), "sustain", "arp", .5, (.15, .8), (.2, .7),
+                       (1.5, 2.5), beats=3, p_solo=.25, solo=("piano", "guitar", "organ")),
+    "folk": Style((80, 130), 0.35, ((0, 3, 0, 4), (0, 4, 0, 4), (0, 3, 4, 0), (5, 3, 0, 4)),
+                  (_p(kick="x-----------", hat="o---o---o---", rim="----x---x---"),
+                   _p(kick="x-----x-----", hat="o-o-o-o-o-o-")),
+                  dict(guitar=.95, voice=.65, flute=.35, strings=.3, piano=.2, bass=.5, drums=.35, marimba=.1,
+                       organ=.05, bells=.05, brass=.05, pad=.05), "roots", "arp", .45, (.2, .7), (.3, .7), (.5, 1.2),
+                  beats=3, p_solo=.2, solo=("guitar",)),
+    "ambient": Style((55, 85), 0.5, ((0, 3), (0, 5), (3, 0, 5, 4)),
+                     (_p(kick="x---------------", hat="--------o-------"),),
+                     dict(pad=.95, bells=.6, strings=.45, piano=.4, flute=.25, voice=.2, marimba=.15, guitar=.2, bass=.35,
+                          drums=.15, organ=.1, brass=.05), "sustain", "arp", .18, (.1, .5), (.05, .55), (2.5, 4.0),
+                     sevenths=.5, p_solo=.15, solo=("piano", "bells"), kit="electronic", chord_bars=2),
+    "funk": Style((90, 118), 0.6, ((0, 0, 0, 3), (0, 3, 0, 3), (1, 4, 1, 4)),
+                  (_p(kick="x--x--x---x--x--", snare="----x--.-.--x--.", hat="xoxoxoxoxoxoxoxo"),
+                   _p(kick="x-x---x--x--x---", snare="----x-.-.---x-..", hat="x-x-x-x-x-x-x-x-", open_hat="-------x-------x")),
+                  dict(drums=.98, bass=.98, guitar=.85, organ=.5, brass=.6, piano=.4, voice=.5, pad=.1, strings=.1,
+                       flute=.05, bells=.02, marimba=.05), "synco", "stabs", .35, (.5, 1.0), (.5, 1.0), (.4, 1.0),
+                  lead_step=1, sevenths=.8),
+    "hiphop": Style((75, 98), 0.7, ((0, 5), (0, 3, 5, 4), (0, 0, 5, 6)),
+                    (_p(kick="x-----x---x-----", snare="----x-------x---", hat="x-x-x-x-x-x-x-x-"),
+                     _p(kick="x------x-xx-----", clap="----x-------x---", hat="x-x-x-x-x-x-x-xx")),
+                    dict(drums=1.0, bass=.9, piano=.5, voice=.6, pad=.4, strings=.3, bells=.25, organ=.2, brass=.2,
+                         guitar=.2, flute=.1, marimba=.1), "hiphop", "block", .35, (.4, .9), (.3, .8), (.4, 1.0),
+                    sevenths=.5, swing=.25, kit="electronic"),
+    "latin": Style((110, 150), 0.5, ((1, 4, 0, 0), (0, 3, 1, 4), (0, 5, 1, 4)),
+                   (_p(kick="x--x----x--x----", rim="x--x--x---x-x---", hat="o-o-o-o-o-o-o-o-"),
+                    _p(kick="x--xx--xx--xx--x", rim="--x--x---x--x---", hat="oooooooooooooooo")),
+                   dict(drums=.9, bass=.9, guitar=.8, piano=.6, marimba=.35, flute=.4, brass=.4, voice=.5, strings=.15,
+                        organ=.1, bells=.05, pad=.05), "tumbao", "bossa", .45, (.35, .85), (.4, .85), (.5, 1.2),
+                   sevenths=.7),
+}
+
+INSTRUMENT_TAGS = ("drums", "bass", "guitar", "piano", "bells", "strings", "brass", "pad", "organ", "voice",
+                   "flute", "marimba")
+TAG_FAMILIES: dict[str, list[str]] = {
+    "style": list(STYLES),
+    "instrument": list(INSTRUMENT_TAGS),
+    "mood": ["happy", "sad", "calm", "energetic", "dark", "bright"],
+    "tempo": ["slow", "medium", "fast"],
+    "vocal": ["vocal", "instrumental", "male vocal", "female vocal"],
+    "dynamics": ["loud", "quiet"],
+    "texture": ["solo", "ensemble"],
+}
+TAGS: list[str] = [t for family in TAG_FAMILIES.values() for t in family]
+SCALES = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10)}
+# Registers (lowest, highest midi) of each instrument's lines
+RANGES = {"bass": (28, 52), "lead": (60, 84), "comp": (50, 74), "voice_male": (48, 67), "voice_female": (58, 79)}
+SECTION_BARS = 4
+
+
+@dataclass
+class _Track:
+    """Everything decided before the notes: the track's identity."""
+
+    style: str
+    seconds: float
+    tempo: float
+    key: int
+    mode: str
+    dynamics: float
+    brightness: float
+    instruments: list[str]
+    lead: str | None
+    timbre: dict[str, dict[str, Any]] = field(default_factory=dict)
+    events: list[tuple[float, float, int, str, float]] = field(default_factory=list)  # onset, dur, pitch, inst, vel
+
+
+def _draw_track(rng: np.random.Generator, style_name: str | None, seconds: float | None,
+                min_seconds: float, max_seconds: float) -> _Track:
+    style_name = style_name or str(rng.choice(list(STYLES)))
+    st = STYLES[style_name]
+    seconds = float(seconds if seconds is not None else rng.uniform(min_seconds, max_seconds))
+    tempo = float(rng.uniform(*st.tempo))
+    mode = "minor" if rng.uniform() < st.p_minor else "major"
+    # mood leans on mode: minor pieces are played a little darker and softer, as listeners expect
+    shift = -0.08 if mode == "minor" else 0.05
+    dynamics = float(np.clip(rng.uniform(*st.dynamics) + shift, 0.05, 1.0))
+    brightness = float(np.clip(rng.uniform(*st.brightness) + shift, 0.0, 1.0))
+    if rng.uniform() < st.p_solo:
+        instruments = [str(rng.choice(st.solo))]
+    else:
+        pitched = [n for n in st.instruments if n not in ("drums", "bass")]
+        chosen = [n for n in pitched if rng.uniform() < st.instruments[n]]
+        if not chosen:  # an ensemble needs at least one harmonic instrument
+            w = np.array([st.instruments[n] for n in pitched])
+            chosen = [pitched[int(rng.choice(len(pitched), p=w / w.sum()))]]
+        chosen = sorted(chosen, key=lambda n: -st.instruments[n])[:4]  # keep the mix (and time) bounded
+        rhythm = [n for n in ("drums", "bass") if rng.uniform() < st.instruments[n]]
+        instruments = rhythm + chosen
+        if len(instruments) == 1:  # a one-instrument track must be tagged solo: add bass to keep it an ensemble
+            instruments = ["bass"] + instruments
+    melodic = [n for n in ("voice", "flute", "brass", "bells", "marimba", "guitar", "piano", "organ", "strings", "pad")
+               if n in instruments]
+    lead = melodic[0] if melodic else None
+    tr = _Track(style_name, seconds, tempo, int(rng.integers(12)), mode, dynamics, brightness, instruments, lead)
+    for n in instruments:
+        if n != "drums":
+            tr.timbre[n] = si.timbre_params(n, rng, brightness)
+    return tr
+
+
+def _chord(degree: int, mode: str, key: int, seventh: bool) -> list[int]:
+    """Pitch classes (relative to C, as midi mod 12 + octave offsets) of a diatonic triad or seventh."""
+    sc = SCALES[mode]
+    steps = (0, 2, 4, 6) if seventh else (0, 2, 4)
+    return [key + sc[(degree + s) % 7] + 12 * ((degree + s) // 7) for s in steps]
+
+
+def _in_range(pc: int, lo: int, hi: int, near: float) -> int:
+    """The midi note of pitch class ``pc`` in [lo, hi] nearest to ``near``."""
+    cands = [pc % 12 + 12 * o for o in range(11) if lo <= pc % 12 + 12 * o <= hi]
+    return min(cands, key=lambda m: abs(m - near)) if cands else int(np.clip(pc % 12 + 12 * (lo // 12 + 1), lo, hi))
+
+
+def _compose(tr: _Track, rng: np.random.Generator) -> None:
+    """Fill ``tr.events``: a form of 4-bar sections, each with its own chords, grooves and melody."""
+    st = STYLES[tr.style]
+    step = 60.0 / tr.tempo / 4.0  # a 16th in seconds
+    spb = 4 * st.beats  # 16ths a bar
+    n_bars = int(math.ceil(tr.seconds / (spb * step)))
+    n_sections = int(math.ceil(n_bars / SECTION_BARS))
+    form = ["A", "B", "A", "C", "B", "A", "C", "B"] if n_sections > 3 else ["A", "B", "A", "B"]
+    plans: dict[str, dict[str, Any]] = {}
+    for label in dict.fromkeys(form[:n_sections]):
+        prog = st.progressions[int(rng.integers(len(st.progressions)))]
+        plans[label] = {
+            "chords": [prog[(b // st.chord_bars) % len(prog)] for b in range(SECTION_BARS)],
+            "sevenths": rng.uniform() < st.sevenths,
+            "drums": st.drums[int(rng.integers(len(st.drums)))] if st.drums else None,
+            "melody_seed": int(rng.integers(1 << 31)),
+            "comp_seed": int(rng.integers(1 << 31)),
+            "density": st.lead_density * rng.uniform(0.7, 1.3),
+        }
+    male = not tr.timbre.get("voice", {}).get("female", False)
+    lead_range = RANGES["voice_male" if male else "voice_female"] if tr.lead == "voice" else RANGES["lead"]
+    prev_lead = float(np.mean(lead_range))
+    vel0 = 0.35 + 0.6 * tr.dynamics
+
+    def t_of(bar: int, s: float) -> float:
+        swing = st.swing * step if int(s) % 2 == 1 and s == int(s) else 0.0
+        return (bar * spb + s) * step + swing
+
+    def add(bar, s, dur_steps, pitch, inst, vel):
+        onset = t_of(bar, s) + rng.normal(0, 0.004)
+        if onset < tr.seconds:
+            tr.events.append((max(onset, 0.0), dur_steps * step, int(pitch), inst, float(np.clip(vel, 0.05, 1.0))))
+
+    for sec, label in enumerate(form[:n_sections]):
+        plan = plans[label]
+        mrng = np.random.default_rng(plan["melody_seed"] + sec // 4)  # repeats of a section vary a little
+        crng = np.random.default_rng(plan["comp_seed"])
+        for b in range(SECTION_BARS):
+            bar = sec * SECTION_BARS + b
+            if bar >= n_bars:
+                break
+            chord = _chord(plan["chords"][b], tr.mode, tr.key, plan["sevenths"])
+            last = b == SECTION_BARS - 1
+            if plan["drums"] and "drums" in tr.instruments:
+                for drum, pat in plan["drums"].items():
+                    for s, c in enumerate(pat[:spb]):
+                        if c != "-" and not (last and s >= spb - 4 and drum in ("hat", "ride")):
+                            add(bar, s, 1, si.DRUM_NOTES[drum], "drums", vel0 * {"x": 1.0, "o": 0.75, ".": 0.35}[c])
+                    if last:  # a fill on the last beat of a section
+                        for s in range(spb - 4, spb, 1 if tr.tempo < 120 else 2):
+                            add(bar, s, 1, si.DRUM_NOTES["snare"], "drums", vel0 * (0.5 + 0.1 * (s % 4)))
+            if "bass" in tr.instruments:
+                for s, dur, pc in _bass_line(st.bass, chord, spb, crng):
+                    add(bar, s, dur, _in_range(pc, *RANGES["bass"], near=40), "bass", vel0 * rng.uniform(0.85, 1.0))
+            for inst in tr.instruments:
+                if inst in ("drums", "bass") or (inst == tr.lead and len(tr.instruments) > 1):
+                    continue
+                fig = st.comp if inst in si.PERCUSSIVE else ("stabs" if inst == "brass" and st.comp == "stabs" else "sustain")
+                for s, dur, k in _comp_line(fig, len(chord), spb, crng):
+                    pcs = chord if k < 0 else [chord[k % len(chord)] + 12 * (k // len(chord))]
+                    for j, pc in enumerate(pcs):
+                        add(bar, s + 0.15 * j * (fig == "strum"), dur, _in_range(pc, *RANGES["comp"], near=62),
+                            inst, vel0 * rng.uniform(0.7, 0.9))
+            if tr.lead is not None:
+                grid = st.lead_step
+                onsets = [s for s in range(0, spb, grid) if (s == 0 or mrng.uniform() < plan["density"])]
+                for i, s in enumerate(onsets):
+                    end = onsets[i + 1] if i + 1 < len(onsets) else spb
+                    strong = s % 4 == 0
+                    cands = chord if strong else [tr.key + d for d in SCALES[tr.mode]]
+                    targets = [_in_range(pc, *lead_range, near=prev_lead + mrng.normal(0, 3)) for pc in cands]
+                    pitch = min(targets, key=lambda m: abs(m - prev_lead - mrng.normal(0, 2.5)))
+                    prev_lead = pitch
+                    add(bar, s, max(end - s - 0.3, 0.7), pitch, tr.lead, vel0 * mrng.uniform(0.8, 1.0))
+
+
+def _bass_line(figure: str, chord: list[int], spb: int, rng: np.random.Generator) -> list[tuple[int, float, int]]:
+    """(16th, duration in 16ths, pitch class) of one bar of bass."""
+    root, third, fifth = chord[0], chord[1], chord[2]
+    if figure == "roots8":
+        return [(s, 1.6, root) for s in range(0, spb, 2)]
+    if figure == "roots":
+        return [(0, 6, root), (spb // 2 if spb == 16 else 8, 4, fifth if rng.uniform() < 0.5 else root)]
+    if figure == "walking":
+        return [(s, 3.6, pc) for s, pc in zip(range(0, spb, 4), (root, third, fifth, root + 11 if rng.uniform() < .5 else fifth + 2))]
+    if figure == "octaves":
+        return [(s, 1.5, root + 12 * (s % 4 == 2)) for s in range(0, spb, 2)]
+    if figure == "synco":
+        pat = [0, 3, 6, 8, 10, 13, 14] if rng.uniform() < 0.5 else [0, 2, 7, 8, 11, 14]
+        return [(s, 1.2, root + (12 if s in (3, 13, 7) else 0)) for s in pat]
+    if figure == "tumbao":
+        return [(0, 3, root), (6, 2, fifth), (8, 3, root), (14, 2, fifth)]
+    if figure == "hiphop":
+        return [(0, 5, root), (7, 1.5, root), (10, 4, root if rng.uniform() < .5 else fifth)]
+    return [(0, spb, root)]  # sustain
+
+
+def _comp_line(figure: str, n_notes: int, spb: int, rng: np.random.Generator) -> list[tuple[float, float, int]]:
+    """(16th, duration in 16ths, chord-tone index or -1 for the whole chord) of one bar of accompaniment."""
+    if figure == "strum":
+        return [(s, 1.8, -1) for s in range(0, spb, 2) if s % 4 == 0 or rng.uniform() < 0.6]
+    if figure == "block":
+        return [(s, 3.5, -1) for s in range(0, spb, 4)] if rng.uniform() < 0.5 else [(0, 7, -1), (8, 7, -1)]
+    if figure == "jazz":
+        hits = sorted(rng.choice(np.arange(0, spb, 2), size=2, replace=False))
+        return [(float(s) + 0.0, 2.5, -1) for s in hits]
+    if figure == "stabs":
+        return [(s, 0.8, -1) for s in (2, 6, 10, 14) if rng.uniform() < 0.8] or [(2, 0.8, -1)]
+    if figure == "bossa":
+        return [(s, 1.5, -1) for s in (0, 3, 6, 10, 12)]
+    if figure in ("arp", "arp16"):
+        every = 1 if figure == "arp16" else 2
+        order = rng.choice([0, 1, 2])  # up, up-down, broken
+        seq = [[0, 1, 2, 3, 4, 5], [0, 1, 2, 3, 2, 1], [0, 2, 1, 3, 2, 4]][order]
+        return [(s, every * 1.5, seq[i % len(seq)]) for i, s in enumerate(range(0, spb, every))]
+    return [(0, spb - 0.2, -1)]  # sustain
+
+
+def _render(tr: _Track, rng: np.random.Generator, sample_rate: int) -> np.ndarray:
+    """Mix the score into float32 (S,): one stem per instrument, note cache, room, master bus."""
+    n_total = int(round(tr.seconds * sample_rate))
+    stems: dict[str, np.ndarray] = {}
+    cache: dict[tuple, np.ndarray] = {}
+    kit = si.drum_kit(rng, tr.brightness, STYLES[tr.style].kit) if "drums" in tr.instruments else {}
+    drum_of = {v: k for k, v in si.DRUM_NOTES.items()}
+    for onset, dur, pitch, inst, vel in tr.events:
+        start = int(onset * sample_rate)
+        if inst == "drums":
+            note = kit[drum_of[pitch]]
+        else:
+            gate = max(int(dur * sample_rate), 64)
+            vq = round(vel * 8) / 8  # timbre follows a quantised velocity so notes can be cached
+            key = (inst, pitch, gate, vq)
+            if key not in cache:
+                n = gate + int(si.TAIL[inst] * sample_rate)
+                cache[key] = si.INSTRUMENTS[inst](pitch, n, gate, max(vq, 0.1), rng, tr.timbre[inst])
+            note = cache[key]
+        if inst not in stems:
+            stems[inst] = np.zeros(n_total + sample_rate * 2)
+        stem = stems[inst]
+        seg = stem[start:start + len(note)]
+        seg += vel * note[:len(seg)]
+    mix = np.zeros(n_total + sample_rate * 2)
+    for inst, stem in stems.items():
+        level = {"drums": 0.9, "bass": 0.8}.get(inst, 0.6 if inst != tr.lead else 0.9)
+        mix += level * 10 ** (rng.uniform(-4, 4) / 20) * stem / (np.sqrt(np.mean(stem ** 2)) + 1e-9)
+    mix = mix[:n_total]
+    ir = si.room_impulse_response(rng, rng.uniform(*STYLES[tr.style].rt60))
+    wet = fftconvolve(mix, ir)[:n_total]
+    mix = mix + rng.uniform(0.15, 0.45) * wet * np.sqrt(np.mean(mix ** 2) / (np.mean(wet ** 2) + 1e-12))
+    mix /= np.abs(mix).max() + 1e-9
+    if tr.dynamics > 0.6:  # loud: a driven bus compresses the crest factor
+        drive = 1.0 + 5.0 * (tr.dynamics - 0.6)
+        mix = np.tanh(drive * mix) / np.tanh(drive)
+    fade = min(int(0.8 * sample_rate), n_total // 4)
+    mix[-fade:] *= np.linspace(1.0, 0.0, fade)
+    mix[:160] *= np.linspace(0.0, 1.0, 160)
+    return (mix / (np.abs(mix).max() + 1e-9)).astype(np.float32)
+
+
+def _tags(tr: _Track) -> list[str]:
+    present = sorted({e[3] for e in tr.events}, key=INSTRUMENT_TAGS.index)
+    tags = [tr.style, *present]
+    minor, t, d, b = tr.mode == "minor", tr.tempo, tr.dynamics, tr.brightness
+    mood = {"happy": not minor and t >= 100 and d >= 0.4, "sad": minor and t < 100 and d < 0.7,
+            "calm": t < 95 and d < 0.5, "energetic": t >= 118 and d >= 0.6,
+            "dark": b < 0.35 or (minor and b < 0.5), "bright": b > 0.65 and not minor}
+    tags += [m for m in TAG_FAMILIES["mood"] if mood[m]]
+    tags.append("slow" if t < 90 else "medium" if t < 125 else "fast")
+    if "voice" in present:
+        tags += ["vocal", "female vocal" if tr.timbre["voice"]["female"] else "male vocal"]
+    else:
+        tags.append("instrumental")
+    if d >= 0.7:
+        tags.append("loud")
+    elif d <= 0.4:
+        tags.append("quiet")
+    tags.append("solo" if len(present) == 1 else "ensemble")
+    return tags
+
+
+def generate_track(seed: int, style: str | None = None, seconds: float | None = None, sample_rate: int = 16_000,
+                   min_seconds: float = 20.0, max_seconds: float = 30.0) -> tuple[np.ndarray, dict[str, Any], list[str]]:
+    """One track from a seed: ``(audio float32 (S,) peak 1, score dict, clean tags)``.
+
+    The score holds the track parameters and ``events``: ``[onset s, duration s, midi pitch,
+    instrument, velocity]`` (drums use General MIDI drum numbers, `synth_instruments.DRUM_NOTES`).
+    """
+    if sample_rate != si.SR:
+        raise ValueError(f"the synthesiser is written for {si.SR} Hz, got sample_rate={sample_rate}")
+    if style is not None and style not in STYLES:
+        raise ValueError(f"unknown style {style!r}; expected one of {', '.join(STYLES)}")
+    rng = np.random.default_rng(seed)
+    tr = _draw_track(rng, style, seconds, min_seconds, max_seconds)
+    _compose(tr, rng)
+    audio = _render(tr, rng, sample_rate)
+    score = {"style": tr.style, "key": tr.key, "mode": tr.mode, "tempo": round(tr.tempo, 2),
+             "seconds": round(len(audio) / sample_rate, 4), "dynamics": round(tr.dynamics, 3),
+             "brightness": round(tr.brightness, 3), "instruments": tr.instruments, "lead": tr.lead,
+             "events": [[round(o, 4), round(d, 4), p, i, round(v, 3)] for o, d, p, i, v in tr.events]}
+    return audio, score, _tags(tr)
+
+
+# --------------------------------------------------------------------------- the corpus on disk
+
+def corpus_root(cfg: CorpusConfig) -> Path:
+    """``data_dir()/corpus/synth-<hash of the generation parameters>``."""
+    return data_dir() / "corpus" / f"synth-{config_hash(cfg)}"
+
+
+def _plan(cfg: CorpusConfig) -> list[tuple]:
+    """One work item a track, in store order: pool, train, valid, test."""
+    sizes = {"pool": cfg.n_pool, "train": cfg.n_train, "valid": cfg.n_valid, "test": cfg.n_test}
+    items, i = [], 0
+    for split in SPLITS:
+        for _ in range(sizes[split]):
+            seed = int(np.random.SeedSequence([cfg.seed, i]).generate_state(1)[0])
+            items.append((f"synth-{i:06d}", split, seed, cfg.min_seconds, cfg.max_seconds, cfg.sample_rate,
+                          cfg.label_dropout))
+            i += 1
+    return items
+
+
+def _make_track(item: tuple) -> tuple:
+    """Worker: one track, its score, its clean tags and its weak (dropped-out) label vector."""
+    track_id, split, seed, min_s, max_s, sr, dropout = item
+    audio, score, tags = generate_track(seed, sample_rate=sr, min_seconds=min_s, max_seconds=max_s)
+    clean = np.isin(TAGS, tags).astype(np.uint8)
+    keep = np.random.default_rng([seed, 1]).uniform(size=len(TAGS)) >= dropout
+    return track_id, split, seed, audio, score, tags, clean & keep
+
+
+def build_corpus(cfg: CorpusConfig, root: Path | None = None, progress: bool = True,
+                 workers: int | None = None) -> AudioStore:
+    """Generate the corpus once into `corpus_root` (or ``root``) and open it; later calls reuse it.
+
+    Tracks are generated by a process pool (``workers``, default 2 or the core count if fewer;
+    1 = in this process) and written through `StoreWriter`: the folder only appears, complete,
+    at the end. An interrupted generation leaves ``<root>.partial`` that the next call resumes
+    (tracks are deterministic, so the result is the same bytes as an uninterrupted run).
+    A lock file serialises concurrent builders of the same corpus.
+    """
+    import fcntl
+
+    from tqdm.auto import tqdm
+
+    root = Path(root) if root is not None else corpus_root(cfg)
+    if (root / "COMPLETE").is_file():
+        return AudioStore.open(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with open(root.with_name(root.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (root / "COMPLETE").is_file():  # built by another process while we waited
+            return AudioStore.open(root)
+        if root.exists():  # never produced by StoreWriter (it renames a complete folder); start over
+            shutil.rmtree(root)
+        items = _plan(cfg)
+        meta = {"dataset": "synth", "pretrain_splits": ["pool"], "params": {"corpus": asdict(cfg)},
+                "config_hash": config_hash(cfg), "n_styles": len(STYLES),
+                "notes": "labels are weak (label_dropout); clean tags in tracks.csv tags_clean; scores in "
+                         + SCORES}
+        writer = StoreWriter(root, cfg.sample_rate, TAGS, TAG_FAMILIES, meta=meta, resume=True)
+        done = writer.done_ids()
+        scores_path = writer.partial / SCORES
+        kept = []
+        if scores_path.is_file() and done:  # a resume: keep the scores of tracks already written
+            with open(scores_path) as f:
+                kept = [line for line in f if line.endswith("\n") and json.loads(line)["track_id"] in done]
+        scores_path.write_text("".join(kept))
+        todo = [it for it in items if it[0] not in done]
+        n_workers = workers or min(2, os.cpu_count() or 1)
+        bar = tqdm(total=len(items), initial=len(items) - len(todo), desc=f"synth corpus {root.name}",
+                   unit="track", disable=not progress)
+        with writer, open(scores_path, "a") as scores:
+            if n_workers > 1 and len(todo) >= 8:
+                pool = ProcessPoolExecutor(n_workers, mp_context=get_context("forkserver"))
+                results = pool.map(_make_track, todo, chunksize=1)
+            else:
+                pool, results = None, map(_make_track, todo)
+            try:
+                for track_id, split, seed, audio, score, tags, weak in results:
+                    # score first: a score line without its track is dropped on resume
+                    scores.write(json.dumps({"track_id": track_id, **score}) + "\n")
+                    scores.flush()
+                    writer.add(track_id, audio, split, weak, source=f"synth:{seed}", seed=seed,
+                               style=score["style"], key=score["key"], mode=score["mode"], tempo=score["tempo"],
+                               seconds=score["seconds"], dynamics=score["dynamics"],
+                               brightness=score["brightness"], tags_clean="|".join(tags))
+                    bar.update()
+            finally:
+                bar.close()
+                if pool is not None:
+                    pool.shutdown(cancel_futures=True)
+        return AudioStore.open(root)
+
+
+def load_scores(store: AudioStore) -> dict[str, dict[str, Any]]:
+    """The score of every track of a synth store, keyed by track id."""
+    with open(Path(store.root) / SCORES) as f:
+        return {s["track_id"]: s for s in map(json.loads, f)}
+
+
+def clean_labels(store: AudioStore) -> np.ndarray:
+    """(N, K) uint8 tags before label dropout, from the ``tags_clean`` column."""
+    index = {t: k for k, t in enumerate(store.tag_names)}
+    out = np.zeros((len(store), len(store.tag_names)), np.uint8)
+    for i, tags in enumerate(store.tracks["tags_clean"]):
+        out[i, [index[t] for t in str(tags).split("|") if t]] = 1
+    return out
+
+
+def headroom_check(store: AudioStore, train: str = "train", test: str = "test") -> dict[str, Any]:
+    """How hard tagging the corpus is for a simple model: per-band mean and std of the log-mel of
+    each whole track, standardised, a one-vs-rest logistic regression fit on ``train`` (weak
+    labels), macro ROC-AUC on ``test`` over the tags with both classes present. The corpus is fit
+    for comparing methods when it lands between 0.65 and 0.90 (weak test labels).
+    """
+    import torch
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.multiclass import OneVsRestClassifier
+    from sklearn.preprocessing import StandardScaler
+
+    from workbench.audio import MelFrontend
+
+    mel = MelFrontend(sample_rate=store.sample_rate)
+
+    def features(idx: np.ndarray) -> np.ndarray:
+        rows = []
+        with torch.no_grad():
+            for i in idx:
+                m = mel(torch.from_numpy(store.audio(int(i)))[None])[0, 0]  # (F, T)
+                rows.append(torch.cat([m.mean(1), m.std(1)]).numpy())
+        return np.stack(rows)
+
+    i_tr, y_tr = store.split_labels(train)
+    i_te, y_te = store.split_labels(test)
+    y_te_clean = clean_labels(store)[i_te]
+    scaler = StandardScaler().fit(features(i_tr))
+    x_tr, x_te = scaler.transform(features(i_tr)), scaler.transform(features(i_te))
+    fit = [k for k in range(y_tr.shape[1]) if 0 < y_tr[:, k].sum() < len(y_tr)]
+    clf = OneVsRestClassifier(LogisticRegression(max_iter=2000, C=0.5)).fit(x_tr, y_tr[:, fit])
+    scores = np.zeros((len(i_te), y_tr.shape[1]))
+    scores[:, fit] = clf.predict_proba(x_te)
+
+    def macro(y: np.ndarray) -> tuple[float, dict[str, float]]:
+        per = {store.tag_names[k]: float(roc_auc_score(y[:, k], scores[:, k]))
+               for k in fit if 0 < y[:, k].sum() < len(y)}
+        return float(np.mean(list(per.values()))), per
+
+    auc, per_tag = macro(y_te)
+    auc_clean, _ = macro(y_te_clean)
+    families = {f: float(np.mean([per_tag[t] for t in tags if t in per_tag]))
+                for f, tags in store.tag_families.items() if any(t in per_tag for t in tags)}
+    return {"macro_roc_auc": auc, "macro_roc_auc_clean": auc_clean, "n_tags": len(per_tag),
+            "n_train": len(i_tr), "n_test": len(i_te), "per_family": families, "per_tag": per_tag,
+            "in_range": 0.65 <= auc <= 0.90}

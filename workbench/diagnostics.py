@@ -1,0 +1,530 @@
+"""Collapse diagnostics: cheap embedding statistics, DINO figures, and a collapse monitor.
+
+Every function takes tensors and returns plain Python floats (or one numpy array for the
+spectrum), cheap enough to run every few hundred steps on a fixed held-out batch. The trainer
+(`workbench.train.pretrain`) calls `compute_diagnostics(method, views)` every
+``cfg.diagnostics.every`` steps and hands the figures to `CollapseMonitor.check`.
+
+Figures and their healthy / collapsed values (D embedding size, K prototypes):
+
+- ``std``: mean over dimensions of the per-dimension std of L2-normalised embeddings.
+  Healthy spread on the sphere: about 1/sqrt(D); complete collapse: 0 (the SimSiam paper's
+  figure, Chen & He 2021, arXiv 2011.10566, Fig. 2). ``std_ratio`` = std * sqrt(D).
+- ``rank``: RankMe (Garrido et al. 2023, arXiv 2210.02885), exp of the entropy of the
+  normalised singular values of the (uncentred) embedding matrix; 1 when every row is the
+  same vector, about min(N, D) for an isotropic cloud.
+- ``alignment`` / ``uniformity``: Wang & Isola 2020 (arXiv 2005.10242), alpha 2, t 2, on
+  L2-normalised embeddings; alignment needs paired views (0 for identical views), uniformity
+  is log E exp(-2 ||u - v||^2) over different rows (0 when collapsed, about -4 on a
+  well-spread high-dimensional sphere).
+- ``cos_between``: mean cosine similarity between different tracks (1 when collapsed).
+- DINO (Caron et al. 2021): per-sample and batch-mean entropy of the teacher and student
+  distributions, the cross-entropy (the loss) against its uniform-collapse value ln(K), KL
+  (teacher || student), the center norm, the number of prototypes that are someone's argmax.
+
+Prefixes: ``embed_`` the backbone embedding (`method.embed`), ``proj_`` the projector output
+(`method.project`); schedule values (EMA momentum, temperatures) come from
+``method.schedule_state()`` with the prefix ``sched_``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from workbench.config import DiagnosticsConfig
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "embedding_std", "singular_values", "effective_rank", "alignment", "uniformity", "mean_cosine_between",
+    "entropy", "dino_figures", "embedding_figures", "compute_diagnostics", "CollapseMonitor",
+    "read_warnings", "plot_training_diagnostics", "plot_spectra", "run_spectra", "segment_similarity_by_distance",
+]
+
+
+def _check_2d(z: Tensor, name: str) -> Tensor:
+    if z.dim() != 2 or z.shape[0] < 1:
+        raise ValueError(f"{name} expects embeddings (N, D), got {tuple(z.shape)}")
+    return z.detach().float()
+
+
+# ----------------------------------------------------------------------------------- embeddings
+def embedding_std(z: Tensor) -> float:
+    """z: (N, D). Mean over dimensions of the std (over N) of the L2-normalised rows.
+
+    About 1/sqrt(D) for embeddings spread evenly over the sphere, 0 for collapsed ones
+    (SimSiam, Chen & He 2021, Sec. 4.1). Population std (N in the denominator) so a single row
+    gives 0 rather than NaN.
+    """
+    z = _check_2d(z, "embedding_std")
+    u = F.normalize(z, dim=1)
+    return float(u.std(dim=0, unbiased=False).mean())
+
+
+def singular_values(z: Tensor, center: bool = False) -> np.ndarray:
+    """z: (N, D). Singular values of the embedding matrix, descending, float64 array (min(N, D),).
+
+    ``center=True`` removes the mean row first (the spectrum of the covariance, dimensional
+    collapse as in Jing et al. 2022, arXiv 2110.09348); RankMe uses the raw matrix.
+    """
+    z = _check_2d(z, "singular_values").double()
+    if center:
+        z = z - z.mean(dim=0, keepdim=True)
+    return torch.linalg.svdvals(z).cpu().numpy()
+
+
+def effective_rank(z: Tensor, eps: float = 1e-7, center: bool = False) -> float:
+    """z: (N, D). RankMe (Garrido et al. 2023, Eq. 1): exp(-sum p_k log p_k), p = s / ||s||_1 + eps.
+
+    1 for N copies of one vector, close to min(N, D) for an isotropic Gaussian with N >> D.
+    An all-zero matrix returns 0 (no direction at all).
+    """
+    s = singular_values(z, center=center)
+    total = s.sum()
+    if total <= 0:
+        return 0.0
+    p = s / total + eps
+    return float(np.exp(-(p * np.log(p)).sum()))
+
+
+def alignment(z1: Tensor, z2: Tensor, alpha: float = 2.0) -> float:
+    """z1, z2: (N, D) embeddings of paired views (row i of both from one track).
+
+    Wang & Isola 2020, Eq. 4: E ||f(x) - f(y)||^alpha on L2-normalised embeddings; 0 for
+    identical views, 4 (alpha 2) for antipodal ones.
+    """
+    z1, z2 = _check_2d(z1, "alignment"), _check_2d(z2, "alignment")
+    if z1.shape != z2.shape:
+        raise ValueError(f"alignment expects paired views of one shape, got {tuple(z1.shape)} and {tuple(z2.shape)}")
+    return float((F.normalize(z1, dim=1) - F.normalize(z2, dim=1)).norm(dim=1).pow(alpha).mean())
+
+
+def uniformity(z: Tensor, t: float = 2.0) -> float:
+    """z: (N, D), N >= 2. Wang & Isola 2020, Eq. 5: log E_{i != j} exp(-t ||u_i - u_j||^2).
+
+    0 when every row is the same direction; more negative is more uniform (the floor for
+    t = 2 on a high-dimensional sphere is about -4).
+    """
+    z = _check_2d(z, "uniformity")
+    if z.shape[0] < 2:
+        raise ValueError(f"uniformity needs at least 2 rows, got {tuple(z.shape)}")
+    return float(torch.pdist(F.normalize(z, dim=1), p=2).pow(2).mul(-t).exp().mean().log())
+
+
+def mean_cosine_between(z: Tensor, groups: Tensor | np.ndarray | None = None) -> float:
+    """z: (N, D); groups: (N,) track ids or None. Mean cosine similarity over pairs of rows from
+    different tracks (all pairs i != j when ``groups`` is None). 1 when collapsed."""
+    z = _check_2d(z, "mean_cosine_between")
+    u = F.normalize(z, dim=1)
+    sim = u @ u.T
+    n = z.shape[0]
+    mask = ~torch.eye(n, dtype=torch.bool, device=z.device)
+    if groups is not None:
+        g = torch.as_tensor(np.asarray(groups), device=z.device).reshape(-1)
+        if g.shape[0] != n:
+            raise ValueError(f"mean_cosine_between: groups has {g.shape[0]} entries for {n} rows")
+        mask &= g[:, None] != g[None, :]
+    if not mask.any():
+        return float("nan")
+    return float(sim[mask].mean())
+
+
+def embedding_figures(z: Tensor, prefix: str, z_other: Tensor | None = None,
+                      groups: Tensor | np.ndarray | None = None) -> dict[str, float]:
+    """All embedding figures of one (N, D) matrix under ``prefix``; ``z_other`` (N, D) is the
+    paired view for alignment. Keys: std, std_ref (1/sqrt(D)), std_ratio, rank, rank_centered,
+    dim, alignment, uniformity, cos_between."""
+    z = _check_2d(z, "embedding_figures")
+    D = z.shape[1]
+    out = {"std": embedding_std(z), "std_ref": 1.0 / math.sqrt(D), "dim": float(D),
+           "rank": effective_rank(z), "rank_centered": effective_rank(z, center=True),
+           "cos_between": mean_cosine_between(z, groups)}
+    out["std_ratio"] = out["std"] * math.sqrt(D)
+    if z.shape[0] >= 2:
+        out["uniformity"] = uniformity(z)
+    if z_other is not None:
+        out["alignment"] = alignment(z, z_other)
+    return {f"{prefix}_{k}": v for k, v in out.items()}
+
+
+# ----------------------------------------------------------------------------------- DINO
+def entropy(probs: Tensor, dim: int = -1) -> Tensor:
+    """probs: (..., K) probabilities. Shannon entropy in nats along ``dim`` (0 log 0 = 0):
+    ln(K) for a uniform distribution, 0 for a one-hot one. Returns (...,)."""
+    p = probs.float()
+    return -(p * torch.log(p.clamp_min(1e-30))).sum(dim=dim)
+
+
+def dino_figures(student_logits: Tensor, teacher_logits: Tensor, center: Tensor, student_temp: float,
+                 teacher_temp: float) -> dict[str, float]:
+    """student_logits, teacher_logits: (B, K) of paired views (teacher of one view, student of
+    another); center: (1, K) in force (zeros when centering is off). DINO (Caron et al. 2021):
+    t = softmax((teacher - center) / teacher_temp), s = softmax(student / student_temp).
+
+    Returns teacher/student per-sample entropy (mean over rows) and batch entropy (of the
+    batch-mean distribution), the cross-entropy (the DINO loss), ln(K), KL(t || s) = CE - H(t),
+    the center norm and the number of distinct teacher / student argmax prototypes.
+    Uniform collapse: H(t) -> ln K and CE -> ln K. One-prototype collapse: batch H(t) -> 0.
+    """
+    if student_logits.dim() != 2 or student_logits.shape != teacher_logits.shape:
+        raise ValueError(f"dino_figures expects student and teacher logits (B, K) of one shape, got "
+                         f"{tuple(student_logits.shape)} and {tuple(teacher_logits.shape)}")
+    K = student_logits.shape[1]
+    if center.shape != (1, K):
+        raise ValueError(f"dino_figures expects center (1, {K}), got {tuple(center.shape)}")
+    s_log = F.log_softmax(student_logits.detach().float() / student_temp, dim=-1)
+    t = F.softmax((teacher_logits.detach().float() - center.float()) / teacher_temp, dim=-1)
+    s = s_log.exp()
+    ce = float((-(t * s_log).sum(dim=-1)).mean())
+    h_t = float(entropy(t).mean())
+    return {
+        "teacher_entropy": h_t,
+        "teacher_batch_entropy": float(entropy(t.mean(dim=0))),
+        "student_entropy": float(entropy(s).mean()),
+        "student_batch_entropy": float(entropy(s.mean(dim=0))),
+        "ce": ce,
+        "ln_k": math.log(K),
+        "kl": ce - h_t,
+        "center_norm": float(center.float().norm()),
+        "teacher_prototypes_used": float(t.argmax(dim=-1).unique().numel()),
+        "student_prototypes_used": float(s.argmax(dim=-1).unique().numel()),
+    }
+
+
+# ----------------------------------------------------------------------------------- all figures
+def compute_diagnostics(method: torch.nn.Module, views: list[Tensor],
+                        track_idx: Tensor | np.ndarray | None = None, batch_norm: str = "batch") -> dict[str, float]:
+    """Every figure of ``method`` on a held-out batch: views, a list of V >= 1 mel tensors
+    (B, 1, F, T) (row i of each from one track); track_idx (B,) optional, excludes pairs of
+    one track from ``cos_between``.
+
+    Runs under no_grad with the method in eval mode and restores the previous train/eval modes
+    and every BatchNorm buffer afterwards, so the held-out batch leaves no trace. ``batch_norm``:
+    "batch" (default) normalises with the held-out batch's own statistics, as the loss sees
+    the network during training; "running" uses the running statistics (eval mode proper).
+    Why "batch": early in a run the running statistics lag far behind (momentum 0.1 from
+    mean 0 / var 1 while the log-mel input sits around -50 dB), so an eval-mode network maps
+    every track to nearly the same vector (cosine 0.9999 at step 4 of a healthy smoke run)
+    and every run would look collapsed. Keys are
+    ``embed_*`` (backbone), ``proj_*`` (projector), ``dino_*`` (DINO only) and ``sched_*``
+    (``schedule_state()``: EMA momentum, temperatures in force).
+    """
+    if not views or any(v.dim() != 4 or v.shape[1] != 1 or v.shape != views[0].shape for v in views):
+        raise ValueError(f"compute_diagnostics expects a list of mel views (B, 1, F, T) of one shape, got "
+                         f"{[tuple(v.shape) for v in views]}")
+    if batch_norm not in ("batch", "running"):
+        raise ValueError(f"batch_norm must be 'batch' or 'running', got {batch_norm!r}")
+    modes = {m: m.training for m in method.modules()}
+    norms = [m for m in method.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    saved = [{k: b.clone() for k, b in m.named_buffers(recurse=False)} for m in norms]
+    method.eval()
+    if batch_norm == "batch":
+        for m in norms:
+            m.train()
+    try:
+        with torch.no_grad():
+            figures: dict[str, float] = {}
+            for prefix, fn in (("embed", method.embed), ("proj", method.project)):
+                zs = [fn(v).float() for v in views]
+                figures.update(embedding_figures(zs[0], prefix, zs[1] if len(zs) > 1 else None, track_idx))
+            if hasattr(method, "logits") and hasattr(method, "center"):
+                figures.update(_dino_diagnostics(method, views))
+            figures.update({f"sched_{k}": float(v) for k, v in method.schedule_state().items()})
+    finally:
+        for m, was_training in modes.items():
+            m.train(was_training)
+        for m, buffers in zip(norms, saved):
+            for k, b in buffers.items():
+                getattr(m, k).copy_(b)
+    return figures
+
+
+def _dino_diagnostics(method: Any, views: list[Tensor]) -> dict[str, float]:
+    """DINO figures over the view pairs (teacher of view i, student of view i + 1 mod V), the
+    pairing of the loss, with the center and temperatures in force."""
+    pairs = [method.logits(v) for v in views]  # [(student (B, K), teacher (B, K))]
+    V = len(views)
+    student = torch.cat([pairs[(i + 1) % V][0] for i in range(V)])
+    teacher = torch.cat([pairs[i][1] for i in range(V)])
+    center = method.center.center
+    if not getattr(method, "use_centering", True):
+        center = torch.zeros_like(center)
+    state = method.schedule_state()
+    t_temp = float(state.get("teacher_temp", getattr(method, "teacher_temp_final", 0.04)))
+    s_temp = float(state.get("student_temp", getattr(method, "student_temp", 0.1)))
+    return {f"dino_{k}": v for k, v in dino_figures(student, teacher, center, s_temp, t_temp).items()}
+
+
+# ----------------------------------------------------------------------------------- monitor
+class CollapseMonitor:
+    """Checks diagnostics figures against documented collapse thresholds (``DiagnosticsConfig``).
+
+    For each of ``embed`` and ``proj`` (D = ``<prefix>_dim``):
+    - ``std``: per-dimension std of L2-normalised embeddings below ``std_ratio_min / sqrt(D)``
+      (0.1 of the healthy spread; complete collapse drives it to 0).
+    - ``rank``: RankMe below ``max(rank_fraction_min * D, rank_min)`` (2 % of D, and never
+      above... at least 1.5: a single direction has rank 1 whatever D).
+    DINO:
+    - ``dino_ce``: the loss within ``dino_loss_margin * ln(K)`` of ln(K) (uniform collapse:
+      teacher and student both flat).
+    - ``dino_teacher_entropy``: per-sample teacher entropy within ``entropy_margin * ln(K)`` of
+      ln(K) (uniform teacher).
+    - ``dino_teacher_batch_entropy``: entropy of the batch-mean teacher distribution within
+      ``entropy_margin * ln(K)`` of 0 (every sample on one prototype). The per-sample entropy
+      is not used for this side: a healthy, sharpened teacher is near 0 per sample.
+
+    ``check(step, figures)`` returns the warnings (dicts: run, step, figure, value, threshold,
+    message), prints one line per warning and logs it. Which prefixes are checked for std and
+    rank is ``diag_cfg.monitor_prefixes`` when present, else both.
+    """
+
+    def __init__(self, diag_cfg: DiagnosticsConfig, run_name: str = ""):
+        self.cfg = diag_cfg
+        self.run_name = run_name
+        self.prefixes = tuple(getattr(diag_cfg, "monitor_prefixes", ("embed", "proj")))
+        self.rank_min = float(getattr(diag_cfg, "rank_min", 1.5))
+
+    def thresholds(self, figures: dict[str, float]) -> dict[str, tuple[str, float, float]]:
+        """{figure: (op, threshold, margin)} that apply to these figures: op "<" fires when the
+        value is below threshold, "near" when |value - threshold| <= margin."""
+        c = self.cfg
+        out: dict[str, tuple[str, float, float]] = {}
+        for p in self.prefixes:
+            if f"{p}_dim" not in figures:
+                continue
+            D = figures[f"{p}_dim"]
+            out[f"{p}_std"] = ("<", c.std_ratio_min / math.sqrt(D), 0.0)
+            out[f"{p}_rank"] = ("<", max(c.rank_fraction_min * D, self.rank_min), 0.0)
+        if "dino_ln_k" in figures:
+            ln_k = figures["dino_ln_k"]
+            out["dino_ce"] = ("near", ln_k, ln_k * c.dino_loss_margin)
+            out["dino_teacher_entropy"] = ("near", ln_k, ln_k * c.entropy_margin)
+            out["dino_teacher_batch_entropy"] = ("near", 0.0, ln_k * c.entropy_margin)
+        return out
+
+    def check(self, step: int, figures: dict[str, float]) -> list[dict[str, Any]]:
+        found = []
+        for name, (op, threshold, margin) in self.thresholds(figures).items():
+            value = figures.get(name)
+            if value is None or not math.isfinite(value):
+                continue
+            if (op == "<" and value < threshold) or (op == "near" and abs(value - threshold) <= margin):
+                what = f"below threshold {threshold:.4g}" if op == "<" else f"within {margin:.3g} of {threshold:.4g}"
+                message = f"collapse warning: run {self.run_name} step {step}: {name} = {value:.4g} {what}"
+                found.append({"run": self.run_name, "step": int(step), "figure": name, "value": float(value),
+                              "threshold": float(threshold), "message": message})
+                print(f"[workbench] {message}", flush=True)
+                log.info(message)
+        return found
+
+
+def read_warnings(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The rows of ``warnings.jsonl`` of a run folder (empty list when none)."""
+    path = Path(run_dir) / "warnings.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+# ----------------------------------------------------------------------------------- notebooks
+def held_out_views(cfg: Any, store: Any, batch: int | None = None) -> list[Tensor]:
+    """A fixed batch of mel views (V tensors (B, 1, F, T)) of validation tracks (pretraining
+    tracks when the store has none), seeded as the trainer's held-out batch."""
+    from workbench.audio import MelFrontend
+    from workbench.data import pretrain_indices
+    from workbench.data.views import ViewSampler
+
+    valid = store.indices("valid") if "valid" in set(store.tracks["split"]) else np.array([], dtype=np.int64)
+    idx = valid if len(valid) else pretrain_indices(store)
+    sampler = ViewSampler(store, idx, n_views=cfg.views.n_views, duration=cfg.audio.segment_seconds,
+                          min_gap=cfg.views.min_gap, reject_silence=cfg.views.reject_silence,
+                          silence_db=cfg.views.silence_db, seed=cfg.train.seed + 12_345)
+    views = sampler.sample(batch or cfg.diagnostics.held_out_batch).views
+    frontend = MelFrontend.from_config(cfg.audio)
+    with torch.no_grad():
+        return [frontend(w) for w in views]
+
+
+def run_spectra(run_dir: str | Path, store: Any = None, center: bool = True) -> dict[str, np.ndarray]:
+    """Singular values (descending) of the backbone embedding and projector output of a run's
+    latest checkpoint on the held-out batch: {"embed": (min(N, E),), "proj": (min(N, D),)}.
+    Centred by default (the spectrum of the covariance, as in Jing et al. 2022)."""
+    from workbench.data import open_dataset
+    from workbench.train import load_run
+
+    cfg, method = load_run(run_dir)
+    views = held_out_views(cfg, store if store is not None else open_dataset(cfg))
+    mel = torch.cat(views)
+    modes = {m: m.training for m in method.modules()}
+    norms = [m for m in method.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in norms:  # batch statistics, as compute_diagnostics; the loaded copy is thrown away
+        m.train()
+    with torch.no_grad():
+        out = {"embed": singular_values(method.embed(mel), center), "proj": singular_values(method.project(mel), center)}
+    for m, was in modes.items():
+        m.train(was)
+    return out
+
+
+def _warning_marks(run_dir: Path, figure: str) -> list[tuple[int, float]]:
+    base = figure.removesuffix("_ratio")
+    return [(w["step"], w["value"]) for w in read_warnings(run_dir) if w.get("figure") in (figure, base)]
+
+
+def plot_training_diagnostics(runs: dict[str, str | Path] | list[str | Path],
+                              figures: tuple[str, ...] = ("proj_std_ratio", "proj_rank", "embed_std_ratio",
+                                                          "embed_rank"),
+                              diag_cfg: DiagnosticsConfig | None = None, ncols: int = 4, logy: tuple[str, ...] = ()):
+    """One panel per figure (rows "kind": "diagnostics" of each run's metrics.jsonl), one line
+    per run; collapse warnings of that figure are red crosses. Reference lines: 1 (healthy
+    spread) and ``std_ratio_min`` for ``*_std_ratio``; ``max(rank_fraction_min * D, 1.5)`` for
+    ``*_rank``; ln(K) for DINO entropies and the cross-entropy. Returns the Figure."""
+    import matplotlib.pyplot as plt
+
+    from workbench.train import read_metrics
+
+    diag_cfg = diag_cfg or DiagnosticsConfig()
+    runs = runs if isinstance(runs, dict) else {Path(r).name: r for r in runs}
+    frames = {label: read_metrics(d) for label, d in runs.items()}
+    frames = {k: (df[df["kind"] == "diagnostics"] if len(df) else df) for k, df in frames.items()}
+    nrows = math.ceil(len(figures) / ncols)
+    fig, axes = plt.subplots(nrows, min(ncols, len(figures)), figsize=(3.4 * min(ncols, len(figures)), 2.8 * nrows),
+                             squeeze=False)
+    for ax, name in zip(axes.flat, figures):
+        refs: dict[str, float] = {}
+        for label, df in frames.items():
+            if name not in df:
+                continue
+            line, = ax.plot(df["step"], df[name], marker=".", label=label)
+            marks = _warning_marks(Path(runs[label]), name)
+            if marks:
+                scale = float(df[name.removesuffix("_ratio") + "_dim"].iloc[-1]) ** 0.5 if name.endswith("_std_ratio") else 1.0
+                ax.plot([s for s, _ in marks], [v * scale for _, v in marks], "x", color="red", ms=8)
+            prefix = name.split("_")[0]
+            if name.endswith("_std_ratio"):
+                refs = {"healthy 1/sqrt(D)": 1.0, "threshold": diag_cfg.std_ratio_min}
+            elif name.endswith("_rank") and f"{prefix}_dim" in df:
+                refs = {"threshold": max(diag_cfg.rank_fraction_min * float(df[f"{prefix}_dim"].iloc[-1]),
+                                         float(getattr(diag_cfg, "rank_min", 1.5)))}
+            elif name in ("dino_teacher_entropy", "dino_teacher_batch_entropy", "dino_student_entropy",
+                          "dino_ce") and "dino_ln_k" in df:
+                refs = {"ln(K)": float(df["dino_ln_k"].iloc[-1])}
+        for text, y in refs.items():
+            ax.axhline(y, ls="--", lw=0.8, color="grey")
+            ax.annotate(text, (0, y), xycoords=("axes fraction", "data"), fontsize=7, color="grey", va="bottom")
+        if name in logy:
+            ax.set_yscale("log")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("step")
+    for ax in list(axes.flat)[len(figures):]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), fontsize=8,
+                   bbox_to_anchor=(0.5, -0.02 * nrows - 0.04))
+    fig.tight_layout()
+    return fig
+
+
+def plot_spectra(spectra: dict[str, np.ndarray], ax=None, title: str = "singular values (normalised)"):
+    """Singular values divided by the largest, on a log axis, one line per label. Returns the Axes."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.5, 3))
+    for label, s in spectra.items():
+        s = np.asarray(s, dtype=np.float64)
+        ax.semilogy(np.arange(1, len(s) + 1), np.maximum(s / max(s[0], 1e-30), 1e-12), marker=".", label=label)
+    ax.set_xlabel("index")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    return ax
+
+
+def segment_similarity_by_distance(chunks: np.ndarray, chunk_track: np.ndarray, chunk_seconds: float):
+    """chunks (M, E) chunk embeddings in time order within each track, chunk_track (M,) their
+    track. Cosine similarity between two chunks of one track against their distance in time
+    (start to start, seconds): a DataFrame (distance_s, mean, std, pairs)."""
+    import pandas as pd
+
+    u = np.asarray(chunks, dtype=np.float64)
+    u = u / np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-12)
+    owner = np.asarray(chunk_track)
+    rows = []
+    for t in np.unique(owner):
+        pos = np.flatnonzero(owner == t)
+        if len(pos) < 2:
+            continue
+        sim = u[pos] @ u[pos].T
+        i, j = np.triu_indices(len(pos), k=1)
+        rows.append(pd.DataFrame({"distance_s": (j - i) * chunk_seconds, "cosine": sim[i, j]}))
+    if not rows:
+        return pd.DataFrame(columns=["distance_s", "mean", "std", "pairs"])
+    df = pd.concat(rows)
+    out = df.groupby("distance_s")["cosine"].agg(["mean", "std", "count"]).reset_index()
+    return out.rename(columns={"count": "pairs"})
+
+
+def family_labels(labels: np.ndarray, tag_names: list[str], family_tags: list[str]) -> np.ndarray:
+    """labels (N, K) multi-hot, the tags of one family -> (N,) one name per track for colouring:
+    its family tag when it has exactly one, "several" when more, "none" when none."""
+    cols = [tag_names.index(t) for t in family_tags if t in tag_names]
+    sub = np.asarray(labels)[:, cols] > 0
+    names = np.array([family_tags[c] for c in range(len(cols))] if cols else [], dtype=object)
+    out = np.full(len(sub), "none", dtype=object)
+    count = sub.sum(axis=1)
+    out[count == 1] = names[sub[count == 1].argmax(axis=1)] if (count == 1).any() else []
+    out[count > 1] = "several"
+    return out
+
+
+def umap_coordinates(x: np.ndarray, seed: int = 0, n_neighbors: int = 15) -> np.ndarray:
+    """(N, E) -> (N, 2) UMAP (McInnes et al. 2018, umap-learn) with the cosine metric;
+    n_neighbors capped below N so tiny smoke splits work."""
+    import umap
+
+    x = np.asarray(x, dtype=np.float32)
+    k = max(2, min(n_neighbors, len(x) - 1))
+    return umap.UMAP(n_neighbors=k, metric="cosine", random_state=seed, n_jobs=1,
+                     init="random" if len(x) < 10 else "spectral").fit_transform(x)
+
+
+def plot_maps(coords: dict[str, np.ndarray], colour: np.ndarray, title: str = ""):
+    """Side-by-side scatter plots of 2-d maps {label: (N, 2)} coloured by one category per
+    point (N,). Returns the Figure."""
+    import matplotlib.pyplot as plt
+
+    cats = sorted(set(colour.tolist()))
+    cmap = plt.get_cmap("tab20")
+    fig, axes = plt.subplots(1, len(coords), figsize=(3.2 * len(coords), 3.2), squeeze=False)
+    for ax, (label, xy) in zip(axes[0], coords.items()):
+        for c, cat in enumerate(cats):
+            m = colour == cat
+            ax.scatter(xy[m, 0], xy[m, 1], s=12, color=cmap(c % 20), label=cat)
+        ax.set_title(label, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0][-1].legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def nearest_neighbours(x: np.ndarray, query: int, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """x (N, E): the k rows nearest to row ``query`` by cosine similarity (itself excluded),
+    as (positions (k,), similarities (k,)), most similar first."""
+    u = np.asarray(x, dtype=np.float64)
+    u = u / np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-12)
+    sim = u @ u[query]
+    sim[query] = -np.inf
+    order = np.argsort(-sim)[:k]
+    return order, sim[order]

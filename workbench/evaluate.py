@@ -1,0 +1,557 @@
+"""Downstream evaluation: frozen embeddings, probes, paired bootstrap, limited data, baselines.
+
+One harness treats every encoder the same way: the five SSL runs, a released checkpoint, and
+three baselines (a randomly initialised encoder, hand-crafted log-mel statistics, a supervised
+encoder trained end to end on the train labels). Metrics and the bootstrap live in
+`workbench.metrics`, probes in `workbench.probe`, figures in `workbench.plots`.
+
+Embeddings: each track is cut into non-overlapping chunks of the pretraining duration (4 s);
+the last partial chunk is dropped (``EvalConfig.last_chunk = "drop"``; ``"pad"`` zero-pads it)
+and a track shorter than one chunk gives one zero-padded chunk. Chunk embeddings are
+mean-pooled per track. Results are cached under ``data_dir()/cache/embeddings/`` keyed by the
+checkpoint's bytes (sha256), the store, the split and the front end, so re-probing takes seconds.
+
+Limited data: subsets of the train split are nested within a draw (draw d of 5 % contains draw
+d of 1 %): each draw is one seeded ordering of the train tracks that first takes one random
+positive track of every tag (tags in random order), then the rest at random; the fraction f
+takes the first max(ceil(f N), 2) tracks. Validation and test stay whole.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from workbench.config import AudioConfig, RunConfig, config_hash, data_dir, to_dict
+from workbench.data.store import AudioStore
+from workbench.metrics import bootstrap
+from workbench.probe import check_split, train_probe
+
+METHOD_NAMES = ("simclr", "byol", "dino", "vicreg", "barlow_twins")
+SPLITS = ("train", "valid", "test")
+# file stems of the released checkpoints (PAPER.md) -> workbench method names
+RELEASED_NAMES = {"contrastive": "simclr", "byol": "byol", "clustering": "dino",
+                  "barlow_twins": "barlow_twins", "feature_stats": "vicreg"}
+
+
+def _device(cfg: RunConfig) -> torch.device:
+    if cfg.train.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(cfg.train.device)
+
+
+def _sha_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def _sha_module(module: nn.Module) -> str:
+    h = hashlib.sha256(type(module).__name__.encode())
+    for k, v in module.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class EncoderSource:
+    """A frozen encoder and what identifies it in tables and caches."""
+
+    name: str  # method or baseline name (METHOD_ORDER in workbench.plots)
+    fidelity: str
+    encoder: nn.Module  # (B, 1, F, T) -> (B, E)
+    audio: AudioConfig  # its front end
+    checkpoint: str  # file or description
+    checkpoint_hash: str
+    config_hash: str
+
+
+class LogMelStats(nn.Module):
+    """Hand-crafted baseline: per-band mean and standard deviation of the log-mel, (B,1,F,T) -> (B, 2F)."""
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        assert mel.ndim == 4 and mel.shape[1] == 1, f"LogMelStats expects (B, 1, F, T), got {tuple(mel.shape)}"
+        return torch.cat([mel.mean(-1), mel.std(-1)], -1).flatten(1)
+
+
+def resolve_source(source, cfg: RunConfig, name: str | None = None) -> EncoderSource:
+    """A run folder, a released checkpoint ``.pt``, an `EncoderSource` or an nn.Module -> `EncoderSource`."""
+    if isinstance(source, EncoderSource):
+        return source
+    if isinstance(source, nn.Module):
+        return EncoderSource(name or getattr(source, "name", type(source).__name__.lower()), "n/a",
+                             source.eval(), cfg.audio, "in-memory module", _sha_module(source), config_hash(cfg))
+    path = Path(source)
+    if path.is_dir():
+        from workbench.train import load_encoder
+
+        encoder, run_cfg = load_encoder(path)
+        ckpt = path / "checkpoint.pt"
+        return EncoderSource(name or run_cfg.method.name, run_cfg.method.fidelity, encoder.eval(), run_cfg.audio,
+                             str(ckpt), _sha_file(ckpt), config_hash(run_cfg))
+    if path.suffix == ".pt" and path.exists():
+        from workbench.encoder import load_released
+
+        method = RELEASED_NAMES.get(path.stem, path.stem)
+        encoder, _info = load_released(path, method)
+        # the release's front end: f_max 11025 at 16 kHz (PAPER.md departure 6), 4 s at 16 kHz
+        audio = dataclasses.replace(AudioConfig(), f_max=11025.0)
+        return EncoderSource(name or method, "released", encoder.eval(), audio, str(path), _sha_file(path),
+                             config_hash(audio))
+    raise FileNotFoundError(f"{source}: neither a run folder nor a released checkpoint (.pt)")
+
+
+@dataclass
+class Embeddings:
+    """Track embeddings (N, E) of a split, the store indices (N,), and optionally chunk
+    embeddings (M, E) with the position (M,) of their track in ``indices``."""
+
+    track: np.ndarray
+    indices: np.ndarray
+    chunks: np.ndarray | None = None
+    chunk_track: np.ndarray | None = None
+    key: str = ""
+
+
+def _store_id(store: AudioStore) -> str:
+    return f"{Path(store.root).name}-{len(store)}"
+
+
+def _cache_path(kind: str, src: EncoderSource, store: AudioStore, split: str, extra: dict) -> Path:
+    blob = json.dumps({"ckpt": src.checkpoint_hash, "store": _store_id(store), "split": split,
+                       "audio": to_dict(src.audio), **extra}, sort_keys=True)
+    key = hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return data_dir() / "cache" / "embeddings" / f"{kind}-{src.name}-{split}-{key}.npz"
+
+
+def _save(path: Path, **arrays) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(path)  # atomic: a reader sees the old file or the whole new one
+
+
+def _embed_batches(src: EncoderSource, audio: np.ndarray, batch_size: int, device: torch.device) -> np.ndarray:
+    """(M, S) waveforms -> (M, E) embeddings through the source's front end and encoder."""
+    from workbench.audio import MelFrontend
+
+    front = MelFrontend.from_config(src.audio).to(device)
+    encoder = src.encoder.to(device).eval()
+    out = []
+    with torch.inference_mode():
+        for lo in range(0, len(audio), batch_size):
+            x = torch.from_numpy(np.ascontiguousarray(audio[lo:lo + batch_size])).to(device)
+            out.append(encoder(front(x)).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def extract_embeddings(source, store: AudioStore, split: str, cfg: RunConfig, keep_chunks: bool = False,
+                       progress: bool = True) -> Embeddings:
+    """Frozen track embeddings of a split (cached; see the module docstring for chunking)."""
+    src = resolve_source(source, cfg)
+    seg = src.audio.segment_samples
+    path = _cache_path("track", src, store, split, {"last": cfg.eval.last_chunk, "chunks": keep_chunks})
+    if path.exists():
+        z = np.load(path)
+        return Embeddings(z["track"], z["indices"], z["chunks"] if keep_chunks else None,
+                          z["chunk_track"] if keep_chunks else None, path.stem)
+    idx = store.indices(split)
+    device = _device(cfg)
+    tracks, chunks, owner, buf, buf_owner = [], [], [], [], []
+    bs = cfg.eval.batch_size
+
+    def flush() -> None:
+        if buf:
+            chunks.append(_embed_batches(src, np.concatenate(buf), bs, device))
+            owner.append(np.concatenate(buf_owner))
+            buf.clear()
+            buf_owner.clear()
+
+    from workbench.data.views import chunk_track
+
+    n_buf = 0
+    for pos, i in enumerate(tqdm(idx, desc=f"embed {src.name} {split}", disable=not progress, leave=False)):
+        c = chunk_track(store.audio(int(i)), seg, cfg.eval.last_chunk)
+        buf.append(c)
+        buf_owner.append(np.full(len(c), pos))
+        n_buf += len(c)
+        if n_buf >= 4 * bs:
+            flush()
+            n_buf = 0
+    flush()
+    if not chunks:
+        raise ValueError(f"the {split} split of {store.root} is empty: nothing to embed")
+    chunk_emb = np.concatenate(chunks).astype(np.float32)
+    chunk_owner = np.concatenate(owner)
+    counts = np.bincount(chunk_owner, minlength=len(idx))
+    track = np.zeros((len(idx), chunk_emb.shape[1]), np.float32)
+    np.add.at(track, chunk_owner, chunk_emb)
+    track /= counts[:, None]
+    arrays = dict(track=track, indices=idx)
+    if keep_chunks:
+        arrays.update(chunks=chunk_emb, chunk_track=chunk_owner)
+    _save(path, **arrays)
+    return Embeddings(track, idx, chunk_emb if keep_chunks else None, chunk_owner if keep_chunks else None, path.stem)
+
+
+def extract_segments(source, store: AudioStore, split: str, cfg: RunConfig,
+                     progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Paper-code protocol training set: embeddings (M, E) of up to ``probe.segments_per_track``
+    random segments a track (seeded; segments below ``views.silence_db`` dBFS dropped) and the
+    position (M,) of their track in ``store.indices(split)``. Cached like track embeddings."""
+    src = resolve_source(source, cfg)
+    seg, n_per = src.audio.segment_samples, cfg.probe.segments_per_track
+    path = _cache_path("segments", src, store, split, {"n": n_per, "seed": cfg.probe.seed,
+                                                        "silence": cfg.views.silence_db})
+    if path.exists():
+        z = np.load(path)
+        return z["emb"], z["track"]
+    idx = store.indices(split)
+    rng = np.random.default_rng(cfg.probe.seed)
+    lengths = np.asarray(store.lengths)[idx]
+    owner = np.repeat(np.arange(len(idx)), n_per)
+    room = np.maximum(lengths - seg, 0)[owner]
+    starts = (rng.random(len(owner)) * (room + 1)).astype(np.int64)
+    audio = np.stack([np.pad(store.audio(int(idx[o]))[s:s + seg], (0, max(0, seg - int(lengths[o] - s))))
+                      for o, s in zip(owner, starts)]) if len(owner) else np.zeros((0, seg), np.float32)
+    rms_db = 20 * np.log10(np.maximum(np.sqrt(np.mean(np.square(audio, dtype=np.float64), -1)), 1e-12))
+    keep = rms_db >= cfg.views.silence_db
+    emb = _embed_batches(src, audio[keep], cfg.eval.batch_size, _device(cfg))
+    _save(path, emb=emb, track=owner[keep])
+    return emb, owner[keep]
+
+
+# ---------------------------------------------------------------------------------------------
+# Limited data
+
+
+def limited_data_subsets(labels: np.ndarray, fractions: tuple[float, ...], draws: int,
+                         seed: int = 0) -> dict[float, list[np.ndarray]]:
+    """Nested, seeded subsets of the train split, as positions into it.
+
+    labels (N, K) multi-label (or (N,) class ids). Returns {fraction: [positions of draw d]};
+    fraction 1.0 has one draw (everything). See the module docstring for the construction.
+    """
+    labels = np.asarray(labels)
+    onehot = labels if labels.ndim == 2 else np.eye(int(labels.max()) + 1, dtype=np.uint8)[labels]
+    n = len(onehot)
+    orders = []
+    for d in range(draws):
+        rng = np.random.default_rng([seed, d])
+        first: list[int] = []
+        taken = np.zeros(n, bool)
+        for k in rng.permutation(onehot.shape[1]):
+            cand = np.flatnonzero((onehot[:, k] > 0) & ~taken)
+            if cand.size and not onehot[taken, k].any():
+                j = int(rng.choice(cand))
+                first.append(j)
+                taken[j] = True
+        orders.append(np.concatenate([np.array(first, np.int64), rng.permutation(np.flatnonzero(~taken))]))
+    out: dict[float, list[np.ndarray]] = {}
+    for f in fractions:
+        if not 0 < f <= 1:
+            raise ValueError(f"limited-data fraction {f} is not in (0, 1]")
+        size = min(n, max(math.ceil(f * n - 1e-9), 2))
+        out[float(f)] = [np.arange(n)] if f == 1.0 else [np.sort(o[:size]) for o in orders]
+    return out
+
+
+def save_subsets(path: Path, subsets: dict[float, list[np.ndarray]], train_indices: np.ndarray, **meta) -> Path:
+    """Write subsets as JSON: store indices per fraction and draw, with the seed and rule."""
+    blob = {"nested": True, "rule": "coverage-first ordering per draw; fraction f = first max(ceil(fN), 2)",
+            **meta, "subsets": {str(f): [train_indices[p].tolist() for p in ps] for f, ps in subsets.items()}}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(blob))
+    tmp.replace(path)
+    return path
+
+
+def load_subsets(path: Path) -> dict[float, list[np.ndarray]]:
+    """Store indices {fraction: [draw arrays]} as written by `save_subsets`."""
+    blob = json.loads(Path(path).read_text())
+    return {float(f): [np.asarray(d, np.int64) for d in ds] for f, ds in blob["subsets"].items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Baselines
+
+
+def _random_encoder(cfg: RunConfig, store: AudioStore) -> EncoderSource:
+    from workbench.encoder import build_encoder
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.eval.baseline_seed)
+        enc = build_encoder(cfg.encoder, cfg.audio).eval()
+    return EncoderSource("random", "n/a", enc, cfg.audio, f"random init seed {cfg.eval.baseline_seed}",
+                         _sha_module(enc), config_hash(cfg.encoder))
+
+
+def _handcrafted(cfg: RunConfig, store: AudioStore) -> EncoderSource:
+    return EncoderSource("handcrafted", "n/a", LogMelStats(), cfg.audio, "log-mel mean+std",
+                         "handcrafted-" + config_hash(cfg.audio), config_hash(cfg.audio))
+
+
+def _supervised(cfg: RunConfig, store: AudioStore, progress: bool = True) -> EncoderSource:
+    """The same encoder trained end to end with BCE on random 4 s segments of the train tracks
+    (each carrying its track's labels); ``eval.supervised_epochs`` passes of one segment a track.
+    The checkpoint is cached under ``data_dir()/cache/supervised/``."""
+    from workbench.audio import MelFrontend
+    from workbench.encoder import build_encoder
+
+    key = config_hash({"enc": to_dict(cfg.encoder), "audio": to_dict(cfg.audio), "store": _store_id(store),
+                       "epochs": cfg.eval.supervised_epochs, "seed": cfg.eval.baseline_seed,
+                       "batch": cfg.train.batch_size, "lr": cfg.train.lr})
+    path = data_dir() / "cache" / "supervised" / f"supervised-{key}.pt"
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.eval.baseline_seed)
+        enc = build_encoder(cfg.encoder, cfg.audio)
+        head = nn.Linear(cfg.encoder.output_dim, store.labels.shape[1])
+    if path.exists():
+        enc.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["encoder"])
+    else:
+        device = _device(cfg)
+        idx, y = store.split_labels("train")
+        check_split(y, "train (supervised baseline)")
+        model = nn.Sequential(MelFrontend.from_config(cfg.audio), enc, head).to(device).train()
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
+        rng = np.random.default_rng(cfg.eval.baseline_seed)
+        seg = cfg.audio.segment_samples
+        lengths = np.asarray(store.lengths)[idx]
+        bs = max(2, min(cfg.train.batch_size, len(idx)))
+        steps = [(e, lo) for e in range(cfg.eval.supervised_epochs) for lo in range(0, len(idx), bs)]
+        for e, lo in tqdm(steps, desc="supervised baseline", disable=not progress, leave=False):
+            if lo == 0:
+                perm = rng.permutation(len(idx))
+            p = perm[lo:lo + bs]
+            if len(p) < 2:
+                continue
+            starts = (rng.random(len(p)) * (np.maximum(lengths[p] - seg, 0) + 1)).astype(np.int64)
+            x = np.stack([np.pad(store.audio(int(idx[j]))[s:s + seg], (0, max(0, seg - int(lengths[j] - s))))
+                          for j, s in zip(p, starts)])
+            logits = model(torch.from_numpy(x).to(device))
+            loss = nn.functional.binary_cross_entropy_with_logits(logits, torch.from_numpy(y[p].astype(np.float32)).to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        enc = enc.cpu().eval()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save({"encoder": enc.state_dict(), "config": to_dict(cfg)}, tmp)
+        tmp.replace(path)
+    return EncoderSource("supervised", "n/a", enc.eval(), cfg.audio, str(path), _sha_file(path), key)
+
+
+BASELINES = {"random": _random_encoder, "handcrafted": _handcrafted, "supervised": _supervised}
+
+
+def baseline_source(name: str, cfg: RunConfig, store: AudioStore) -> EncoderSource:
+    """One of `BASELINES` as an `EncoderSource`; a wrong name lists the valid ones."""
+    if name not in BASELINES:
+        raise ValueError(f"unknown baseline {name!r}; expected one of {', '.join(BASELINES)}")
+    return BASELINES[name](cfg, store)
+
+
+
+# ---------------------------------------------------------------------------------------------
+# The comparison
+
+
+def _task(store: AudioStore) -> str:
+    return "single_label" if store.meta.get("task") in ("single_label", "single-label") else "multi_label"
+
+
+def _targets(y: np.ndarray, task: str) -> np.ndarray:
+    return y.argmax(1) if task == "single_label" else y
+
+
+def probe_scores(src: EncoderSource, store: AudioStore, cfg: RunConfig,
+                 subsets: dict[float, list[np.ndarray]], progress: bool = True) -> dict[tuple[float, int], np.ndarray]:
+    """Train one probe per (fraction, draw) on the subset of the train split, score the test
+    split; returns {(fraction, draw): test scores (N_test, K)}."""
+    task = _task(store)
+    emb = {s: extract_embeddings(src, store, s, cfg, progress=progress) for s in SPLITS}
+    y = {s: _targets(store.labels[emb[s].indices], task) for s in SPLITS}
+    if cfg.probe.protocol == "paper-code":
+        seg_emb, seg_owner = extract_segments(src, store, "train", cfg, progress=progress)
+    out = {}
+    for f, draws in subsets.items():
+        for d, pos in enumerate(draws):
+            if cfg.probe.protocol == "paper-code":
+                sel = np.isin(seg_owner, pos)
+                x_train, y_train = seg_emb[sel], y["train"][seg_owner[sel]]
+            else:
+                x_train, y_train = emb["train"].track[pos], y["train"][pos]
+            probe = train_probe(x_train, y_train, emb["valid"].track, y["valid"], cfg.probe, task=task,
+                                n_outputs=store.labels.shape[1])
+            out[(f, d)] = probe.predict(emb["test"].track)
+    return out
+
+
+def _labels(sources: list[EncoderSource]) -> list[str]:
+    """Unique table labels: the method name, with the fidelity when it is not the default."""
+    labels = [s.name if s.fidelity in ("reference", "n/a") else f"{s.name}/{s.fidelity}" for s in sources]
+    seen: dict[str, int] = {}
+    for i, lab in enumerate(labels):
+        seen[lab] = seen.get(lab, 0) + 1
+        if seen[lab] > 1:
+            labels[i] = f"{lab}#{seen[lab]}"
+    return labels
+
+
+def run_evaluation(cfg: RunConfig, runs: list[Path], out_dir: Path | None = None, progress: bool = True) -> Path:
+    """Probe, bootstrap and compare every run and baseline; write the report folder.
+
+    ``runs``: run folders or released checkpoints; empty = the five methods of ``cfg`` via
+    `workbench.train.ensure_run`. Writes into ``out_dir`` (default
+    ``data_dir()/reports/<dataset>-<profile>/``): results.csv/.md (one row per method, fraction and
+    metric), pairs.csv (paired differences on the full train set), limited.csv (per draw),
+    bootstrap.npz (per-resample values, keys ``<fraction>|<metric>|<method>``), subsets.json,
+    figures (PNG) and report.md with seeds and stage timings.
+    """
+    from workbench import plots
+    from workbench.data import open_dataset
+
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    store = open_dataset(cfg)
+    dataset = cfg.data.dataset
+    variant = cfg.data.variant or store.meta.get("variant") or "default"
+    out = Path(out_dir) if out_dir else data_dir() / "reports" / f"{dataset}{'-' + cfg.data.variant if cfg.data.variant else ''}-{cfg.profile}"
+    out.mkdir(parents=True, exist_ok=True)
+    timings["open dataset"] = time.perf_counter() - t0
+
+    t = time.perf_counter()
+    if not runs:
+        from workbench.train import ensure_run
+
+        runs = [ensure_run(dataclasses.replace(cfg, method=dataclasses.replace(cfg.method, name=m)))
+                for m in METHOD_NAMES]
+    sources = [resolve_source(r, cfg) for r in runs]
+    timings["runs"] = time.perf_counter() - t
+    t = time.perf_counter()
+    sources += [baseline_source(b, cfg, store) for b in cfg.eval.baselines]
+    timings["baselines"] = time.perf_counter() - t
+    labels = _labels(sources)
+
+    task = _task(store)
+    train_idx, y_train = store.split_labels("train")
+    fractions = tuple(sorted(set(cfg.eval.fractions) | {1.0}))
+    subsets = limited_data_subsets(_targets(y_train, task), fractions, cfg.eval.draws, cfg.eval.subset_seed)
+    save_subsets(out / "subsets.json", subsets, train_idx, seed=cfg.eval.subset_seed, draws=cfg.eval.draws,
+                 store=_store_id(store))
+
+    t = time.perf_counter()
+    scores = {lab: probe_scores(src, store, cfg, subsets, progress) for lab, src in zip(labels, sources)}
+    timings["embeddings + probes"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    _, y_test = store.split_labels("test")
+    y_test = _targets(y_test, task)
+    rows, limited, arrays = [], [], {}
+    for f, draws in subsets.items():
+        per_draw = [bootstrap(y_test, {lab: scores[lab][(f, d)] for lab in labels},
+                              cfg.eval.bootstrap_resamples, cfg.eval.bootstrap_seed) for d in range(len(draws))]
+        if f == 1.0:
+            per_draw[0].pairs().to_csv(out / "pairs.csv", index=False)
+        for metric in per_draw[0].metrics:
+            for lab, src in zip(labels, sources):
+                points = np.array([b.point[metric][lab] for b in per_draw])
+                res = np.mean([b.resamples[metric][lab] for b in per_draw], axis=0)  # draw-averaged
+                arrays[f"{f}|{metric}|{lab}"] = res
+                limited += [dict(method=lab, fraction=f, draw=d, metric=metric, value=v) for d, v in enumerate(points)]
+                rows.append(dict(dataset=dataset, variant=variant, split="test", method=lab, fidelity=src.fidelity,
+                                 protocol=cfg.probe.protocol, fraction=f, metric=metric, point=points.mean(),
+                                 mean=float(np.nanmean(res)), ci_low=float(np.nanpercentile(res, 2.5)),
+                                 ci_high=float(np.nanpercentile(res, 97.5)),
+                                 n_undefined_tags=per_draw[0].n_undefined_point, draws=len(draws),
+                                 draw_std=float(points.std()), checkpoint=src.checkpoint,
+                                 checkpoint_hash=src.checkpoint_hash, config_hash=src.config_hash,
+                                 probe_hash=config_hash(cfg.probe)))
+    table = pd.DataFrame(rows)
+    table.to_csv(out / "results.csv", index=False)
+    pd.DataFrame(limited).to_csv(out / "limited.csv", index=False)
+    _save(out / "bootstrap.npz", **arrays)
+    timings["bootstrap"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    figures = {"fig1_dots.png": plots.dot_plot(out), "fig2_limited.png": plots.limited_data_plot(out),
+               "paired_differences.png": plots.paired_difference_plot(out)}
+    for name, fig in figures.items():
+        fig.savefig(out / name, dpi=120, bbox_inches="tight")
+        plots.plt.close(fig)
+    timings["figures"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - t0
+    _write_report(out, cfg, table, timings, store)
+    return out
+
+
+def _markdown(df: pd.DataFrame) -> str:
+    """A GitHub Markdown table (floats to 4 decimals), without the optional tabulate dependency."""
+    def cell(v) -> str:
+        return f"{v:.4f}" if isinstance(v, (float, np.floating)) else str(v)
+    head = "| " + " | ".join(map(str, df.columns)) + " |\n|" + "---|" * len(df.columns) + "\n"
+    return head + "\n".join("| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False))
+
+
+def _write_report(out: Path, cfg: RunConfig, table: pd.DataFrame, timings: dict[str, float], store) -> None:
+    full = table[table.fraction == 1.0]
+    cols = ["method", "fidelity", "metric", "point", "mean", "ci_low", "ci_high", "n_undefined_tags"]
+    md_full = _markdown(full[cols])
+    lim = table.pivot_table(index=["metric", "method"], columns="fraction", values="point").round(4)
+    pairs = pd.read_csv(out / "pairs.csv")
+    text = f"""# Downstream comparison: {cfg.data.dataset} ({cfg.profile} profile)
+
+Store: `{store.root}` ({len(store.indices('train'))} train / {len(store.indices('valid'))} valid /
+{len(store.indices('test'))} test tracks, {store.labels.shape[1]} tags). Probe protocol: `{cfg.probe.protocol}`
+(hidden {cfg.probe.hidden}, dropout {cfg.probe.dropout}, Adam lr {cfg.probe.lr}, up to {cfg.probe.max_epochs}
+epochs, patience {cfg.probe.patience}). Bootstrap: {cfg.eval.bootstrap_resamples} paired resamples of the test
+tracks; interval = 2.5/97.5 percentiles.
+
+Seeds: corpus {cfg.corpus.seed}, pretraining {cfg.train.seed}, probe {cfg.probe.seed}, bootstrap
+{cfg.eval.bootstrap_seed}, limited-data subsets {cfg.eval.subset_seed}, baselines {cfg.eval.baseline_seed}.
+
+## Full training data
+
+{md_full}
+
+![dot plot](fig1_dots.png)
+
+![paired differences](paired_differences.png)
+
+## Limited data (point estimate, mean over draws)
+
+{_markdown(lim.reset_index())}
+
+![limited data](fig2_limited.png)
+
+## Paired differences (full data; share of resamples where a beats b)
+
+{_markdown(pairs)}
+
+## Stage timings (s)
+
+{_markdown(pd.Series(timings).round(1).rename('seconds').rename_axis('stage').reset_index())}
+
+Files: results.csv/.md, pairs.csv, limited.csv, bootstrap.npz, subsets.json, figures.
+Config hash {config_hash(cfg)}; full config in config.json.
+"""
+    (out / "results.md").write_text(_markdown(table))
+    (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+    (out / "timings.json").write_text(json.dumps(timings, indent=2))
+    (out / "report.md").write_text(text)

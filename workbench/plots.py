@@ -1,0 +1,139 @@
+"""Figures of the comparison, drawn from result files only (never from live objects).
+
+A report folder written by `workbench.evaluate.run_evaluation` holds ``results.csv``,
+``bootstrap.npz`` (per-resample values, keys ``<fraction>|<metric>|<method>``), ``limited.csv``
+and ``pairs.csv``. Every figure takes one report folder or several (one task each) and returns
+a matplotlib Figure; ``save=`` also writes a PNG. Methods keep the same order and colour in
+every figure (`METHOD_ORDER`, `METHOD_COLORS`), baselines included.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+METHOD_ORDER = ("simclr", "dino", "barlow_twins", "byol", "vicreg", "supervised", "random", "handcrafted")
+METHOD_COLORS = {
+    "simclr": "#1f77b4", "dino": "#ff7f0e", "barlow_twins": "#2ca02c", "byol": "#d62728", "vicreg": "#9467bd",
+    "supervised": "#4d4d4d", "random": "#a6a6a6", "handcrafted": "#8c564b",
+}
+METHOD_LABELS = {"simclr": "contrastive (SimCLR)", "dino": "clustering (DINO)", "barlow_twins": "Barlow Twins",
+                 "byol": "BYOL", "vicreg": "VICReg", "supervised": "supervised", "random": "random init",
+                 "handcrafted": "log-mel stats"}
+METRIC_LABELS = {"roc_auc": "macro ROC-AUC", "pr_auc": "macro mAP", "accuracy": "accuracy"}
+
+
+def _base(method: str) -> str:
+    return method.split("/")[0].split("#")[0]
+
+
+def method_color(method: str) -> str:
+    """The fixed colour of a method (a fidelity or duplicate suffix keeps its method's colour)."""
+    return METHOD_COLORS.get(_base(method), "#17becf")
+
+
+def order_methods(methods) -> list[str]:
+    """Methods sorted by `METHOD_ORDER` (unknown names last, alphabetically)."""
+    rank = {m: i for i, m in enumerate(METHOD_ORDER)}
+    return sorted(set(methods), key=lambda m: (rank.get(_base(m), len(rank)), m))
+
+
+def _dirs(reports) -> list[Path]:
+    return [Path(r) for r in (reports if isinstance(reports, (list, tuple)) else [reports])]
+
+
+def _task(report: Path, table: pd.DataFrame) -> str:
+    row = table.iloc[0]
+    return f"{row['dataset']}" + (f" ({row['variant']})" if row["variant"] not in ("default", "") else "")
+
+
+def _finish(fig, save) -> plt.Figure:
+    if save:
+        Path(save).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(save, dpi=120, bbox_inches="tight")
+    return fig
+
+
+def dot_plot(reports, fraction: float = 1.0, save: str | Path | None = None) -> plt.Figure:
+    """Fig. 1: one panel per task and metric; one dot per bootstrap resample, the bootstrap mean
+    as a black-edged marker, one colour per method."""
+    panels = []
+    for rep in _dirs(reports):
+        table = pd.read_csv(rep / "results.csv")
+        z = np.load(rep / "bootstrap.npz")
+        for metric in table.metric.unique():
+            sub = table[(table.metric == metric) & (np.isclose(table.fraction, fraction))]
+            values = {m: z[f"{fraction}|{metric}|{m}"] for m in sub.method}
+            panels.append((_task(rep, table), metric, values))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2), squeeze=False)
+    rng = np.random.default_rng(0)  # jitter only
+    for ax, (task, metric, values) in zip(axes[0], panels):
+        methods = order_methods(values)
+        for i, m in enumerate(methods):
+            v = values[m]
+            ax.scatter(i + rng.uniform(-0.25, 0.25, len(v)), v, s=4, alpha=0.25, color=method_color(m), linewidths=0)
+            ax.scatter([i], [np.nanmean(v)], s=70, color=method_color(m), edgecolors="black", zorder=3)
+        ax.set_xticks(range(len(methods)), [METHOD_LABELS.get(m, m) for m in methods], rotation=45, ha="right")
+        ax.set_title(f"{task}: {METRIC_LABELS.get(metric, metric)}")
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return _finish(fig, save)
+
+
+def limited_data_plot(reports, save: str | Path | None = None) -> plt.Figure:
+    """Fig. 2: test metric against the share of train data (log x); line = mean over draws,
+    band = min..max over draws, one colour per method."""
+    panels = []
+    for rep in _dirs(reports):
+        table = pd.read_csv(rep / "results.csv")
+        lim = pd.read_csv(rep / "limited.csv")
+        for metric in lim.metric.unique():
+            panels.append((_task(rep, table), metric, lim[lim.metric == metric]))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.8 * len(panels), 4), squeeze=False)
+    for ax, (task, metric, lim) in zip(axes[0], panels):
+        for m in order_methods(lim.method):
+            g = lim[lim.method == m].groupby("fraction")["value"]
+            x = np.array(sorted(g.groups))
+            ax.plot(x, g.mean().loc[x], marker="o", color=method_color(m), label=METHOD_LABELS.get(m, m))
+            ax.fill_between(x, g.min().loc[x], g.max().loc[x], color=method_color(m), alpha=0.15, linewidth=0)
+        ax.set_xscale("log")
+        ax.set_xlabel("share of train tracks")
+        ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+        ax.set_title(task)
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return _finish(fig, save)
+
+
+def paired_difference_plot(reports, save: str | Path | None = None) -> plt.Figure:
+    """Each method minus the best method (highest bootstrap mean) per task and metric, with the
+    paired 95 % interval of the difference (from pairs.csv)."""
+    panels = []
+    for rep in _dirs(reports):
+        table = pd.read_csv(rep / "results.csv")
+        pairs = pd.read_csv(rep / "pairs.csv")
+        full = table[np.isclose(table.fraction, 1.0)]
+        for metric in pairs.metric.unique():
+            f = full[full.metric == metric]
+            best = f.loc[f["mean"].idxmax(), "method"]
+            d = pairs[(pairs.metric == metric) & (pairs.method_b == best)]
+            panels.append((_task(rep, table), metric, best, d))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.8 * len(panels), 4), squeeze=False)
+    for ax, (task, metric, best, d) in zip(axes[0], panels):
+        methods = [m for m in order_methods(d.method_a)]
+        for i, m in enumerate(methods):
+            r = d[d.method_a == m].iloc[0]
+            ax.errorbar([r.diff_mean], [i], xerr=[[r.diff_mean - r.ci_low], [r.ci_high - r.diff_mean]], fmt="o",
+                        color=method_color(m), capsize=3)
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_yticks(range(len(methods)), [METHOD_LABELS.get(m, m) for m in methods])
+        ax.invert_yaxis()
+        ax.set_xlabel(f"{METRIC_LABELS.get(metric, metric)} minus {METHOD_LABELS.get(best, best)}")
+        ax.set_title(task)
+        ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return _finish(fig, save)

@@ -71,7 +71,8 @@ def _test_signal(seconds=1.5, sr=16_000, seed=0):
 def test_filterbank_matches_numpy_slaney(f_max, norm):
     front = MelFrontend(f_max=f_max, mel_norm=norm)
     ref = _slaney_filters(16_000, 1024, 128, 0.0, 8000.0 if f_max is None else f_max, norm)
-    np.testing.assert_allclose(front.filterbank.numpy(), ref, atol=1e-6, rtol=1e-4)
+    scale = ref.max()  # peak 1 without norm, about 1e-3 with unit-area filters
+    np.testing.assert_allclose(front.filterbank.numpy(), ref, atol=1e-4 * scale, rtol=1e-4)
 
 
 def test_dead_filters():

@@ -648,25 +648,34 @@ def preview(clips: dict[str, Tensor], sample_rate: int, frontend: nn.Module | No
     import matplotlib.pyplot as plt
     from IPython.display import Audio, HTML, display
 
-    fig, axes = plt.subplots(len(clips), 2, figsize=(11, 1.9 * len(clips)), squeeze=False,
-                             gridspec_kw={"width_ratios": [1, 1.3]})
-    for (name, clip), (ax_wave, ax_mel) in zip(clips.items(), axes):
-        clip = clip.detach().float().cpu()
-        mel = clip if clip.dim() > 1 else (frontend(clip[None])[0] if frontend is not None else None)
-        if clip.dim() == 1:
+    clips = {name: clip.detach().float().cpu() for name, clip in clips.items()}
+    with torch.no_grad():
+        mels = {name: (c if c.dim() > 1 else frontend(c[None])[0] if frontend is not None else None)
+                for name, c in clips.items()}
+    shown = [m for m in mels.values() if m is not None]
+    top = max(m.max().item() for m in shown) if shown else 0.0  # one colour scale: levels compare
+    has_wave = any(c.dim() == 1 for c in clips.values())
+    fig, axes = plt.subplots(len(clips), 2 if has_wave else 1, figsize=(11 if has_wave else 6.5, 1.9 * len(clips)),
+                             squeeze=False, gridspec_kw={"width_ratios": [1, 1.3]} if has_wave else None)
+    for (name, clip), row in zip(clips.items(), axes):
+        ax_mel = row[-1]
+        if has_wave and clip.dim() == 1:
             t = torch.arange(clip.numel()) / sample_rate
-            ax_wave.plot(t.numpy(), clip.numpy(), lw=0.3)
-            ax_wave.set_xlim(0, t[-1].item())
-            ax_wave.set_ylim(-1.05 * max(clip.abs().max().item(), 1e-3), 1.05 * max(clip.abs().max().item(), 1e-3))
-        else:
-            ax_wave.axis("off")
-        ax_wave.set_ylabel(name, rotation=0, ha="right", va="center")
-        if mel is not None:
-            ax_mel.imshow(mel.reshape(-1, mel.shape[-1]).numpy(), origin="lower", aspect="auto", cmap="magma")
+            peak = max(clip.abs().max().item(), 1e-3)
+            row[0].plot(t.numpy(), clip.numpy(), lw=0.3)
+            row[0].set_xlim(0, t[-1].item())
+            row[0].set_ylim(-1.05 * peak, 1.05 * peak)
+        elif has_wave:
+            row[0].axis("off")
+        row[0].set_title(name, fontsize=9, loc="left")
+        if mels[name] is not None:
+            ax_mel.imshow(mels[name].reshape(-1, mels[name].shape[-1]).numpy(), origin="lower", aspect="auto",
+                          cmap="magma", vmin=top - 80.0, vmax=top)
         ax_mel.set_xticks([])
         ax_mel.set_yticks([])
-    axes[-1, 0].set_xlabel("seconds")
-    axes[-1, 1].set_xlabel("log-mel (frames x bins)")
+    if has_wave:
+        axes[-1, 0].set_xlabel("seconds")
+    axes[-1, -1].set_xlabel("log-mel, time → (frequency ↑), one colour scale for all rows")
     fig.tight_layout()
     display(fig)
     plt.close(fig)

@@ -160,10 +160,21 @@ class DiagnosticsConfig:
     every: int = 500  # steps between diagnostics on the held-out batch
     held_out_batch: int = 256
     stop_on_collapse: bool = False
-    std_ratio_min: float = 0.1  # per-dim std of L2-normalised embeddings below 0.1 / sqrt(D)
+    # per-dim std of L2-normalised embeddings below 0.15 / sqrt(D): whatever D, about a mean
+    # cosine of 0.98 between different tracks (the summed variance is 1 - |mean|^2)
+    std_ratio_min: float = 0.15
     rank_fraction_min: float = 0.02  # effective rank under 2 % of D
+    rank_min: float = 1.5  # ... and never a threshold below 1.5: one direction has RankMe 1 whatever D
     dino_loss_margin: float = 0.02  # DINO loss within 2 % of ln(K)
     entropy_margin: float = 0.02  # teacher entropy within 2 % of 0 or of ln(K)
+    # KL(teacher || student) below 0.05 nats: both DINO collapse modes drive it to 0 (Caron et
+    # al. 2021, Fig. 7); a sharpened teacher (0.04) against a student at 0.1 keeps it well above
+    dino_kl_min: float = 0.05
+    monitor_prefixes: tuple[str, ...] = ("embed", "proj")  # std / rank checked on backbone and projector
+    # notebook 03's deliberate collapses and their healthy twins (diagnostics.collapse_configs):
+    # training steps (0 = train.steps) and learning rate (None = train.lr)
+    collapse_steps: int = 0
+    collapse_lr: float | None = None
 
 
 @dataclass(frozen=True)
@@ -219,8 +230,8 @@ def _profile_overrides(profile: str) -> dict[str, dict[str, Any]]:
             "encoder": dict(width=8, layers=(1, 1, 1, 1), output_dim=256),
             "method": dict(projector_dims=(256, 512, 512), predictor_hidden=128, n_prototypes=512,
                            dino_hidden_dims=(256, 512), dino_bottleneck=128, warmup_teacher_temp_epochs=2),
-            "train": dict(batch_size=32, steps=120, steps_per_epoch=30, warmup_steps=12, lr=1e-3,
-                          log_every=10, checkpoint_every=40, precision="fp32"),
+            "train": dict(batch_size=32, steps=200, steps_per_epoch=40, warmup_steps=20, lr=1e-3,
+                          log_every=10, checkpoint_every=50, precision="fp32"),
             "diagnostics": dict(every=25, held_out_batch=64),
             "probe": dict(max_epochs=60, patience=8),
             "eval": dict(bootstrap_resamples=1000, supervised_epochs=10),
@@ -233,7 +244,7 @@ def _profile_overrides(profile: str) -> dict[str, dict[str, Any]]:
                            dino_hidden_dims=(64, 64), dino_bottleneck=32, warmup_teacher_temp_epochs=1),
             "train": dict(batch_size=8, steps=4, steps_per_epoch=2, warmup_steps=1, log_every=1,
                           checkpoint_every=2, precision="fp32"),
-            "diagnostics": dict(every=2, held_out_batch=16),
+            "diagnostics": dict(every=2, held_out_batch=16, collapse_steps=30, collapse_lr=1e-2),
             "probe": dict(max_epochs=5, patience=3, batch_size=16, segments_per_track=4),
             "eval": dict(bootstrap_resamples=100, draws=2, fractions=(0.2, 0.5, 1.0), supervised_epochs=1),
         }

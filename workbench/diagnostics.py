@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "embedding_std", "singular_values", "effective_rank", "alignment", "uniformity", "mean_cosine_between",
     "entropy", "dino_figures", "embedding_figures", "compute_diagnostics", "CollapseMonitor",
-    "read_warnings", "plot_training_diagnostics", "plot_spectra", "run_spectra", "segment_similarity_by_distance",
+    "read_warnings", "collapse_configs", "held_out_views", "plot_training_diagnostics", "plot_spectra", "run_spectra", "segment_similarity_by_distance",
 ]
 
 
@@ -270,9 +270,10 @@ class CollapseMonitor:
 
     For each of ``embed`` and ``proj`` (D = ``<prefix>_dim``):
     - ``std``: per-dimension std of L2-normalised embeddings below ``std_ratio_min / sqrt(D)``
-      (0.1 of the healthy spread; complete collapse drives it to 0).
-    - ``rank``: RankMe below ``max(rank_fraction_min * D, rank_min)`` (2 % of D, and never
-      above... at least 1.5: a single direction has rank 1 whatever D).
+      (0.15 of the healthy spread, about a mean cosine of 0.98 between tracks; complete
+      collapse drives it to 0).
+    - ``rank``: RankMe below ``max(rank_fraction_min * D, rank_min)`` (2 % of D, at least 1.5:
+      a single direction has rank 1 whatever D, and 2 % of a small D is below 1).
     DINO:
     - ``dino_ce``: the loss within ``dino_loss_margin * ln(K)`` of ln(K) (uniform collapse:
       teacher and student both flat).
@@ -281,17 +282,20 @@ class CollapseMonitor:
     - ``dino_teacher_batch_entropy``: entropy of the batch-mean teacher distribution within
       ``entropy_margin * ln(K)`` of 0 (every sample on one prototype). The per-sample entropy
       is not used for this side: a healthy, sharpened teacher is near 0 per sample.
+    - ``dino_kl``: KL(teacher || student) below ``dino_kl_min`` (0.05 nats). Without centering
+      the teacher settles on one fixed distribution, neither one-hot nor uniform, that the
+      student copies: the entropy and ln(K) checks can miss it, the KL does not (DINO Fig. 7).
 
     ``check(step, figures)`` returns the warnings (dicts: run, step, figure, value, threshold,
-    message), prints one line per warning and logs it. Which prefixes are checked for std and
-    rank is ``diag_cfg.monitor_prefixes`` when present, else both.
+    message), prints one line per warning and logs it. ``diag_cfg.monitor_prefixes`` says
+    which of ``embed`` / ``proj`` get the std and rank checks.
     """
 
     def __init__(self, diag_cfg: DiagnosticsConfig, run_name: str = ""):
         self.cfg = diag_cfg
         self.run_name = run_name
-        self.prefixes = tuple(getattr(diag_cfg, "monitor_prefixes", ("embed", "proj")))
-        self.rank_min = float(getattr(diag_cfg, "rank_min", 1.5))
+        self.prefixes = tuple(diag_cfg.monitor_prefixes)
+        self.rank_min = float(diag_cfg.rank_min)
 
     def thresholds(self, figures: dict[str, float]) -> dict[str, tuple[str, float, float]]:
         """{figure: (op, threshold, margin)} that apply to these figures: op "<" fires when the
@@ -309,6 +313,7 @@ class CollapseMonitor:
             out["dino_ce"] = ("near", ln_k, ln_k * c.dino_loss_margin)
             out["dino_teacher_entropy"] = ("near", ln_k, ln_k * c.entropy_margin)
             out["dino_teacher_batch_entropy"] = ("near", 0.0, ln_k * c.entropy_margin)
+            out["dino_kl"] = ("<", c.dino_kl_min, 0.0)
         return out
 
     def check(self, step: int, figures: dict[str, float]) -> list[dict[str, Any]]:
@@ -336,6 +341,35 @@ def read_warnings(run_dir: str | Path) -> list[dict[str, Any]]:
 
 
 # ----------------------------------------------------------------------------------- notebooks
+def collapse_configs(cfg: Any) -> dict[str, Any]:
+    """The deliberate collapses of notebook 03, each beside a healthy twin trained the same way.
+
+    - ``dino-no-centering``: DINO with ``use_centering=False`` and a teacher temperature of 0.2
+      (no sharpening against the student's 0.1) from the first step; twin ``dino``.
+    - ``byol-no-predictor``: BYOL with ``use_predictor=False``; twin ``byol``. Both with EMA
+      momentum 0 (the teacher is the student, SimSiam's setting, Chen & He 2021, Table 1),
+      so the collapse shows within tens of steps instead of thousands.
+    All four train ``diagnostics.collapse_steps`` steps (0: the profile's) at learning rate
+    ``diagnostics.collapse_lr`` (None: the profile's), with diagnostics about six times a run.
+    """
+    from dataclasses import replace
+
+    d = cfg.diagnostics
+    steps = d.collapse_steps or cfg.train.steps
+    train = replace(cfg.train, steps=steps, lr=d.collapse_lr or cfg.train.lr,
+                    warmup_steps=min(cfg.train.warmup_steps, steps // 10 or 1),
+                    checkpoint_every=steps, log_every=max(1, steps // 6))
+    diag = replace(d, every=max(1, min(d.every, steps // 6)))
+
+    def variant(name: str, **method: Any) -> Any:
+        return replace(cfg, method=replace(cfg.method, name=name, **method), train=train, diagnostics=diag)
+
+    return {"dino": variant("dino"),
+            "dino-no-centering": variant("dino", use_centering=False, teacher_temp=0.2, warmup_teacher_temp=0.2),
+            "byol": variant("byol", ema_momentum=0.0),
+            "byol-no-predictor": variant("byol", ema_momentum=0.0, use_predictor=False)}
+
+
 def held_out_views(cfg: Any, store: Any, batch: int | None = None) -> list[Tensor]:
     """A fixed batch of mel views (V tensors (B, 1, F, T)) of validation tracks (pretraining
     tracks when the store has none), seeded as the trainer's held-out batch."""
@@ -414,7 +448,9 @@ def plot_training_diagnostics(runs: dict[str, str | Path] | list[str | Path],
                 refs = {"healthy 1/sqrt(D)": 1.0, "threshold": diag_cfg.std_ratio_min}
             elif name.endswith("_rank") and f"{prefix}_dim" in df:
                 refs = {"threshold": max(diag_cfg.rank_fraction_min * float(df[f"{prefix}_dim"].iloc[-1]),
-                                         float(getattr(diag_cfg, "rank_min", 1.5)))}
+                                         float(diag_cfg.rank_min))}
+            elif name == "dino_kl":
+                refs = {"threshold": diag_cfg.dino_kl_min}
             elif name in ("dino_teacher_entropy", "dino_teacher_batch_entropy", "dino_student_entropy",
                           "dino_ce") and "dino_ln_k" in df:
                 refs = {"ln(K)": float(df["dino_ln_k"].iloc[-1])}
@@ -488,14 +524,19 @@ def family_labels(labels: np.ndarray, tag_names: list[str], family_tags: list[st
 
 
 def umap_coordinates(x: np.ndarray, seed: int = 0, n_neighbors: int = 15) -> np.ndarray:
-    """(N, E) -> (N, 2) UMAP (McInnes et al. 2018, umap-learn) with the cosine metric;
-    n_neighbors capped below N so tiny smoke splits work."""
+    """(N, E) -> (N, 2) UMAP (McInnes et al. 2018, umap-learn) of the L2-normalised rows.
+
+    Euclidean distance on the sphere ranks neighbours as the cosine does, and umap-learn's
+    euclidean kernels are compiled once and cached by numba, while its cosine path recompiles in
+    every new process (about 8 s on 2 cores). Random initialisation: the spectral one compiles
+    more and fails on tiny or degenerate (collapsed) sets. n_neighbors is capped below N so the
+    smoke splits work."""
     import umap
 
-    x = np.asarray(x, dtype=np.float32)
+    x = np.asarray(x, dtype=np.float64)
+    x = (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
     k = max(2, min(n_neighbors, len(x) - 1))
-    return umap.UMAP(n_neighbors=k, metric="cosine", random_state=seed, n_jobs=1,
-                     init="random" if len(x) < 10 else "spectral").fit_transform(x)
+    return umap.UMAP(n_neighbors=k, metric="euclidean", random_state=seed, n_jobs=1, init="random").fit_transform(x)
 
 
 def plot_maps(coords: dict[str, np.ndarray], colour: np.ndarray, title: str = ""):

@@ -5,11 +5,9 @@ three baselines (a randomly initialised encoder, hand-crafted log-mel statistics
 encoder trained end to end on the train labels). Metrics and the bootstrap live in
 `workbench.metrics`, probes in `workbench.probe`, figures in `workbench.plots`.
 
-Embeddings: each track is cut into non-overlapping chunks of the pretraining duration (4 s);
-the last partial chunk is dropped (``EvalConfig.last_chunk = "drop"``; ``"pad"`` zero-pads it)
-and a track shorter than one chunk gives one zero-padded chunk. Chunk embeddings are
-mean-pooled per track. Results are cached under ``data_dir()/cache/embeddings/`` keyed by the
-checkpoint's bytes (sha256), the store, the split and the front end, so re-probing takes seconds.
+Embeddings (`workbench.embeddings`, re-exported here): non-overlapping 4 s chunks, last
+partial chunk dropped by default, mean-pooled per track, cached on disk by checkpoint hash,
+store and split.
 
 Limited data: subsets of the train split are nested within a draw (draw d of 5 % contains draw
 d of 1 %): each draw is one seeded ordering of the train tracks that first takes one random
@@ -24,7 +22,6 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,208 +30,20 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from workbench.config import AudioConfig, RunConfig, config_hash, data_dir, to_dict
+from workbench.config import RunConfig, config_hash, data_dir, to_dict
 from workbench.data.store import AudioStore
+from workbench.embeddings import (Embeddings, EncoderSource, LogMelStats, _device, _save, _sha_file, _sha_module,
+                                  _store_id, extract_embeddings, extract_segments, resolve_source)
 from workbench.metrics import bootstrap
 from workbench.probe import check_split, train_probe
+
+__all__ = ["Embeddings", "EncoderSource", "LogMelStats", "extract_embeddings", "extract_segments", "resolve_source",
+           "limited_data_subsets", "save_subsets", "load_subsets", "baseline_source", "BASELINES",
+           "probe_scores", "run_evaluation"]
 
 METHOD_NAMES = ("simclr", "byol", "dino", "vicreg", "barlow_twins")
 SPLITS = ("train", "valid", "test")
 # file stems of the released checkpoints (PAPER.md) -> workbench method names
-RELEASED_NAMES = {"contrastive": "simclr", "byol": "byol", "clustering": "dino",
-                  "barlow_twins": "barlow_twins", "feature_stats": "vicreg"}
-
-
-def _device(cfg: RunConfig) -> torch.device:
-    if cfg.train.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(cfg.train.device)
-
-
-def _sha_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
-
-
-def _sha_module(module: nn.Module) -> str:
-    h = hashlib.sha256(type(module).__name__.encode())
-    for k, v in module.state_dict().items():
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
-@dataclass
-class EncoderSource:
-    """A frozen encoder and what identifies it in tables and caches."""
-
-    name: str  # method or baseline name (METHOD_ORDER in workbench.plots)
-    fidelity: str
-    encoder: nn.Module  # (B, 1, F, T) -> (B, E)
-    audio: AudioConfig  # its front end
-    checkpoint: str  # file or description
-    checkpoint_hash: str
-    config_hash: str
-
-
-class LogMelStats(nn.Module):
-    """Hand-crafted baseline: per-band mean and standard deviation of the log-mel, (B,1,F,T) -> (B, 2F)."""
-
-    def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        assert mel.ndim == 4 and mel.shape[1] == 1, f"LogMelStats expects (B, 1, F, T), got {tuple(mel.shape)}"
-        return torch.cat([mel.mean(-1), mel.std(-1)], -1).flatten(1)
-
-
-def resolve_source(source, cfg: RunConfig, name: str | None = None) -> EncoderSource:
-    """A run folder, a released checkpoint ``.pt``, an `EncoderSource` or an nn.Module -> `EncoderSource`."""
-    if isinstance(source, EncoderSource):
-        return source
-    if isinstance(source, nn.Module):
-        return EncoderSource(name or getattr(source, "name", type(source).__name__.lower()), "n/a",
-                             source.eval(), cfg.audio, "in-memory module", _sha_module(source), config_hash(cfg))
-    path = Path(source)
-    if path.is_dir():
-        from workbench.train import load_encoder
-
-        encoder, run_cfg = load_encoder(path)
-        ckpt = path / "checkpoint.pt"
-        return EncoderSource(name or run_cfg.method.name, run_cfg.method.fidelity, encoder.eval(), run_cfg.audio,
-                             str(ckpt), _sha_file(ckpt), config_hash(run_cfg))
-    if path.suffix == ".pt" and path.exists():
-        from workbench.encoder import load_released
-
-        method = RELEASED_NAMES.get(path.stem, path.stem)
-        encoder, _info = load_released(path, method)
-        # the release's front end: f_max 11025 at 16 kHz (PAPER.md departure 6), 4 s at 16 kHz
-        audio = dataclasses.replace(AudioConfig(), f_max=11025.0)
-        return EncoderSource(name or method, "released", encoder.eval(), audio, str(path), _sha_file(path),
-                             config_hash(audio))
-    raise FileNotFoundError(f"{source}: neither a run folder nor a released checkpoint (.pt)")
-
-
-@dataclass
-class Embeddings:
-    """Track embeddings (N, E) of a split, the store indices (N,), and optionally chunk
-    embeddings (M, E) with the position (M,) of their track in ``indices``."""
-
-    track: np.ndarray
-    indices: np.ndarray
-    chunks: np.ndarray | None = None
-    chunk_track: np.ndarray | None = None
-    key: str = ""
-
-
-def _store_id(store: AudioStore) -> str:
-    return f"{Path(store.root).name}-{len(store)}"
-
-
-def _cache_path(kind: str, src: EncoderSource, store: AudioStore, split: str, extra: dict) -> Path:
-    blob = json.dumps({"ckpt": src.checkpoint_hash, "store": _store_id(store), "split": split,
-                       "audio": to_dict(src.audio), **extra}, sort_keys=True)
-    key = hashlib.sha256(blob.encode()).hexdigest()[:16]
-    return data_dir() / "cache" / "embeddings" / f"{kind}-{src.name}-{split}-{key}.npz"
-
-
-def _save(path: Path, **arrays) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    tmp.replace(path)  # atomic: a reader sees the old file or the whole new one
-
-
-def _embed_batches(src: EncoderSource, audio: np.ndarray, batch_size: int, device: torch.device) -> np.ndarray:
-    """(M, S) waveforms -> (M, E) embeddings through the source's front end and encoder."""
-    from workbench.audio import MelFrontend
-
-    front = MelFrontend.from_config(src.audio).to(device)
-    encoder = src.encoder.to(device).eval()
-    out = []
-    with torch.inference_mode():
-        for lo in range(0, len(audio), batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(audio[lo:lo + batch_size])).to(device)
-            out.append(encoder(front(x)).float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
-
-
-def extract_embeddings(source, store: AudioStore, split: str, cfg: RunConfig, keep_chunks: bool = False,
-                       progress: bool = True) -> Embeddings:
-    """Frozen track embeddings of a split (cached; see the module docstring for chunking)."""
-    src = resolve_source(source, cfg)
-    seg = src.audio.segment_samples
-    path = _cache_path("track", src, store, split, {"last": cfg.eval.last_chunk, "chunks": keep_chunks})
-    if path.exists():
-        z = np.load(path)
-        return Embeddings(z["track"], z["indices"], z["chunks"] if keep_chunks else None,
-                          z["chunk_track"] if keep_chunks else None, path.stem)
-    idx = store.indices(split)
-    device = _device(cfg)
-    tracks, chunks, owner, buf, buf_owner = [], [], [], [], []
-    bs = cfg.eval.batch_size
-
-    def flush() -> None:
-        if buf:
-            chunks.append(_embed_batches(src, np.concatenate(buf), bs, device))
-            owner.append(np.concatenate(buf_owner))
-            buf.clear()
-            buf_owner.clear()
-
-    from workbench.data.views import chunk_track
-
-    n_buf = 0
-    for pos, i in enumerate(tqdm(idx, desc=f"embed {src.name} {split}", disable=not progress, leave=False)):
-        c = chunk_track(store.audio(int(i)), seg, cfg.eval.last_chunk)
-        buf.append(c)
-        buf_owner.append(np.full(len(c), pos))
-        n_buf += len(c)
-        if n_buf >= 4 * bs:
-            flush()
-            n_buf = 0
-    flush()
-    if not chunks:
-        raise ValueError(f"the {split} split of {store.root} is empty: nothing to embed")
-    chunk_emb = np.concatenate(chunks).astype(np.float32)
-    chunk_owner = np.concatenate(owner)
-    counts = np.bincount(chunk_owner, minlength=len(idx))
-    track = np.zeros((len(idx), chunk_emb.shape[1]), np.float32)
-    np.add.at(track, chunk_owner, chunk_emb)
-    track /= counts[:, None]
-    arrays = dict(track=track, indices=idx)
-    if keep_chunks:
-        arrays.update(chunks=chunk_emb, chunk_track=chunk_owner)
-    _save(path, **arrays)
-    return Embeddings(track, idx, chunk_emb if keep_chunks else None, chunk_owner if keep_chunks else None, path.stem)
-
-
-def extract_segments(source, store: AudioStore, split: str, cfg: RunConfig,
-                     progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Paper-code protocol training set: embeddings (M, E) of up to ``probe.segments_per_track``
-    random segments a track (seeded; segments below ``views.silence_db`` dBFS dropped) and the
-    position (M,) of their track in ``store.indices(split)``. Cached like track embeddings."""
-    src = resolve_source(source, cfg)
-    seg, n_per = src.audio.segment_samples, cfg.probe.segments_per_track
-    path = _cache_path("segments", src, store, split, {"n": n_per, "seed": cfg.probe.seed,
-                                                        "silence": cfg.views.silence_db})
-    if path.exists():
-        z = np.load(path)
-        return z["emb"], z["track"]
-    idx = store.indices(split)
-    rng = np.random.default_rng(cfg.probe.seed)
-    lengths = np.asarray(store.lengths)[idx]
-    owner = np.repeat(np.arange(len(idx)), n_per)
-    room = np.maximum(lengths - seg, 0)[owner]
-    starts = (rng.random(len(owner)) * (room + 1)).astype(np.int64)
-    audio = np.stack([np.pad(store.audio(int(idx[o]))[s:s + seg], (0, max(0, seg - int(lengths[o] - s))))
-                      for o, s in zip(owner, starts)]) if len(owner) else np.zeros((0, seg), np.float32)
-    rms_db = 20 * np.log10(np.maximum(np.sqrt(np.mean(np.square(audio, dtype=np.float64), -1)), 1e-12))
-    keep = rms_db >= cfg.views.silence_db
-    emb = _embed_batches(src, audio[keep], cfg.eval.batch_size, _device(cfg))
-    _save(path, emb=emb, track=owner[keep])
-    return emb, owner[keep]
-
-
 # ---------------------------------------------------------------------------------------------
 # Limited data
 
@@ -314,9 +123,10 @@ def _supervised(cfg: RunConfig, store: AudioStore, progress: bool = True) -> Enc
     from workbench.audio import MelFrontend
     from workbench.encoder import build_encoder
 
-    key = config_hash({"enc": to_dict(cfg.encoder), "audio": to_dict(cfg.audio), "store": _store_id(store),
+    blob = json.dumps({"enc": to_dict(cfg.encoder), "audio": to_dict(cfg.audio), "store": _store_id(store),
                        "epochs": cfg.eval.supervised_epochs, "seed": cfg.eval.baseline_seed,
-                       "batch": cfg.train.batch_size, "lr": cfg.train.lr})
+                       "batch": cfg.train.batch_size, "lr": cfg.train.lr}, sort_keys=True)
+    key = hashlib.sha256(blob.encode()).hexdigest()[:10]
     path = data_dir() / "cache" / "supervised" / f"supervised-{key}.pt"
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.eval.baseline_seed)
@@ -398,7 +208,7 @@ def probe_scores(src: EncoderSource, store: AudioStore, cfg: RunConfig,
             else:
                 x_train, y_train = emb["train"].track[pos], y["train"][pos]
             probe = train_probe(x_train, y_train, emb["valid"].track, y["valid"], cfg.probe, task=task,
-                                n_outputs=store.labels.shape[1])
+                                n_outputs=store.labels.shape[1], device=_device(cfg))
             out[(f, d)] = probe.predict(emb["test"].track)
     return out
 
@@ -515,6 +325,8 @@ def _write_report(out: Path, cfg: RunConfig, table: pd.DataFrame, timings: dict[
     md_full = _markdown(full[cols])
     lim = table.pivot_table(index=["metric", "method"], columns="fraction", values="point").round(4)
     pairs = pd.read_csv(out / "pairs.csv")
+    best = {m: g.loc[g["mean"].idxmax(), "method"] for m, g in full.groupby("metric")}
+    pairs = pairs[[best.get(m) == b for m, b in zip(pairs.metric, pairs.method_b)]]
     text = f"""# Downstream comparison: {cfg.data.dataset} ({cfg.profile} profile)
 
 Store: `{store.root}` ({len(store.indices('train'))} train / {len(store.indices('valid'))} valid /
@@ -540,7 +352,9 @@ Seeds: corpus {cfg.corpus.seed}, pretraining {cfg.train.seed}, probe {cfg.probe.
 
 ![limited data](fig2_limited.png)
 
-## Paired differences (full data; share of resamples where a beats b)
+## Paired differences to the best method (full data; p_a_better = share of resamples where a beats b)
+
+All ordered pairs are in pairs.csv.
 
 {_markdown(pairs)}
 

@@ -78,10 +78,10 @@ def _mean_over_pairs(results: list[tuple[Tensor, dict[str, Tensor]]]) -> tuple[T
     return loss, terms
 
 
-
-
 class _EMATeacher(nn.Module):
-    """A frozen copy of student modules, updated by exponential moving average."""
+    """A frozen copy of student modules, updated by exponential moving average of the student's
+    parameters (BYOL, DINO). Its BatchNorm layers use batch statistics like the student's and
+    keep their own running buffers."""
 
     def __init__(self, *student: nn.Module):
         super().__init__()

@@ -207,14 +207,14 @@ class ViewPipeline(nn.Module):
     waveform augmentation (per view, each its own random parameters) -> one mel front-end pass
     over all views -> spectrogram augmentation (per view)."""
 
-    def __init__(self, cfg: RunConfig, device: torch.device):
+    def __init__(self, cfg: RunConfig, device: torch.device, channels_last: bool = False):
         super().__init__()
         from workbench.audio import MelFrontend
         from workbench.augment import build_chain
 
         self.frontend = MelFrontend.from_config(cfg.audio).to(device)
         self.chain = build_chain(cfg.views.augment, cfg.audio.sample_rate).to(device)
-        self.channels_last = cfg.train.channels_last and device.type == "cuda"
+        self.channels_last = channels_last
 
     @torch.no_grad()
     def forward(self, waves: list[Tensor], generator: torch.Generator | None, device: torch.device) -> list[Tensor]:
@@ -300,6 +300,7 @@ def pretrain(cfg: RunConfig, name: str | None = None, resume: bool = False, prog
     if tc.batch_size % world:
         raise ValueError(f"train.batch_size {tc.batch_size} is not divisible by the {world} processes")
     device = _device(cfg)
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
     if tc.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
 
@@ -339,12 +340,14 @@ def pretrain(cfg: RunConfig, name: str | None = None, resume: bool = False, prog
                               reject_silence=cfg.views.reject_silence, silence_db=cfg.views.silence_db,
                               seed=tc.seed + 1_000 * rank)
         generator = torch.Generator(device=device).manual_seed(tc.seed + 7_919 * (rank + 1))
-        pipeline = ViewPipeline(cfg, device)
+        # channels_last on CUDA only: on CPU it measured no faster (python -m workbench.bench train)
+        channels_last = tc.channels_last and device.type == "cuda"
+        pipeline = ViewPipeline(cfg, device, channels_last)
         local_batch = tc.batch_size // world
 
         # model, optimiser, precision
         method = build_method(cfg).to(device)
-        if tc.channels_last and device.type == "cuda":
+        if channels_last:
             method = method.to(memory_format=torch.channels_last)
         optimizer = build_optimizer(method, tc.optimizer, tc.lr, tc.weight_decay)
         start = 0
@@ -408,15 +411,15 @@ def pretrain(cfg: RunConfig, name: str | None = None, resume: bool = False, prog
                 keys = list(window[0])
                 table = dist.all_reduce_mean(torch.stack([torch.stack([w[k].float() for w in window]) for k in keys]))
                 table = table.cpu().numpy()  # (n_keys, n_steps)
-                bad = np.flatnonzero(~np.isfinite(table[keys.index("loss")]))
-                if bad.size:
-                    i = int(bad[0])
-                    bad_step = step - len(window) + 1 + i
+                finite = np.isfinite(table[[keys.index("loss"), keys.index("grad_norm")]])  # (2, n_steps)
+                if not finite.all():
+                    i = int(np.flatnonzero(~finite.all(axis=0))[0])
+                    what = "loss" if not finite[0, i] else "gradient"
                     terms = ", ".join(f"{k}={table[j, i]:.4g}" for j, k in enumerate(keys))
                     good = f"{ckpt_path} (step {torch.load(ckpt_path, weights_only=True)['step']})" \
                         if ckpt_path.exists() else "none written yet"
-                    raise FloatingPointError(f"non-finite loss at step {bad_step} of run {run_dir.name}: {terms}; "
-                                             f"last good checkpoint kept: {good}")
+                    raise FloatingPointError(f"non-finite {what} at step {step - len(window) + 1 + i} of run "
+                                             f"{run_dir.name}: {terms}; last good checkpoint kept: {good}")
                 elapsed = time.perf_counter() - t0
                 row = {"kind": "train", "step": step, **{k: float(table[j].mean()) for j, k in enumerate(keys)},
                        "lr": lr, **method.schedule_state(), "clips_per_s": clips / max(elapsed, 1e-9),
@@ -435,9 +438,8 @@ def pretrain(cfg: RunConfig, name: str | None = None, resume: bool = False, prog
                 found = monitor.check(step, figures)
                 if dist.is_main():
                     _append_jsonl(metrics_path, {"kind": "diagnostics", "step": step, **figures})
-                    for w in found:
+                    for w in found:  # CollapseMonitor prints them
                         _append_jsonl(warn_path, {"step": step, **w})
-                        bar.write(f"[workbench] step {step}: {w.get('message', w)}")
                 if found and cfg.diagnostics.stop_on_collapse:
                     stopped = f"stopped at step {step}: collapse ({found[0].get('message', found[0])})"
                     last = True
@@ -454,6 +456,7 @@ def pretrain(cfg: RunConfig, name: str | None = None, resume: bool = False, prog
         dist.barrier()
         return run_dir
     finally:
+        torch.use_deterministic_algorithms(was_deterministic)
         if lock is not None:
             lock.unlink(missing_ok=True)
 

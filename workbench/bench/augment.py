@@ -120,7 +120,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--device", action="append", help="cpu and/or cuda (default: cpu, plus cuda when present)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     sr = args.sample_rate
     print(f"[bench augment] batch {args.batch} x {args.seconds:g} s at {sr} Hz, {args.repeats} interleaved rounds "

@@ -16,6 +16,7 @@ analogue drum-machine recipes (pitch-swept sine kick, noise plus tone snare, fil
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Callable
 
 import numpy as np
@@ -44,20 +45,28 @@ def _adsr(n: int, attack: float, decay: float, sustain: float, release: float, g
     return env
 
 
+@lru_cache(maxsize=4096)
+def _butter(order: int, edges: tuple[float, ...], kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """Butterworth design, cached: cutoffs come rounded to 1/4 semitone, so designs repeat."""
+    return signal.butter(order, [e / (SR / 2) for e in edges] if len(edges) > 1 else edges[0] / (SR / 2), kind)
+
+
+def _q(fc: float) -> float:
+    return float(2.0 ** (np.round(np.log2(fc) * 48) / 48))
+
+
 def _lowpass(x: np.ndarray, fc: float, order: int = 2) -> np.ndarray:
-    fc = float(np.clip(fc, 40.0, 0.45 * SR))
-    b, a = signal.butter(order, fc / (SR / 2), "low")
+    b, a = _butter(order, (_q(np.clip(fc, 40.0, 0.45 * SR)),), "low")
     return signal.lfilter(b, a, x)
 
 
 def _bandpass(x: np.ndarray, lo: float, hi: float, order: int = 2) -> np.ndarray:
-    hi = min(hi, 0.47 * SR)
-    b, a = signal.butter(order, [lo / (SR / 2), hi / (SR / 2)], "band")
+    b, a = _butter(order, (_q(lo), _q(min(hi, 0.47 * SR))), "band")
     return signal.lfilter(b, a, x)
 
 
 def _highpass(x: np.ndarray, fc: float, order: int = 2) -> np.ndarray:
-    b, a = signal.butter(order, min(fc, 0.45 * SR) / (SR / 2), "high")
+    b, a = _butter(order, (_q(min(fc, 0.45 * SR)),), "high")
     return signal.lfilter(b, a, x)
 
 
@@ -106,14 +115,14 @@ def karplus_strong(f: float, n: int, brightness: float, decay: float, rng: np.ra
     return y[1:n + 1]
 
 
-def pluck(midi, n, gate, vel, rng, p):
+def pluck(midi: int, n: int, gate: int, vel: float, rng: np.random.Generator, p: dict[str, Any]) -> np.ndarray:
     """Acoustic/electric guitar: Karplus-Strong with a body resonance."""
     f = midi_hz(midi)
     y = karplus_strong(f, n, p["bright"] * (0.4 + 0.6 * vel), p["sustain"] * (1.2 - 0.3 * (midi - 50) / 30), rng)
     return y + 0.3 * _bandpass(y, 90.0, 260.0, 1)
 
 
-def bass(midi, n, gate, vel, rng, p):
+def bass(midi: int, n: int, gate: int, vel: float, rng: np.random.Generator, p: dict[str, Any]) -> np.ndarray:
     """Bass: a plucked Karplus-Strong string (finger bass) or a filtered saw plus sub sine (synth bass)."""
     f = midi_hz(midi)
     if p["kind"] == "finger":
@@ -127,7 +136,7 @@ def bass(midi, n, gate, vel, rng, p):
     return y * _adsr(n, 0.005, 0.25, 0.6, 0.05, gate)
 
 
-def epiano(midi, n, gate, vel, rng, p):
+def epiano(midi: int, n: int, gate: int, vel: float, rng: np.random.Generator, p: dict[str, Any]) -> np.ndarray:
     """FM electric piano (Chowning): 1:1 carrier/modulator with a decaying index plus a tine partial."""
     f = midi_hz(midi)
     t = _t(n)
@@ -139,7 +148,7 @@ def epiano(midi, n, gate, vel, rng, p):
     return y * _adsr(n, 0.002, decay, 0.0, 0.15, gate)
 
 
-def bells(midi, n, gate, vel, rng, p):
+def bells(midi: int, n: int, gate: int, vel: float, rng: np.random.Generator, p: dict[str, Any]) -> np.ndarray:
     """FM bells (Chowning 1973): inharmonic ratio, index decaying with the amplitude."""
     f = midi_hz(midi)
     t = _t(n)
@@ -158,14 +167,14 @@ def _saw_ensemble(f: float, n: int, voices: int, detune: float, rng: np.random.G
     return out / voices
 
 
-def strings(midi, n, gate, vel, rng, p):
+def strings(midi: int, n: int, gate: int, vel: float, rng: np.random.Generator, p: dict[str, Any]) -> np.ndarray:
     """Bowed-string section: detuned saw ensemble, lowpass, slow bow attack."""
     f = midi_hz(midi)
     y = _lowpass(_saw_ensemble(f, n, 3, 9.0, rng), p["cutoff"] * (0.7 + 0.6 * vel), 2)
     return y * _adsr(n, p["attack"], 0.5, 0.85, 0.35, gate)
 
 
-def brass(midi, n, gate, vel, rng, p):
+def brass(midi: int, n: int, gate: int, vel: float, rng: np.random.Generator, p: dict[str, Any]) -> np.ndarray:
     """Brass: saw with a pitch scoop and a filter envelope (a crossfade of a dark and a bright filter)."""
     f = midi_hz(midi)
     t = _t(n)
@@ -178,14 +187,14 @@ def brass(midi, n, gate, vel, rng, p):
     return y * _adsr(n, 0.03, 0.2, 0.8, 0.08, gate)
 
 
-def pad(midi, n, gate, vel, rng, p):
+def pad(midi: int, n: int, gate: int, vel: float, rng: np.random.Generator, p: dict[str, Any]) -> np.ndarray:
     """Synth pad: wide detuned saws, dark lowpass, slow attack and long release."""
     f = midi_hz(midi)
     y = _lowpass(_saw_ensemble(f, n, 4, 14.0, rng), p["cutoff"] * (0.8 + 0.4 * vel), 2)
     return y * _adsr(n, p["attack"], 1.0, 0.9, 0.6, gate)
 
 
-def organ(midi, n, gate, vel, rng, p):
+def organ(midi: int, n: int, gate: int, vel: float, rng: np.random.Generator, p: dict[str, Any]) -> np.ndarray:
     """Drawbar organ (additive): sine partials at the drawbar footages, tremolo, key click."""
     f = midi_hz(midi)
     t = _t(n)
@@ -203,7 +212,7 @@ VOWELS = {"a": (730, 1090, 2440), "e": (530, 1840, 2480), "i": (390, 1990, 2550)
           "o": (570, 840, 2410), "u": (440, 1020, 2240)}
 
 
-def voice(midi, n, gate, vel, rng, p):
+def voice(midi: int, n: int, gate: int, vel: float, rng: np.random.Generator, p: dict[str, Any]) -> np.ndarray:
     """Sung voice: Rosenberg glottal pulse train (vibrato, jitter, breath) through three formant resonators."""
     f = midi_hz(midi)
     t = _t(n)
@@ -224,7 +233,7 @@ def voice(midi, n, gate, vel, rng, p):
     return y * _adsr(n, 0.04, 0.5, 0.9, 0.12, gate)
 
 
-def flute(midi, n, gate, vel, rng, p):
+def flute(midi: int, n: int, gate: int, vel: float, rng: np.random.Generator, p: dict[str, Any]) -> np.ndarray:
     """Flute: near-sine tone with weak harmonics, delayed vibrato and band-passed breath noise."""
     f = midi_hz(midi)
     freq = _vibrato(f, n, 0.008, 5.0, 0.25)
@@ -234,7 +243,7 @@ def flute(midi, n, gate, vel, rng, p):
     return y * _adsr(n, 0.06, 0.4, 0.85, 0.08, gate)
 
 
-def marimba(midi, n, gate, vel, rng, p):
+def marimba(midi: int, n: int, gate: int, vel: float, rng: np.random.Generator, p: dict[str, Any]) -> np.ndarray:
     """Marimba (modal synthesis): bar modes at 1, 3.93 and 9.2 times f with fast decays, mallet click."""
     f = midi_hz(midi)
     t = _t(n)

@@ -1,0 +1,161 @@
+"""The embedded corpus: determinism, tags against the score, splits, caching and atomic builds."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from workbench.config import CorpusConfig
+from workbench.data import synth
+from workbench.data.store import AudioStore
+from workbench.data.synth import (INSTRUMENT_TAGS, STYLES, TAG_FAMILIES, TAGS, build_corpus, clean_labels,
+                                  generate_track, load_scores)
+
+TINY = CorpusConfig(seed=3, n_pool=2, n_train=3, n_valid=2, n_test=2, label_dropout=0.3)
+SR = 16_000
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> AudioStore:
+    return build_corpus(TINY, root=tmp_path_factory.mktemp("corpus") / "tiny", progress=False, workers=1)
+
+
+def test_same_seed_same_bytes_other_seed_other_audio():
+    a1, s1, t1 = generate_track(11)
+    a2, s2, t2 = generate_track(11)
+    assert a1.tobytes() == a2.tobytes() and s1 == s2 and t1 == t2
+    b, _, _ = generate_track(12)
+    n = min(len(a1), len(b))
+    assert not np.allclose(a1[:n], b[:n])
+
+
+def test_audio_is_finite_mono_and_peak_normalised():
+    audio, _, _ = generate_track(5, style="ambient")
+    assert audio.dtype == np.float32 and audio.ndim == 1
+    assert np.isfinite(audio).all() and 0.99 <= np.abs(audio).max() <= 1.0
+
+
+def test_tag_vocabulary_and_families():
+    assert len(TAGS) >= 30 and len(set(TAGS)) == len(TAGS)
+    assert len(STYLES) >= 8 and TAG_FAMILIES["style"] == list(STYLES)
+    assert sorted(t for f in TAG_FAMILIES.values() for t in f) == sorted(TAGS)
+    assert len(synth.si.INSTRUMENTS) + 1 >= 10  # pitched timbres + the drum kit
+
+
+@pytest.mark.parametrize("style", list(STYLES))
+def test_tags_agree_with_the_score(style):
+    for seed in range(3):
+        _, score, tags = generate_track(100 + seed, style=style, seconds=20.0)
+        events = score["events"]
+        played = {e[3] for e in events}
+        assert {t for t in tags if t in INSTRUMENT_TAGS} == played
+        if "drums" not in tags:
+            assert not any(e[3] == "drums" for e in events)
+        assert set(score["instruments"]) == played, "every drawn instrument plays"
+        assert [t for t in tags if t in STYLES] == [style]
+        assert ("vocal" in tags) == ("voice" in played) == ("instrumental" not in tags)
+        assert ("solo" in tags) == (len(played) == 1) == ("ensemble" not in tags)
+        tempo = score["tempo"]
+        expected = "slow" if tempo < 90 else "medium" if tempo < 125 else "fast"
+        assert [t for t in tags if t in TAG_FAMILIES["tempo"]] == [expected]
+        assert not ({"loud", "quiet"} <= set(tags))
+        if "happy" in tags:
+            assert score["mode"] == "major"
+        if "sad" in tags:
+            assert score["mode"] == "minor"
+        onsets = np.array([e[0] for e in events])
+        assert onsets.min() >= 0 and onsets.max() < score["seconds"]
+
+
+def test_sections_keep_identity_and_vary_notes():
+    """Every instrument sounds in every 4 s window; windows hold different notes."""
+    for seed in range(8):
+        _, score, _ = generate_track(200 + seed, seconds=24.0)
+        ev = score["events"]
+        windows = [(t, t + 4.0) for t in np.arange(0.0, score["seconds"] - 4.0, 4.0)]
+        for inst in score["instruments"]:
+            for lo, hi in windows:
+                assert any(e[3] == inst and e[0] < hi and e[0] + e[1] + 0.3 > lo for e in ev), \
+                    f"seed {200 + seed}: {inst} silent in [{lo}, {hi}) ({score['style']})"
+        pitched = [(round(e[0] % 100, 1), e[2]) for e in ev if e[3] != "drums"]
+        first = sorted(p for o, p in pitched if o < 8.0)
+        later = sorted(p for o, p in pitched if 8.0 <= o < 16.0)
+        assert first != later
+
+
+def test_corpus_splits_lengths_and_meta(tiny):
+    sizes = {"pool": TINY.n_pool, "train": TINY.n_train, "valid": TINY.n_valid, "test": TINY.n_test}
+    seen = set()
+    for split, n in sizes.items():
+        idx = tiny.indices(split)
+        assert len(idx) == n
+        assert not seen & set(idx)
+        seen |= set(idx)
+    assert len(seen) == len(tiny) == sum(sizes.values())
+    assert tiny.tracks["track_id"].is_unique
+    assert tiny.meta["pretrain_splits"] == ["pool"]
+    assert tiny.tag_names == TAGS and tiny.tag_families == TAG_FAMILIES
+    assert ((tiny.lengths >= 20 * SR) & (tiny.lengths <= 30 * SR)).all()
+
+
+def test_weak_labels_are_clean_labels_with_dropout(tiny):
+    clean = clean_labels(tiny)
+    assert (tiny.labels <= clean).all(), "dropout only removes tags"
+    assert tiny.labels.sum() < clean.sum()
+    scores = load_scores(tiny)
+    drums = TAGS.index("drums")
+    for i, tid in enumerate(tiny.tracks["track_id"]):
+        played = {e[3] for e in scores[tid]["events"]}
+        assert {t for t in INSTRUMENT_TAGS if clean[i, TAGS.index(t)]} == played
+        if not clean[i, drums]:
+            assert "drums" not in played
+
+
+def test_second_build_reuses_the_corpus(tiny, monkeypatch):
+    mtime = os.stat(tiny.root / "audio.i16").st_mtime_ns
+
+    def boom(item):
+        raise AssertionError("the corpus was generated again")
+
+    monkeypatch.setattr(synth, "_make_track", boom)
+    again = build_corpus(TINY, root=tiny.root, progress=False, workers=1)
+    assert again.root == tiny.root and os.stat(tiny.root / "audio.i16").st_mtime_ns == mtime
+
+
+def test_interrupted_build_is_never_taken_for_whole(tiny, tmp_path, monkeypatch):
+    root = tmp_path / "crash"
+    real, calls = synth._make_track, []
+
+    def crash_after_three(item):
+        calls.append(item)
+        if len(calls) > 3:
+            raise KeyboardInterrupt("simulated crash")
+        return real(item)
+
+    monkeypatch.setattr(synth, "_make_track", crash_after_three)
+    with pytest.raises(KeyboardInterrupt):
+        build_corpus(TINY, root=root, progress=False, workers=1)
+    assert not (root / "COMPLETE").exists()
+    with pytest.raises((FileNotFoundError, ValueError)):
+        AudioStore.open(root)
+    monkeypatch.setattr(synth, "_make_track", real)
+    store = build_corpus(TINY, root=root, progress=False, workers=1)
+    assert (root / "COMPLETE").is_file()
+    # the resumed build is byte for byte the uninterrupted one
+    assert (root / "audio.i16").read_bytes() == (tiny.root / "audio.i16").read_bytes()
+    assert np.array_equal(store.labels, tiny.labels)
+    assert load_scores(store) == load_scores(tiny)
+
+
+def test_process_pool_gives_the_same_corpus(tmp_path):
+    cfg = CorpusConfig(seed=3, n_pool=8, n_train=1, n_valid=0, n_test=0)
+    a = build_corpus(cfg, root=tmp_path / "pool", progress=False, workers=2)
+    b_audio, _, _ = synth._make_track(synth._plan(cfg)[7])[3:6]
+    assert np.allclose(a.audio(7), b_audio / np.abs(b_audio).max(), atol=1e-4)
+
+
+def test_headroom_check_runs_on_the_smoke_corpus(smoke_store):
+    out = synth.headroom_check(smoke_store)
+    assert 0.0 <= out["macro_roc_auc"] <= 1.0 and out["n_tags"] > 10

@@ -179,3 +179,32 @@ def test_compute_diagnostics_leaves_the_method_untouched(smoke_cfg) -> None:
                 "dino_center_norm", "sched_teacher_temp", "sched_momentum"):
         assert key in figures and isinstance(figures[key], float) and math.isfinite(figures[key]), key
     assert figures["embed_dim"] == cfg.encoder.output_dim
+
+
+def _flags(run_dir) -> set[str]:
+    from workbench.diagnostics import read_warnings
+
+    return {w["figure"] for w in read_warnings(run_dir)}
+
+
+def test_healthy_smoke_run_is_quiet(smoke_cfg) -> None:
+    """A default smoke DINO run: diagnostics rows in metrics.jsonl, no collapse warning at all."""
+    from workbench.train import ensure_run, read_metrics
+
+    run = ensure_run(replace(smoke_cfg, method=replace(smoke_cfg.method, name="dino")), progress=False)
+    rows = read_metrics(run).query("kind == 'diagnostics'")
+    assert len(rows) >= 2 and {"embed_std", "proj_rank", "dino_kl", "sched_teacher_temp"} <= set(rows.columns)
+    assert _flags(run) == set()
+
+
+def test_monitor_fires_on_dino_without_centering(smoke_cfg) -> None:
+    """Notebook 03's deliberate collapse: DINO without centering (teacher temperature 0.2) is
+    flagged on the KL; its healthy twin, trained the same way, is not."""
+    from workbench.diagnostics import collapse_configs
+    from workbench.train import ensure_run
+
+    pairs = collapse_configs(smoke_cfg)
+    collapsed = ensure_run(pairs["dino-no-centering"], progress=False)
+    healthy = ensure_run(pairs["dino"], progress=False)
+    assert "dino_kl" in _flags(collapsed)
+    assert "dino_kl" not in _flags(healthy)

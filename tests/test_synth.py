@@ -159,3 +159,15 @@ def test_process_pool_gives_the_same_corpus(tmp_path):
 def test_headroom_check_runs_on_the_smoke_corpus(smoke_store):
     out = synth.headroom_check(smoke_store)
     assert 0.0 <= out["macro_roc_auc"] <= 1.0 and out["n_tags"] > 10
+
+
+def test_a_partial_of_another_generator_is_discarded(tiny, tmp_path):
+    from workbench.data.store import StoreWriter
+
+    root = tmp_path / "stale"
+    old = StoreWriter(root, SR, ["some", "other", "tags"])
+    old.add("x", np.ones(100, np.float32), "pool")
+    old.close()
+    store = build_corpus(TINY, root=root, progress=False, workers=1)
+    assert (root / "audio.i16").read_bytes() == (tiny.root / "audio.i16").read_bytes()
+    assert len(store) == len(tiny)

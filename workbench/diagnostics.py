@@ -47,7 +47,9 @@ log = logging.getLogger(__name__)
 __all__ = [
     "embedding_std", "singular_values", "effective_rank", "alignment", "uniformity", "mean_cosine_between",
     "entropy", "dino_figures", "embedding_figures", "compute_diagnostics", "CollapseMonitor",
-    "read_warnings", "collapse_configs", "held_out_views", "plot_training_diagnostics", "plot_spectra", "run_spectra", "segment_similarity_by_distance",
+    "read_warnings", "collapse_configs", "held_out_views", "run_spectra", "plot_training_diagnostics",
+    "plot_spectra", "segment_similarity_by_distance", "family_labels", "umap_coordinates", "plot_maps",
+    "nearest_neighbours",
 ]
 
 
@@ -233,8 +235,9 @@ def compute_diagnostics(method: torch.nn.Module, views: list[Tensor],
     try:
         with torch.no_grad():
             figures: dict[str, float] = {}
+            mel = torch.cat(views)  # one pass over all views, as the methods' training step
             for prefix, fn in (("embed", method.embed), ("proj", method.project)):
-                zs = [fn(v).float() for v in views]
+                zs = fn(mel).float().split(views[0].shape[0])
                 figures.update(embedding_figures(zs[0], prefix, zs[1] if len(zs) > 1 else None, track_idx))
             if hasattr(method, "logits") and hasattr(method, "center"):
                 figures.update(_dino_diagnostics(method, views))
@@ -251,10 +254,10 @@ def compute_diagnostics(method: torch.nn.Module, views: list[Tensor],
 def _dino_diagnostics(method: Any, views: list[Tensor]) -> dict[str, float]:
     """DINO figures over the view pairs (teacher of view i, student of view i + 1 mod V), the
     pairing of the loss, with the center and temperatures in force."""
-    pairs = [method.logits(v) for v in views]  # [(student (B, K), teacher (B, K))]
-    V = len(views)
-    student = torch.cat([pairs[(i + 1) % V][0] for i in range(V)])
-    teacher = torch.cat([pairs[i][1] for i in range(V)])
+    B, V = views[0].shape[0], len(views)
+    s_all, t_all = method.logits(torch.cat(views))  # (V B, K) each, view-major
+    student = torch.cat([s_all[((i + 1) % V) * B:((i + 1) % V + 1) * B] for i in range(V)])
+    teacher = t_all
     center = method.center.center
     if not getattr(method, "use_centering", True):
         center = torch.zeros_like(center)
@@ -276,7 +279,8 @@ class CollapseMonitor:
       a single direction has rank 1 whatever D, and 2 % of a small D is below 1).
     DINO:
     - ``dino_ce``: the loss within ``dino_loss_margin * ln(K)`` of ln(K) (uniform collapse:
-      teacher and student both flat).
+      teacher and student both flat). Early in a run the loss can pass through ln(K) on its
+      way down from a random start: a single warning there is a transient, a run of them is not.
     - ``dino_teacher_entropy``: per-sample teacher entropy within ``entropy_margin * ln(K)`` of
       ln(K) (uniform teacher).
     - ``dino_teacher_batch_entropy``: entropy of the batch-mean teacher distribution within
@@ -398,15 +402,12 @@ def run_spectra(run_dir: str | Path, store: Any = None, center: bool = True) -> 
     cfg, method = load_run(run_dir)
     views = held_out_views(cfg, store if store is not None else open_dataset(cfg))
     mel = torch.cat(views)
-    modes = {m: m.training for m in method.modules()}
-    norms = [m for m in method.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    for m in norms:  # batch statistics, as compute_diagnostics; the loaded copy is thrown away
-        m.train()
+    for m in method.modules():  # batch statistics, as compute_diagnostics; this copy is thrown away
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.train()
     with torch.no_grad():
-        out = {"embed": singular_values(method.embed(mel), center), "proj": singular_values(method.project(mel), center)}
-    for m, was in modes.items():
-        m.train(was)
-    return out
+        return {"embed": singular_values(method.embed(mel), center),
+                "proj": singular_values(method.project(mel), center)}
 
 
 def _warning_marks(run_dir: Path, figure: str) -> list[tuple[int, float]]:
@@ -439,11 +440,11 @@ def plot_training_diagnostics(runs: dict[str, str | Path] | list[str | Path],
             if name not in df:
                 continue
             line, = ax.plot(df["step"], df[name], marker=".", label=label)
-            marks = _warning_marks(Path(runs[label]), name)
-            if marks:
-                scale = float(df[name.removesuffix("_ratio") + "_dim"].iloc[-1]) ** 0.5 if name.endswith("_std_ratio") else 1.0
-                ax.plot([s for s, _ in marks], [v * scale for _, v in marks], "x", color="red", ms=8)
             prefix = name.split("_")[0]
+            marks = _warning_marks(Path(runs[label]), name)
+            if marks:  # a std warning carries the std; the panel shows std * sqrt(D)
+                scale = float(df[f"{prefix}_dim"].iloc[-1]) ** 0.5 if name.endswith("_std_ratio") else 1.0
+                ax.plot([s for s, _ in marks], [v * scale for _, v in marks], "x", color="red", ms=8)
             if name.endswith("_std_ratio"):
                 refs = {"healthy 1/sqrt(D)": 1.0, "threshold": diag_cfg.std_ratio_min}
             elif name.endswith("_rank") and f"{prefix}_dim" in df:

@@ -211,12 +211,34 @@ def extract_segments(source, store: AudioStore, split: str, cfg: RunConfig,
     rng = np.random.default_rng(cfg.probe.seed)
     lengths = np.asarray(store.lengths)[idx]
     owner = np.repeat(np.arange(len(idx)), n_per)
-    room = np.maximum(lengths - seg, 0)[owner]
-    starts = (rng.random(len(owner)) * (room + 1)).astype(np.int64)
-    audio = np.stack([np.pad(store.audio(int(idx[o]))[s:s + seg], (0, max(0, seg - int(lengths[o] - s))))
-                      for o, s in zip(owner, starts)]) if len(owner) else np.zeros((0, seg), np.float32)
-    rms_db = 20 * np.log10(np.maximum(np.sqrt(np.mean(np.square(audio, dtype=np.float64), -1)), 1e-12))
-    keep = rms_db >= cfg.views.silence_db
-    emb = _embed_batches(src, audio[keep], cfg.eval.batch_size, _device(cfg))
-    _save(path, emb=emb, track=owner[keep])
-    return emb, owner[keep]
+    starts = (rng.random(len(owner)) * (np.maximum(lengths - seg, 0)[owner] + 1)).astype(np.int64)
+    embs, kept = [], []
+    block = 16 * cfg.eval.batch_size  # bounds memory: (block, S) waveforms at a time
+    for lo in tqdm(range(0, len(owner), block), desc=f"segments {src.name} {split}", disable=not progress,
+                   leave=False):
+        o = owner[lo:lo + block]
+        audio = gather_segments(store, idx[o], starts[lo:lo + block], seg)
+        rms_db = 20 * np.log10(np.maximum(np.sqrt(np.mean(np.square(audio, dtype=np.float64), -1)), 1e-12))
+        keep = rms_db >= cfg.views.silence_db
+        if keep.any():
+            embs.append(_embed_batches(src, audio[keep], cfg.eval.batch_size, _device(cfg)))
+            kept.append(o[keep])
+    if not embs:
+        raise ValueError(f"every segment of the {split} split is silent (below {cfg.views.silence_db} dBFS)")
+    emb, owner = np.concatenate(embs), np.concatenate(kept)
+    _save(path, emb=emb, track=owner)
+    return emb, owner
+
+
+def gather_segments(store: AudioStore, track_idx: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
+    """(B,) store indices and starts -> float32 (B, length); a track shorter than ``length`` is
+    zero-padded (its start is 0)."""
+    lengths = np.asarray(store.lengths)[track_idx]
+    full = lengths >= starts + length
+    out = np.zeros((len(track_idx), length), np.float32)
+    if full.any():
+        out[full] = store.segments(track_idx[full], starts[full], length)
+    for j in np.flatnonzero(~full):
+        a = store.audio(int(track_idx[j]))[starts[j]:starts[j] + length]
+        out[j, :len(a)] = a
+    return out

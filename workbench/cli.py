@@ -91,8 +91,11 @@ def main(argv: list[str] | None = None) -> None:
         if args.fidelity:
             method = dataclasses.replace(method, fidelity=args.fidelity)
         cfg = dataclasses.replace(cfg, method=method)
+        from workbench import dist
+
         run_dir = pretrain(cfg, name=args.name, resume=args.resume)
-        print(f"run folder: {run_dir}")
+        if dist.is_main():
+            print(f"run folder: {run_dir}")
     elif args.command == "evaluate":
         from workbench.evaluate import run_evaluation
 

@@ -108,14 +108,17 @@ class MethodConfig:
     # "reference": the original method papers; "paper-code": the released code's behaviour
     # (PAPER.md departures 1-5). Each loss docstring documents the difference.
     fidelity: str = "reference"
-    projector_dims: tuple[int, ...] = (1024, 1024, 2048)  # paper code: MLP 1024-1024-2048
+    # Layer widths after the encoder output, as the release's Head(1024, [1024, 1024, 2048]):
+    # 1024 -> 1024 -> 1024 -> 2048 (Linear without bias, BatchNorm, ReLU between layers).
+    projector_dims: tuple[int, ...] = (1024, 1024, 2048)
     # SimCLR (Chen et al. 2020); paper: temperature 0.1
     temperature: float = 0.1
     # BYOL (Grill et al. 2020); paper code: predictor 256-2048, EMA 0.996 rising towards 1
     predictor_hidden: int = 256
     ema_momentum: float = 0.996
     use_predictor: bool = True  # False = a deliberate collapse (notebook 03)
-    # DINO (Caron et al. 2021); paper code head 1024-1024-256-4096 (input first, as projector_dims)
+    # DINO (Caron et al. 2021); release head Head(1024, [1024, 1024, 256, 4096]): hidden widths
+    # after the encoder output, then the bottleneck and the prototypes
     dino_hidden_dims: tuple[int, ...] = (1024, 1024)
     dino_bottleneck: int = 256
     n_prototypes: int = 4096
@@ -228,8 +231,8 @@ def _profile_overrides(profile: str) -> dict[str, dict[str, Any]]:
             "corpus": dict(n_pool=300, n_train=200, n_valid=60, n_test=120),
             # sized for five methods in about 8 minutes on 2 CPU cores (python -m workbench.bench train)
             "encoder": dict(width=8, layers=(1, 1, 1, 1), output_dim=256),
-            "method": dict(projector_dims=(256, 512, 512), predictor_hidden=128, n_prototypes=512,
-                           dino_hidden_dims=(256, 512), dino_bottleneck=128, warmup_teacher_temp_epochs=2),
+            "method": dict(projector_dims=(512, 512), predictor_hidden=128, n_prototypes=512,
+                           dino_hidden_dims=(512,), dino_bottleneck=128, warmup_teacher_temp_epochs=2),
             "train": dict(batch_size=32, steps=200, steps_per_epoch=40, warmup_steps=20, lr=1e-3,
                           log_every=10, checkpoint_every=50, precision="fp32"),
             "diagnostics": dict(every=25, held_out_batch=64),
@@ -240,8 +243,8 @@ def _profile_overrides(profile: str) -> dict[str, dict[str, Any]]:
         return {
             "corpus": dict(n_pool=16, n_train=24, n_valid=12, n_test=12),
             "encoder": dict(width=4, layers=(1, 1, 1, 1), output_dim=64, heads=2),
-            "method": dict(projector_dims=(64, 64, 64), predictor_hidden=32, n_prototypes=64,
-                           dino_hidden_dims=(64, 64), dino_bottleneck=32, warmup_teacher_temp_epochs=1),
+            "method": dict(projector_dims=(64, 64), predictor_hidden=32, n_prototypes=64,
+                           dino_hidden_dims=(64,), dino_bottleneck=32, warmup_teacher_temp_epochs=1),
             "train": dict(batch_size=8, steps=4, steps_per_epoch=2, warmup_steps=1, log_every=1,
                           checkpoint_every=2, precision="fp32"),
             "diagnostics": dict(every=2, held_out_batch=16, collapse_steps=30, collapse_lr=1e-2),

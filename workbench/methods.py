@@ -136,12 +136,11 @@ class Method(nn.Module):
 
 
 def _projector(dims: tuple[int, ...], encoder_dim: int) -> nn.Module:
+    """``dims`` are the layer widths after the encoder, as the release's ``Head(feature_dim,
+    layers_feature_dim=[1024, 1024, 2048])``: 1024 -> 1024 -> 1024 -> 2048, three Linear layers."""
     from workbench.heads import ProjectionMLP
 
-    dims = tuple(dims)
-    if dims[0] != encoder_dim:
-        raise ValueError(f"projector_dims {dims} must start with the encoder output_dim {encoder_dim}")
-    return ProjectionMLP(dims)
+    return ProjectionMLP((encoder_dim, *dims))
 
 
 # ----------------------------------------------------------------------------------- SimCLR
@@ -281,10 +280,9 @@ class DINO(Method):
         from workbench.heads import DINOHead
 
         m = cfg.method
-        dims = tuple(m.dino_hidden_dims)  # (input, hidden...), the input first as in projector_dims
-        if dims[0] != cfg.encoder.output_dim:
-            raise ValueError(f"dino_hidden_dims {dims} must start with the encoder output_dim {cfg.encoder.output_dim}")
-        head = DINOHead(dims[0], dims[1:], m.dino_bottleneck, m.n_prototypes, form=m.fidelity)
+        # Release: Head(1024, [1024, 1024, 256, 4096]) = 1024 -> 1024 -> 1024 -> 256 -> 4096.
+        head = DINOHead(cfg.encoder.output_dim, tuple(m.dino_hidden_dims), m.dino_bottleneck, m.n_prototypes,
+                        form=m.fidelity)
         frames = max(1, round(cfg.audio.n_frames * m.local_crop_seconds / cfg.audio.segment_seconds))
         return cls(encoder, head, m.n_prototypes, m.ema_momentum, cfg.train.steps, cfg.train.steps_per_epoch,
                    m.student_temp, m.teacher_temp, m.warmup_teacher_temp,

@@ -300,6 +300,11 @@ def pretrain(cfg: RunConfig, name: str | None = None, resume: bool = False, prog
     if tc.batch_size % world:
         raise ValueError(f"train.batch_size {tc.batch_size} is not divisible by the {world} processes")
     device = _device(cfg)
+    if device.type == "cpu":
+        # A collapsing network produces denormal floats, which make CPU BatchNorm and matmuls
+        # ~6x slower (a DINO run without centering: 88 s -> 15 s); flushing them changes nothing
+        # measurable in the results.
+        torch.set_flush_denormal(True)
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     if tc.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -457,6 +462,8 @@ def pretrain(cfg: RunConfig, name: str | None = None, resume: bool = False, prog
         return run_dir
     finally:
         torch.use_deterministic_algorithms(was_deterministic)
+        if device.type == "cpu":
+            torch.set_flush_denormal(False)  # torch's default; the caller's process is left as found
         if lock is not None:
             lock.unlink(missing_ok=True)
 

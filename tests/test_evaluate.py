@@ -135,3 +135,31 @@ def test_run_evaluation_writes_report(smoke_cfg, smoke_store, tmp_path):
     for name in ("report.md", "results.md", "pairs.csv", "limited.csv", "bootstrap.npz", "subsets.json",
                  "fig1_dots.png", "fig2_limited.png", "paired_differences.png"):
         assert (out / name).exists(), name
+
+
+def test_supervised_baseline_sees_only_the_draws_labels(smoke_cfg, smoke_store, monkeypatch):
+    """In the limited-data curves the supervised encoder is retrained on each draw's tracks: the
+    labels it is fitted on are exactly those of the draw (not the whole train split)."""
+    from workbench import evaluate
+
+    cfg = dataclasses.replace(smoke_cfg, eval=dataclasses.replace(smoke_cfg.eval, supervised_epochs=1))
+    seen = []
+    real = evaluate.check_split
+
+    def spy(y, name):
+        if "supervised" in name:
+            seen.append(np.asarray(y).copy())
+        return real(y, name)
+
+    monkeypatch.setattr(evaluate, "check_split", spy)
+    _, y_train = smoke_store.split_labels("train")
+    subsets = limited_data_subsets(y_train, (0.5, 1.0), draws=2, seed=3)
+    full = evaluate.baseline_source("supervised", cfg, smoke_store)
+    scores = evaluate.probe_scores(full, smoke_store, cfg, subsets, progress=False)
+    assert set(scores) == {(0.5, 0), (0.5, 1), (1.0, 0)}
+    fitted = [y for y in seen if len(y) < len(y_train)]
+    assert len(fitted) == 2  # one encoder per draw below 100 %
+    for y, pos in zip(fitted, subsets[0.5]):
+        assert np.array_equal(y, y_train[pos])
+    n_test = len(smoke_store.indices("test"))
+    assert all(s.shape == (n_test, y_train.shape[1]) and np.isfinite(s).all() for s in scores.values())

@@ -62,3 +62,19 @@ def test_colours_fixed_for_every_method():
     assert set(plots.METHOD_ORDER) == set(plots.METHOD_COLORS)
     assert plots.method_color("dino/paper-code") == plots.METHOD_COLORS["dino"]
     assert plots.order_methods(["random", "byol", "simclr"]) == ["simclr", "byol", "random"]
+
+
+def test_controls_render_once_then_on_every_change():
+    import ipywidgets
+
+    from workbench.plots import controls
+
+    calls = []
+    slider = ipywidgets.FloatSlider(value=3.0, min=0, max=10)
+    menu = ipywidgets.Dropdown(options=["a", "b"], value="a")
+    panel = controls(lambda x, name: calls.append((x, name)), x=slider, name=menu)
+    assert calls == [(3.0, "a")]  # the defaults, into the cell's own output
+    slider.value = 5.0
+    menu.value = "b"
+    assert calls == [(3.0, "a"), (5.0, "a"), (5.0, "b")]
+    assert panel.children[:2] == (slider, menu) and isinstance(panel.children[2], ipywidgets.Output)

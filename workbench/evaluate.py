@@ -2,7 +2,8 @@
 
 One harness treats every encoder the same way: the five SSL runs, a released checkpoint, and
 three baselines (a randomly initialised encoder, hand-crafted log-mel statistics, a supervised
-encoder trained end to end on the train labels). Metrics and the bootstrap live in
+encoder trained end to end on the train labels: in the limited-data curves, on the labels of
+the draw only). Metrics and the bootstrap live in
 `workbench.metrics`, probes in `workbench.probe`, figures in `workbench.plots`.
 
 Embeddings (`workbench.embeddings`, re-exported here): non-overlapping 4 s chunks, last
@@ -117,16 +118,22 @@ def _handcrafted(cfg: RunConfig, store: AudioStore) -> EncoderSource:
                          "handcrafted-" + config_hash(cfg.audio), config_hash(cfg.audio))
 
 
-def _supervised(cfg: RunConfig, store: AudioStore, progress: bool = True) -> EncoderSource:
+def _supervised(cfg: RunConfig, store: AudioStore, progress: bool = True,
+                subset: np.ndarray | None = None) -> EncoderSource:
     """The same encoder trained end to end with BCE on random 4 s segments of the train tracks
     (each carrying its track's labels); ``eval.supervised_epochs`` passes of one segment a track.
-    The checkpoint is cached under ``data_dir()/cache/supervised/``."""
+
+    ``subset``: positions into the train split (a limited-data draw); the encoder then sees only
+    those tracks' labels, like every probe of that draw, so the upper bound stays honest in the
+    limited-data curves. The checkpoint is cached under ``data_dir()/cache/supervised/``, keyed
+    by the configuration and the subset."""
     from workbench.audio import MelFrontend
     from workbench.encoder import build_encoder
 
+    sub = None if subset is None else hashlib.sha256(np.asarray(subset, np.int64).tobytes()).hexdigest()[:12]
     blob = json.dumps({"enc": to_dict(cfg.encoder), "audio": to_dict(cfg.audio), "store": _store_id(store),
                        "epochs": cfg.eval.supervised_epochs, "seed": cfg.eval.baseline_seed,
-                       "batch": cfg.train.batch_size, "lr": cfg.train.lr}, sort_keys=True)
+                       "batch": cfg.train.batch_size, "lr": cfg.train.lr, "subset": sub}, sort_keys=True)
     key = hashlib.sha256(blob.encode()).hexdigest()[:10]
     path = data_dir() / "cache" / "supervised" / f"supervised-{key}.pt"
     with torch.random.fork_rng(devices=[]):
@@ -138,6 +145,8 @@ def _supervised(cfg: RunConfig, store: AudioStore, progress: bool = True) -> Enc
     else:
         device = _device(cfg)
         idx, y = store.split_labels("train")
+        if subset is not None:
+            idx, y = idx[subset], y[subset]
         check_split(y, "train (supervised baseline)")
         model = nn.Sequential(MelFrontend.from_config(cfg.audio), enc, head).to(device).train()
         opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
@@ -193,7 +202,23 @@ def _targets(y: np.ndarray, task: str) -> np.ndarray:
 def probe_scores(src: EncoderSource, store: AudioStore, cfg: RunConfig,
                  subsets: dict[float, list[np.ndarray]], progress: bool = True) -> dict[tuple[float, int], np.ndarray]:
     """Train one probe per (fraction, draw) on the subset of the train split, score the test
-    split; returns {(fraction, draw): test scores (N_test, K)}."""
+    split; returns {(fraction, draw): test scores (N_test, K)}.
+
+    The supervised baseline is the one encoder that sees labels: for a draw below 100 % it is
+    retrained on that draw's tracks only (`_supervised` with ``subset``) before its probe.
+    """
+    if src.name == "supervised" and src.fidelity == "n/a":
+        out = {}
+        for f, draws in subsets.items():
+            for d, pos in enumerate(draws):
+                sub_src = src if f == 1.0 else _supervised(cfg, store, progress, subset=pos)
+                out[(f, d)] = _probe_scores(sub_src, store, cfg, {f: [pos]}, progress)[(f, 0)]
+        return out
+    return _probe_scores(src, store, cfg, subsets, progress)
+
+
+def _probe_scores(src: EncoderSource, store: AudioStore, cfg: RunConfig,
+                  subsets: dict[float, list[np.ndarray]], progress: bool = True) -> dict[tuple[float, int], np.ndarray]:
     task = _task(store)
     emb = {s: extract_embeddings(src, store, s, cfg, progress=progress) for s in SPLITS}
     y = {s: _targets(store.labels[emb[s].indices], task) for s in SPLITS}

@@ -137,3 +137,34 @@ def paired_difference_plot(reports, save: str | Path | None = None) -> plt.Figur
         ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return _finish(fig, save)
+
+
+def controls(render, **widgets_by_name):
+    """Interactive controls for ``render(**values)``, safe to execute headless.
+
+    ``render`` is called once with the widgets' current values into the cell's own output, then
+    a panel of the widgets and an Output area is displayed; moving a widget re-renders into that
+    area. Unlike ``ipywidgets.interact`` nothing is written into an Output widget while the cell
+    executes: nbclient (as `make test` and `make demo` run notebooks) can deadlock on that,
+    jupyter/nbconvert#2029 (interact with Audio) and #1921 (interact with a plot).
+    Returns the panel (a VBox).
+    """
+    import ipywidgets
+    from IPython.display import display
+
+    out = ipywidgets.Output()
+
+    def values() -> dict:
+        return {name: w.value for name, w in widgets_by_name.items()}
+
+    def rerender(_change) -> None:
+        with out:
+            out.clear_output(wait=True)
+            render(**values())
+
+    render(**values())
+    for w in widgets_by_name.values():
+        w.observe(rerender, names="value")
+    panel = ipywidgets.VBox([*widgets_by_name.values(), out])
+    display(panel)
+    return panel

@@ -15,6 +15,7 @@ gather without the gradient sum, or a loss that forgets the global batch, fails 
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 from dataclasses import replace
@@ -97,13 +98,8 @@ def _worker(rank: int, port: int, names: list[str], path: str) -> None:
     torch.set_default_dtype(torch.float64)
     torch.distributed.init_process_group("gloo", rank=rank, world_size=WORLD)
     try:
-        results = {}
-        local = GLOBAL_BATCH // WORLD
-        for name in names:
-            cfg = _config(name)
-            method = build_method(cfg)
-            model = nn.parallel.DistributedDataParallel(method)
-            results[name] = _run(method, model, cfg, slice(rank * local, (rank + 1) * local))
+        results = {name: _run_ddp(name, rank) for name in names}  # every DDP module freed on return
+        gc.collect()
         if rank == 0:
             torch.save(results, path)
         # Both ranks leave together: a rank that tears gloo down while its peer still has a
@@ -111,6 +107,14 @@ def _worker(rank: int, port: int, names: list[str], path: str) -> None:
         torch.distributed.barrier()
     finally:
         torch.distributed.destroy_process_group()
+
+
+def _run_ddp(name: str, rank: int) -> dict:
+    cfg = _config(name)
+    method = build_method(cfg)
+    model = nn.parallel.DistributedDataParallel(method)
+    local = GLOBAL_BATCH // WORLD
+    return _run(method, model, cfg, slice(rank * local, (rank + 1) * local))
 
 
 def _free_port() -> int:

@@ -71,7 +71,12 @@ def test_per_example_parameters_differ(make, kind) -> None:
     """The same clip repeated over the batch comes out differently per example."""
     x = _input(kind)[:1].repeat(6, *[1] * (_input(kind).dim() - 1))
     if type(make(1.0)).__name__ == "PolarityInversion":
-        pytest.skip("no parameter to vary")
+        # no parameter to vary: the per-example draw is whether to flip (p = 0.5 here)
+        y = make(0.5)(_input(kind)[:1].repeat(16, *[1] * (_input(kind).dim() - 1)), _gen(1))
+        flipped = torch.tensor([torch.equal(r, -x[0]) for r in y])
+        kept = torch.tensor([torch.equal(r, x[0]) for r in y])
+        assert (flipped | kept).all() and flipped.any() and kept.any()
+        return
     if type(make(1.0)).__name__ in ("MixBatch", "Mixup"):
         x = _input(kind)  # mixing identical clips changes nothing; check partners differ instead
     y = make(1.0)(x, _gen(1))

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from workbench.config import DiagnosticsConfig
+from workbench.diagnostic_plots import segment_similarity_by_distance
 from workbench.diagnostics import (CollapseMonitor, alignment, dino_figures, effective_rank, embedding_std,
-                                   entropy, mean_cosine_between, segment_similarity_by_distance, singular_values,
-                                   uniformity)
+                                   entropy, mean_cosine_between, singular_values, uniformity)
 
 
 def gaussian(n: int = 20_000, d: int = 32, seed: int = 0) -> torch.Tensor:
@@ -200,7 +200,7 @@ def test_healthy_smoke_run_is_quiet(smoke_cfg) -> None:
 def test_monitor_fires_on_dino_without_centering(smoke_cfg) -> None:
     """Notebook 03's deliberate collapse: DINO without centering (teacher temperature 0.2) is
     flagged on the KL; its healthy twin, trained the same way, is not."""
-    from workbench.diagnostics import collapse_configs
+    from workbench.diagnostic_plots import collapse_configs
     from workbench.train import ensure_run
 
     pairs = collapse_configs(smoke_cfg)

@@ -174,7 +174,7 @@ class DiagnosticsConfig:
     # al. 2021, Fig. 7); a sharpened teacher (0.04) against a student at 0.1 keeps it well above
     dino_kl_min: float = 0.05
     monitor_prefixes: tuple[str, ...] = ("embed", "proj")  # std / rank checked on backbone and projector
-    # notebook 03's deliberate collapses and their healthy twins (diagnostics.collapse_configs):
+    # notebook 03's deliberate collapses and their healthy twins (diagnostic_plots.collapse_configs):
     # training steps (0 = train.steps) and learning rate (None = train.lr)
     collapse_steps: int = 0
     collapse_lr: float | None = None

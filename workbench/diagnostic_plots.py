@@ -1,0 +1,259 @@
+"""Notebook helpers for collapse and embedding maps: what notebooks 03_collapse and 04_umap call.
+
+03_collapse: the deliberate collapses beside their healthy twins (`collapse_configs`), a fixed
+held-out batch (`held_out_views`), the singular values of a run's checkpoint (`run_spectra`,
+`plot_spectra`) and the diagnostics rows of ``metrics.jsonl`` with their collapse warnings
+(`plot_training_diagnostics`). 04_umap: UMAP maps coloured by a tag family (`umap_coordinates`,
+`family_labels`, `plot_maps`), nearest neighbours by cosine (`nearest_neighbours`) and the
+similarity of two segments of one track against their distance in time
+(`segment_similarity_by_distance`).
+
+The figures themselves and the collapse monitor are in `workbench.diagnostics`.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from workbench.config import DiagnosticsConfig
+from workbench.diagnostics import read_warnings, singular_values
+
+__all__ = [
+    "collapse_configs", "held_out_views", "run_spectra", "plot_training_diagnostics", "plot_spectra",
+    "segment_similarity_by_distance", "family_labels", "umap_coordinates", "plot_maps", "nearest_neighbours",
+]
+
+
+# ----------------------------------------------------------------------------------- 03_collapse
+def collapse_configs(cfg: Any) -> dict[str, Any]:
+    """The deliberate collapses of notebook 03, each beside a healthy twin trained the same way.
+
+    - ``dino-no-centering``: DINO with ``use_centering=False`` and a teacher temperature of 0.2
+      (no sharpening against the student's 0.1) from the first step; twin ``dino``.
+    - ``byol-no-predictor``: BYOL with ``use_predictor=False``; twin ``byol``. Both with EMA
+      momentum 0 (the teacher is the student, SimSiam's setting, Chen & He 2021, Table 1),
+      so the collapse shows within tens of steps instead of thousands.
+    All four train ``diagnostics.collapse_steps`` steps (0: the profile's) at learning rate
+    ``diagnostics.collapse_lr`` (None: the profile's), with diagnostics about six times a run.
+    """
+    from dataclasses import replace
+
+    d = cfg.diagnostics
+    steps = d.collapse_steps or cfg.train.steps
+    train = replace(cfg.train, steps=steps, lr=d.collapse_lr or cfg.train.lr,
+                    warmup_steps=min(cfg.train.warmup_steps, steps // 10 or 1),
+                    checkpoint_every=steps, log_every=max(1, steps // 6))
+    diag = replace(d, every=max(1, min(d.every, steps // 6)))
+
+    def variant(name: str, **method: Any) -> Any:
+        return replace(cfg, method=replace(cfg.method, name=name, **method), train=train, diagnostics=diag)
+
+    return {"dino": variant("dino"),
+            "dino-no-centering": variant("dino", use_centering=False, teacher_temp=0.2, warmup_teacher_temp=0.2),
+            "byol": variant("byol", ema_momentum=0.0),
+            "byol-no-predictor": variant("byol", ema_momentum=0.0, use_predictor=False)}
+
+
+def held_out_views(cfg: Any, store: Any, batch: int | None = None) -> list[Tensor]:
+    """A fixed batch of mel views (V tensors (B, 1, F, T)) of validation tracks (pretraining
+    tracks when the store has none), seeded as the trainer's held-out batch."""
+    from workbench.audio import MelFrontend
+    from workbench.data import pretrain_indices
+    from workbench.data.views import ViewSampler
+
+    valid = store.indices("valid") if "valid" in set(store.tracks["split"]) else np.array([], dtype=np.int64)
+    idx = valid if len(valid) else pretrain_indices(store)
+    sampler = ViewSampler(store, idx, n_views=cfg.views.n_views, duration=cfg.audio.segment_seconds,
+                          min_gap=cfg.views.min_gap, reject_silence=cfg.views.reject_silence,
+                          silence_db=cfg.views.silence_db, seed=cfg.train.seed + 12_345)
+    views = sampler.sample(batch or cfg.diagnostics.held_out_batch).views
+    frontend = MelFrontend.from_config(cfg.audio)
+    with torch.no_grad():
+        return [frontend(w) for w in views]
+
+
+def run_spectra(run_dir: str | Path, store: Any = None, center: bool = True) -> dict[str, np.ndarray]:
+    """Singular values (descending) of the backbone embedding and projector output of a run's
+    latest checkpoint on the held-out batch: {"embed": (min(N, E),), "proj": (min(N, D),)}.
+    Centred by default (the spectrum of the covariance, as in Jing et al. 2022)."""
+    from workbench.data import open_dataset
+    from workbench.train import load_run
+
+    cfg, method = load_run(run_dir)
+    views = held_out_views(cfg, store if store is not None else open_dataset(cfg))
+    mel = torch.cat(views)
+    for m in method.modules():  # batch statistics, as compute_diagnostics; this copy is thrown away
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.train()
+    with torch.no_grad():
+        return {"embed": singular_values(method.embed(mel), center),
+                "proj": singular_values(method.project(mel), center)}
+
+
+def _warning_marks(run_dir: Path, figure: str) -> list[tuple[int, float]]:
+    base = figure.removesuffix("_ratio")
+    return [(w["step"], w["value"]) for w in read_warnings(run_dir) if w.get("figure") in (figure, base)]
+
+
+def plot_training_diagnostics(runs: dict[str, str | Path] | list[str | Path],
+                              figures: tuple[str, ...] = ("proj_std_ratio", "proj_rank", "embed_std_ratio",
+                                                          "embed_rank"),
+                              diag_cfg: DiagnosticsConfig | None = None, ncols: int = 4, logy: tuple[str, ...] = ()):
+    """One panel per figure (rows "kind": "diagnostics" of each run's metrics.jsonl), one line
+    per run; collapse warnings of that figure are red crosses. Reference lines: 1 (healthy
+    spread) and ``std_ratio_min`` for ``*_std_ratio``; ``max(rank_fraction_min * D, 1.5)`` for
+    ``*_rank``; ln(K) for DINO entropies and the cross-entropy. Returns the Figure."""
+    import matplotlib.pyplot as plt
+
+    from workbench.train import read_metrics
+
+    diag_cfg = diag_cfg or DiagnosticsConfig()
+    runs = runs if isinstance(runs, dict) else {Path(r).name: r for r in runs}
+    frames = {label: read_metrics(d) for label, d in runs.items()}
+    frames = {k: (df[df["kind"] == "diagnostics"] if len(df) else df) for k, df in frames.items()}
+    nrows = math.ceil(len(figures) / ncols)
+    fig, axes = plt.subplots(nrows, min(ncols, len(figures)), figsize=(3.4 * min(ncols, len(figures)), 2.8 * nrows),
+                             squeeze=False)
+    for ax, name in zip(axes.flat, figures):
+        refs: dict[str, float] = {}
+        for label, df in frames.items():
+            if name not in df:
+                continue
+            line, = ax.plot(df["step"], df[name], marker=".", label=label)
+            prefix = name.split("_")[0]
+            marks = _warning_marks(Path(runs[label]), name)
+            if marks:  # a std warning carries the std; the panel shows std * sqrt(D)
+                scale = float(df[f"{prefix}_dim"].iloc[-1]) ** 0.5 if name.endswith("_std_ratio") else 1.0
+                ax.plot([s for s, _ in marks], [v * scale for _, v in marks], "x", color="red", ms=8)
+            if name.endswith("_std_ratio"):
+                refs = {"healthy 1/sqrt(D)": 1.0, "threshold": diag_cfg.std_ratio_min}
+            elif name.endswith("_rank") and f"{prefix}_dim" in df:
+                refs = {"threshold": max(diag_cfg.rank_fraction_min * float(df[f"{prefix}_dim"].iloc[-1]),
+                                         float(diag_cfg.rank_min))}
+            elif name == "dino_kl":
+                refs = {"threshold": diag_cfg.dino_kl_min}
+            elif name in ("dino_teacher_entropy", "dino_teacher_batch_entropy", "dino_student_entropy",
+                          "dino_ce") and "dino_ln_k" in df:
+                refs = {"ln(K)": float(df["dino_ln_k"].iloc[-1])}
+        for text, y in refs.items():
+            ax.axhline(y, ls="--", lw=0.8, color="grey")
+            ax.annotate(text, (0, y), xycoords=("axes fraction", "data"), fontsize=7, color="grey", va="bottom")
+        if name in logy:
+            ax.set_yscale("log")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("step")
+    for ax in list(axes.flat)[len(figures):]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), fontsize=8,
+                   bbox_to_anchor=(0.5, -0.02 * nrows - 0.04))
+    fig.tight_layout()
+    return fig
+
+
+def plot_spectra(spectra: dict[str, np.ndarray], ax=None, title: str = "singular values (normalised)"):
+    """Singular values divided by the largest, on a log axis, one line per label. Returns the Axes."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.5, 3))
+    for label, s in spectra.items():
+        s = np.asarray(s, dtype=np.float64)
+        ax.semilogy(np.arange(1, len(s) + 1), np.maximum(s / max(s[0], 1e-30), 1e-12), marker=".", label=label)
+    ax.set_xlabel("index")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    return ax
+
+
+# ----------------------------------------------------------------------------------- 04_umap
+def segment_similarity_by_distance(chunks: np.ndarray, chunk_track: np.ndarray, chunk_seconds: float):
+    """chunks (M, E) chunk embeddings in time order within each track, chunk_track (M,) their
+    track. Cosine similarity between two chunks of one track against their distance in time
+    (start to start, seconds): a DataFrame (distance_s, mean, std, pairs)."""
+    import pandas as pd
+
+    u = np.asarray(chunks, dtype=np.float64)
+    u = u / np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-12)
+    owner = np.asarray(chunk_track)
+    rows = []
+    for t in np.unique(owner):
+        pos = np.flatnonzero(owner == t)
+        if len(pos) < 2:
+            continue
+        sim = u[pos] @ u[pos].T
+        i, j = np.triu_indices(len(pos), k=1)
+        rows.append(pd.DataFrame({"distance_s": (j - i) * chunk_seconds, "cosine": sim[i, j]}))
+    if not rows:
+        return pd.DataFrame(columns=["distance_s", "mean", "std", "pairs"])
+    df = pd.concat(rows)
+    out = df.groupby("distance_s")["cosine"].agg(["mean", "std", "count"]).reset_index()
+    return out.rename(columns={"count": "pairs"})
+
+
+def family_labels(labels: np.ndarray, tag_names: list[str], family_tags: list[str]) -> np.ndarray:
+    """labels (N, K) multi-hot, the tags of one family -> (N,) one name per track for colouring:
+    its family tag when it has exactly one, "several" when more, "none" when none."""
+    cols = [tag_names.index(t) for t in family_tags if t in tag_names]
+    sub = np.asarray(labels)[:, cols] > 0
+    names = np.array([family_tags[c] for c in range(len(cols))] if cols else [], dtype=object)
+    out = np.full(len(sub), "none", dtype=object)
+    count = sub.sum(axis=1)
+    out[count == 1] = names[sub[count == 1].argmax(axis=1)] if (count == 1).any() else []
+    out[count > 1] = "several"
+    return out
+
+
+def umap_coordinates(x: np.ndarray, seed: int = 0, n_neighbors: int = 15) -> np.ndarray:
+    """(N, E) -> (N, 2) UMAP (McInnes et al. 2018, umap-learn) of the L2-normalised rows.
+
+    Euclidean distance on the sphere ranks neighbours as the cosine does, and umap-learn's
+    euclidean kernels are compiled once and cached by numba, while its cosine path recompiles in
+    every new process (about 8 s on 2 cores). Random initialisation: the spectral one compiles
+    more and fails on tiny or degenerate (collapsed) sets. n_neighbors is capped below N so the
+    smoke splits work."""
+    import umap
+
+    x = np.asarray(x, dtype=np.float64)
+    x = (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+    k = max(2, min(n_neighbors, len(x) - 1))
+    return umap.UMAP(n_neighbors=k, metric="euclidean", random_state=seed, n_jobs=1, init="random").fit_transform(x)
+
+
+def plot_maps(coords: dict[str, np.ndarray], colour: np.ndarray, title: str = ""):
+    """Side-by-side scatter plots of 2-d maps {label: (N, 2)} coloured by one category per
+    point (N,). Returns the Figure."""
+    import matplotlib.pyplot as plt
+
+    cats = sorted(set(colour.tolist()))
+    cmap = plt.get_cmap("tab20")
+    fig, axes = plt.subplots(1, len(coords), figsize=(3.2 * len(coords), 3.2), squeeze=False)
+    for ax, (label, xy) in zip(axes[0], coords.items()):
+        for c, cat in enumerate(cats):
+            m = colour == cat
+            ax.scatter(xy[m, 0], xy[m, 1], s=12, color=cmap(c % 20), label=cat)
+        ax.set_title(label, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0][-1].legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def nearest_neighbours(x: np.ndarray, query: int, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """x (N, E): the k rows nearest to row ``query`` by cosine similarity (itself excluded),
+    as (positions (k,), similarities (k,)), most similar first."""
+    u = np.asarray(x, dtype=np.float64)
+    u = u / np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-12)
+    sim = u @ u[query]
+    sim[query] = -np.inf
+    order = np.argsort(-sim)[:k]
+    return order, sim[order]

@@ -163,3 +163,32 @@ def test_supervised_baseline_sees_only_the_draws_labels(smoke_cfg, smoke_store, 
         assert np.array_equal(y, y_train[pos])
     n_test = len(smoke_store.indices("test"))
     assert all(s.shape == (n_test, y_train.shape[1]) and np.isfinite(s).all() for s in scores.values())
+
+
+def test_supervised_baseline_keeps_the_best_validation_epoch(smoke_cfg, smoke_store, monkeypatch, tmp_path):
+    """The supervised encoder returned is the one of the epoch with the best validation score."""
+    from workbench import encoder as encoder_module
+    from workbench import evaluate
+
+    monkeypatch.setenv("WORKBENCH_DATA", str(tmp_path))  # a fresh cache: this test must train
+    held, snapshots = [], []
+    real_build = encoder_module.build_encoder
+
+    def build(*a, **k):
+        held.append(real_build(*a, **k))
+        return held[-1]
+
+    scores = iter([0.55, 0.9, 0.6])
+
+    def score(task, y, s):
+        snapshots.append({k: v.clone() for k, v in held[-1].state_dict().items()})
+        return next(scores)
+
+    monkeypatch.setattr(encoder_module, "build_encoder", build)
+    monkeypatch.setattr(evaluate, "validation_score", score)
+    cfg = dataclasses.replace(smoke_cfg, eval=dataclasses.replace(smoke_cfg.eval, supervised_epochs=3, baseline_seed=11))
+    src = evaluate.baseline_source("supervised", cfg, smoke_store)
+    assert len(snapshots) == 3
+    got = src.encoder.state_dict()
+    assert all(torch.equal(got[k], snapshots[1][k]) for k in got)
+    assert not all(torch.equal(got[k], snapshots[2][k]) for k in got if got[k].is_floating_point())

@@ -237,7 +237,7 @@ def _profile_overrides(profile: str) -> dict[str, dict[str, Any]]:
                           log_every=10, checkpoint_every=50, precision="fp32"),
             "diagnostics": dict(every=25, held_out_batch=64),
             "probe": dict(max_epochs=60, patience=8),
-            "eval": dict(bootstrap_resamples=1000, supervised_epochs=10),
+            "eval": dict(bootstrap_resamples=1000, supervised_epochs=30),  # 30 x 7 steps: the SSL runs' 200-step budget
         }
     if profile == "smoke":
         return {

@@ -37,7 +37,7 @@ from workbench.embeddings import (Embeddings, EncoderSource, LogMelStats, _devic
                                   _store_id, extract_embeddings, extract_segments, gather_segments,
                                   resolve_source)
 from workbench.metrics import bootstrap
-from workbench.probe import check_split, train_probe
+from workbench.probe import validation_score, check_split, train_probe
 
 __all__ = ["Embeddings", "EncoderSource", "LogMelStats", "extract_embeddings", "extract_segments", "resolve_source",
            "limited_data_subsets", "save_subsets", "load_subsets", "baseline_source", "BASELINES",
@@ -121,7 +121,9 @@ def _handcrafted(cfg: RunConfig, store: AudioStore) -> EncoderSource:
 def _supervised(cfg: RunConfig, store: AudioStore, progress: bool = True,
                 subset: np.ndarray | None = None) -> EncoderSource:
     """The same encoder trained end to end with BCE on random 4 s segments of the train tracks
-    (each carrying its track's labels); ``eval.supervised_epochs`` passes of one segment a track.
+    (each carrying its track's labels); ``eval.supervised_epochs`` passes of one segment a track,
+    keeping the epoch with the best validation score (macro ROC-AUC, or accuracy for a
+    single-label task, on one fixed random segment per valid track), as the probes do.
 
     ``subset``: positions into the train split (a limited-data draw); the encoder then sees only
     those tracks' labels, like every probe of that draw, so the upper bound stays honest in the
@@ -133,7 +135,8 @@ def _supervised(cfg: RunConfig, store: AudioStore, progress: bool = True,
     sub = None if subset is None else hashlib.sha256(np.asarray(subset, np.int64).tobytes()).hexdigest()[:12]
     blob = json.dumps({"enc": to_dict(cfg.encoder), "audio": to_dict(cfg.audio), "store": _store_id(store),
                        "epochs": cfg.eval.supervised_epochs, "seed": cfg.eval.baseline_seed,
-                       "batch": cfg.train.batch_size, "lr": cfg.train.lr, "subset": sub}, sort_keys=True)
+                       "batch": cfg.train.batch_size, "lr": cfg.train.lr, "subset": sub,
+                       "selection": "best valid epoch"}, sort_keys=True)
     key = hashlib.sha256(blob.encode()).hexdigest()[:10]
     path = data_dir() / "cache" / "supervised" / f"supervised-{key}.pt"
     with torch.random.fork_rng(devices=[]):
@@ -148,26 +151,40 @@ def _supervised(cfg: RunConfig, store: AudioStore, progress: bool = True,
         if subset is not None:
             idx, y = idx[subset], y[subset]
         check_split(y, "train (supervised baseline)")
-        model = nn.Sequential(MelFrontend.from_config(cfg.audio), enc, head).to(device).train()
+        model = nn.Sequential(MelFrontend.from_config(cfg.audio), enc, head).to(device)
         opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
         rng = np.random.default_rng(cfg.eval.baseline_seed)
         seg = cfg.audio.segment_samples
-        lengths = np.asarray(store.lengths)[idx]
+        lengths = np.asarray(store.lengths)
+        # validation: one fixed random segment per valid track, scored after every epoch
+        v_idx, v_y = store.split_labels("valid")
+        v_starts = (rng.random(len(v_idx)) * (np.maximum(lengths[v_idx] - seg, 0) + 1)).astype(np.int64)
+        v_x = torch.from_numpy(gather_segments(store, v_idx, v_starts, seg))
+        task = _task(store)
         bs = max(2, min(cfg.train.batch_size, len(idx)))
-        steps = [(e, lo) for e in range(cfg.eval.supervised_epochs) for lo in range(0, len(idx), bs)]
-        for e, lo in tqdm(steps, desc="supervised baseline", disable=not progress, leave=False):
-            if lo == 0:
-                perm = rng.permutation(len(idx))
-            p = perm[lo:lo + bs]
-            if len(p) < 2:
-                continue
-            starts = (rng.random(len(p)) * (np.maximum(lengths[p] - seg, 0) + 1)).astype(np.int64)
-            x = gather_segments(store, idx[p], starts, seg)
-            logits = model(torch.from_numpy(x).to(device))
-            loss = nn.functional.binary_cross_entropy_with_logits(logits, torch.from_numpy(y[p].astype(np.float32)).to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        best, best_state = -math.inf, None
+        for _ in tqdm(range(cfg.eval.supervised_epochs), desc="supervised baseline", disable=not progress, leave=False):
+            model.train()
+            perm = rng.permutation(len(idx))
+            for lo in range(0, len(idx), bs):
+                p = perm[lo:lo + bs]
+                if len(p) < 2:
+                    continue
+                starts = (rng.random(len(p)) * (np.maximum(lengths[idx[p]] - seg, 0) + 1)).astype(np.int64)
+                x = torch.from_numpy(gather_segments(store, idx[p], starts, seg)).to(device)
+                loss = nn.functional.binary_cross_entropy_with_logits(
+                    model(x), torch.from_numpy(y[p].astype(np.float32)).to(device))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            model.eval()
+            with torch.no_grad():
+                scores = torch.cat([model(v_x[i:i + bs].to(device)).float().cpu()
+                                    for i in range(0, len(v_x), bs)]).numpy()
+            score = validation_score(task, _targets(v_y, task), scores)
+            if score > best:
+                best, best_state = score, {k: v.detach().cpu().clone() for k, v in enc.state_dict().items()}
+        enc.load_state_dict(best_state)
         enc = enc.cpu().eval()
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")

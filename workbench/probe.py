@@ -85,7 +85,8 @@ class Probe:
         return out.numpy().astype(np.float64)
 
 
-def _valid_score(task: str, y: np.ndarray, scores: np.ndarray) -> float:
+def validation_score(task: str, y: np.ndarray, scores: np.ndarray) -> float:
+    """The early-stopping score: macro ROC-AUC (multi-label) or accuracy (single-label)."""
     return tagging_metrics(y, scores)["roc_auc"] if task == "multi_label" else accuracy(y, scores)
 
 
@@ -167,7 +168,7 @@ def _train(x_train, y_train, x_valid, y_valid, cfg: ProbeConfig, task: str, prot
             with torch.no_grad():
                 logits = head(xv)
                 valid_scores = (torch.sigmoid(logits) if task == "multi_label" else torch.softmax(logits, -1))
-            score = _valid_score(task, y_valid, valid_scores.cpu().numpy().astype(np.float64))
+            score = validation_score(task, y_valid, valid_scores.cpu().numpy().astype(np.float64))
             probe.history.append({"epoch": epoch, "loss": total / len(xt), "valid": score})
             if score > probe.best_valid:
                 probe.best_valid, probe.best_epoch, bad = score, epoch, 0

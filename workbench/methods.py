@@ -26,6 +26,7 @@ Construct from a config with `build_method(cfg)`; the classes take explicit argu
 from __future__ import annotations
 
 import copy
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -73,9 +74,16 @@ def _loss_and_terms(out) -> tuple[Tensor, dict[str, Tensor]]:
 
 
 def _mean_over_pairs(results: list[tuple[Tensor, dict[str, Tensor]]]) -> tuple[Tensor, dict[str, Tensor]]:
+    """Mean loss and mean terms of per-pair results."""
     loss = torch.stack([r[0] for r in results]).mean()
     terms = {k: torch.stack([r[1][k].detach().float() for r in results]).mean() for k in results[0][1]}
     return loss, terms
+
+
+def _pairwise(n_views: int, loss_fn: Callable[[int, int], Any]) -> tuple[Tensor, dict[str, Tensor]]:
+    """``loss_fn(i, j)`` averaged over the V(V-1)/2 view pairs i < j, as the release averages
+    V > 2 views; returns (loss, detached mean terms)."""
+    return _mean_over_pairs([_loss_and_terms(loss_fn(i, j)) for i in range(n_views) for j in range(i + 1, n_views)])
 
 
 class _EMATeacher(nn.Module):
@@ -169,13 +177,10 @@ class SimCLR(Method):
         zs = _one_pass(nn.Sequential(self.encoder, self.projector), views)
         if dist.is_distributed():
             gs, offset = _gather_views(zs), dist.rank() * zs[0].shape[0]
-            pairs = [_loss_and_terms(nt_xent_loss(zs[i], zs[j], self.temperature, global_views=(gs[i], gs[j]),
-                                                  rank_offset=offset))
-                     for i in range(len(zs)) for j in range(i + 1, len(zs))]
+            loss, logs = _pairwise(len(zs), lambda i, j: nt_xent_loss(
+                zs[i], zs[j], self.temperature, global_views=(gs[i], gs[j]), rank_offset=offset))
         else:
-            pairs = [_loss_and_terms(nt_xent_loss(zs[i], zs[j], self.temperature))
-                     for i in range(len(zs)) for j in range(i + 1, len(zs))]
-        loss, logs = _mean_over_pairs(pairs)
+            loss, logs = _pairwise(len(zs), lambda i, j: nt_xent_loss(zs[i], zs[j], self.temperature))
         return loss, {"loss": loss.detach(), **logs}
 
     def schedule_state(self):
@@ -373,9 +378,7 @@ class VICReg(Method):
         _check_views(views)
         self.step = step
         zs = _gather_views(_one_pass(nn.Sequential(self.encoder, self.projector), views))
-        pairs = [_loss_and_terms(vicreg_loss(zs[i], zs[j], **self.coeffs, fidelity=self.fidelity))
-                 for i in range(len(zs)) for j in range(i + 1, len(zs))]
-        loss, logs = _mean_over_pairs(pairs)
+        loss, logs = _pairwise(len(zs), lambda i, j: vicreg_loss(zs[i], zs[j], **self.coeffs, fidelity=self.fidelity))
         return loss, {"loss": loss.detach(), **logs}
 
 
@@ -402,9 +405,8 @@ class BarlowTwins(Method):
         _check_views(views)
         self.step = step
         zs = _gather_views(_one_pass(nn.Sequential(self.encoder, self.projector), views))
-        pairs = [_loss_and_terms(barlow_twins_loss(zs[i], zs[j], self.lambd, fidelity=self.fidelity))
-                 for i in range(len(zs)) for j in range(i + 1, len(zs))]
-        loss, logs = _mean_over_pairs(pairs)
+        loss, logs = _pairwise(len(zs), lambda i, j: barlow_twins_loss(zs[i], zs[j], self.lambd,
+                                                                        fidelity=self.fidelity))
         return loss, {"loss": loss.detach(), **logs}
 
 

@@ -152,3 +152,30 @@ def test_run_name(smoke_cfg):
     assert a == train.run_name(smoke_cfg) and a.startswith("smoke-synth-simclr-reference-")
     assert train.run_name(apply_overrides(smoke_cfg, ["method.fidelity=paper-code"])) != a
     assert train.run_name(apply_overrides(smoke_cfg, ["probe.hidden=7"])) == a  # evaluation settings do not retrain
+
+
+def test_non_finite_step_skipped_when_asked(smoke_cfg, smoke_store, monkeypatch):
+    """train.nonfinite=skip: the poisoned step changes no weight (as GradScaler skips), is
+    counted in metrics, and the run finishes; the other steps train as usual."""
+    step_fn = SimCLR.training_step
+
+    def poisoned(self, views, step):
+        loss, logs = step_fn(self, views, step)
+        return (loss * float("nan"), logs) if step == 2 else (loss, logs)
+
+    base = ("train.steps=2", "train.log_every=1", "train.checkpoint_every=1", "diagnostics.every=0",
+            "train.nonfinite=skip", "train.deterministic=true")
+    clean = train.pretrain(_cfg(smoke_cfg, *base[:-2], "train.steps=1", "train.deterministic=true"),
+                           name="skip-ref", progress=False)
+    monkeypatch.setattr(SimCLR, "training_step", poisoned)
+    run = train.pretrain(_cfg(smoke_cfg, *base), name="skip", progress=False)
+    assert (run / "DONE").exists()
+    rows = [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if r["kind"] == "train"]
+    assert [r["skipped"] for r in rows] == [0, 1]
+    after_1 = torch.load(clean / "checkpoint.pt", weights_only=True)["model"]
+    after_2 = torch.load(run / "checkpoint.pt", weights_only=True)["model"]
+    for k, v in after_1.items():  # step 2 was skipped: only EMA/BN buffers may move, no weight
+        if not k.startswith("teacher.") and "running" not in k and "num_batches" not in k:
+            assert torch.equal(after_2[k], v), k
+    with pytest.raises(ValueError, match="train.nonfinite"):
+        train.pretrain(_cfg(smoke_cfg, "train.nonfinite=ignore"), name="bad", progress=False)

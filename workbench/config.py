@@ -156,6 +156,11 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     deterministic: bool = False
+    # a step whose loss or gradient is not finite: "stop" the run (named step, last good checkpoint
+    # kept) or "skip" it as torch.amp.GradScaler does (no optimiser step, counted in metrics as
+    # ``skipped``; one host read per step). "skip" reproduces how a release trained under a
+    # GradScaler survives DINO's paper-code NaN rows (PAPER.md 4).
+    nonfinite: str = "stop"
 
 
 @dataclass(frozen=True)

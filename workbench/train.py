@@ -299,6 +299,8 @@ def pretrain(cfg: RunConfig, name: str | None = None, resume: bool = False, prog
     rank, world = dist.rank(), dist.world_size()
     if tc.batch_size % world:
         raise ValueError(f"train.batch_size {tc.batch_size} is not divisible by the {world} processes")
+    if tc.nonfinite not in ("stop", "skip"):
+        raise ValueError(f"train.nonfinite is {tc.nonfinite!r}; expected 'stop' or 'skip'")
     device = _device(cfg)
     if device.type == "cpu":
         # A collapsing network produces denormal floats, which make CPU BatchNorm and matmuls
@@ -405,9 +407,13 @@ def pretrain(cfg: RunConfig, name: str | None = None, resume: bool = False, prog
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(params, tc.grad_clip if tc.grad_clip > 0 else float("inf"))
-            optimizer.step()
+            skipped = torch.zeros((), device=device)
+            if tc.nonfinite == "skip" and not bool(torch.isfinite(loss.detach() + grad_norm)):  # opt-in host read
+                skipped += 1  # no optimiser step, as GradScaler on an inf/NaN gradient
+            else:
+                optimizer.step()
             method.after_step(step)
-            window.append({**logs, "loss": loss.detach(), "grad_norm": grad_norm.detach()})
+            window.append({**logs, "loss": loss.detach(), "grad_norm": grad_norm.detach(), "skipped": skipped})
             clips += local_batch * len(views) * world
 
             last = step == tc.steps
@@ -417,6 +423,7 @@ def pretrain(cfg: RunConfig, name: str | None = None, resume: bool = False, prog
                 table = dist.all_reduce_mean(torch.stack([torch.stack([w[k].float() for w in window]) for k in keys]))
                 table = table.cpu().numpy()  # (n_keys, n_steps)
                 finite = np.isfinite(table[[keys.index("loss"), keys.index("grad_norm")]])  # (2, n_steps)
+                finite |= table[keys.index("skipped")] > 0  # skipped steps changed nothing
                 if not finite.all():
                     i = int(np.flatnonzero(~finite.all(axis=0))[0])
                     what = "loss" if not finite[0, i] else "gradient"
@@ -426,7 +433,10 @@ def pretrain(cfg: RunConfig, name: str | None = None, resume: bool = False, prog
                     raise FloatingPointError(f"non-finite {what} at step {step - len(window) + 1 + i} of run "
                                              f"{run_dir.name}: {terms}; last good checkpoint kept: {good}")
                 elapsed = time.perf_counter() - t0
-                row = {"kind": "train", "step": step, **{k: float(table[j].mean()) for j, k in enumerate(keys)},
+                ok = table[keys.index("skipped")] == 0  # means over the steps that were taken
+                row = {"kind": "train", "step": step,
+                       **{k: float(table[j][ok].mean()) if ok.any() else float("nan") for j, k in enumerate(keys)},
+                       "skipped": int(round(float(table[keys.index("skipped")].sum()))),
                        "lr": lr, **method.schedule_state(), "clips_per_s": clips / max(elapsed, 1e-9),
                        "time": time.time()}
                 window, t0, clips = [], time.perf_counter(), 0

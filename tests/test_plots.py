@@ -78,3 +78,11 @@ def test_controls_render_once_then_on_every_change():
     menu.value = "b"
     assert calls == [(3.0, "a"), (5.0, "a"), (5.0, "b")]
     assert panel.children[:2] == (slider, menu) and isinstance(panel.children[2], ipywidgets.Output)
+
+
+def test_method_labels_keep_the_fidelity():
+    from workbench.plots import method_label
+
+    assert method_label("dino") == "clustering (DINO)"
+    assert method_label("dino/paper-code") == "clustering (DINO), paper-code"
+    assert method_label("mine") == "mine"

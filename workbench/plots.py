@@ -35,6 +35,13 @@ def method_color(method: str) -> str:
     return METHOD_COLORS.get(_base(method), "#17becf")
 
 
+def method_label(method: str) -> str:
+    """The display name: ``dino/paper-code`` -> "clustering (DINO), paper-code"."""
+    base = _base(method)
+    suffix = method[len(base):].lstrip("/")
+    return METHOD_LABELS.get(base, base) + (f", {suffix}" if suffix else "")
+
+
 def order_methods(methods) -> list[str]:
     """Methods sorted by `METHOD_ORDER` (unknown names last, alphabetically)."""
     rank = {m: i for i, m in enumerate(METHOD_ORDER)}
@@ -76,7 +83,7 @@ def dot_plot(reports, fraction: float = 1.0, save: str | Path | None = None) -> 
             v = values[m]
             ax.scatter(i + rng.uniform(-0.25, 0.25, len(v)), v, s=4, alpha=0.25, color=method_color(m), linewidths=0)
             ax.scatter([i], [np.nanmean(v)], s=70, color=method_color(m), edgecolors="black", zorder=3)
-        ax.set_xticks(range(len(methods)), [METHOD_LABELS.get(m, m) for m in methods], rotation=45, ha="right")
+        ax.set_xticks(range(len(methods)), [method_label(m) for m in methods], rotation=45, ha="right")
         ax.set_title(f"{task}: {METRIC_LABELS.get(metric, metric)}")
         ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
@@ -97,7 +104,7 @@ def limited_data_plot(reports, save: str | Path | None = None) -> plt.Figure:
         for m in order_methods(lim.method):
             g = lim[lim.method == m].groupby("fraction")["value"]
             x = np.array(sorted(g.groups))
-            ax.plot(x, g.mean().loc[x], marker="o", color=method_color(m), label=METHOD_LABELS.get(m, m))
+            ax.plot(x, g.mean().loc[x], marker="o", color=method_color(m), label=method_label(m))
             ax.fill_between(x, g.min().loc[x], g.max().loc[x], color=method_color(m), alpha=0.15, linewidth=0)
         ax.set_xscale("log")
         fractions = sorted(lim.fraction.unique())
@@ -134,9 +141,9 @@ def paired_difference_plot(reports, save: str | Path | None = None) -> plt.Figur
             ax.errorbar([r.diff_mean], [i], xerr=[[r.diff_mean - r.ci_low], [r.ci_high - r.diff_mean]], fmt="o",
                         color=method_color(m), capsize=3)
         ax.axvline(0, color="black", linewidth=0.8)
-        ax.set_yticks(range(len(methods)), [METHOD_LABELS.get(m, m) for m in methods])
+        ax.set_yticks(range(len(methods)), [method_label(m) for m in methods])
         ax.invert_yaxis()
-        ax.set_xlabel(f"{METRIC_LABELS.get(metric, metric)} minus {METHOD_LABELS.get(best, best)}")
+        ax.set_xlabel(f"{METRIC_LABELS.get(metric, metric)} minus {method_label(best)}")
         ax.set_title(task)
         ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()

@@ -28,7 +28,8 @@ def execute_notebook(path: Path, profile: str, html_out: Path | None = None, tim
     old = os.environ.get("WORKBENCH_PROFILE")
     os.environ["WORKBENCH_PROFILE"] = profile  # inherited by the kernel process
     try:
-        client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+        # the kernel's own log at ERROR: its start-up warning about TCP transport is noise here
+        client = NotebookClient(nb, timeout=timeout, kernel_name="python3", extra_arguments=["--log-level=ERROR"],
                                 resources={"metadata": {"path": str(Path(path).parent)}})
         client.execute()
     finally:

@@ -5,6 +5,9 @@ A report folder written by `workbench.evaluate.run_evaluation` holds ``results.c
 and ``pairs.csv``. Every figure takes one report folder or several (one task each) and returns
 a matplotlib Figure; ``save=`` also writes a PNG. Methods keep the same order and colour in
 every figure (`METHOD_ORDER`, `METHOD_COLORS`), baselines included.
+
+`controls` is the notebooks' interactive panel (sliders, menus), written so that notebooks run
+headless in the tests and in ``make demo``.
 """
 
 from __future__ import annotations

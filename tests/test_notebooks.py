@@ -30,3 +30,29 @@ def test_notebooks_committed_without_outputs() -> None:
         for cell in nb.cells:
             if cell.cell_type == "code":
                 assert not cell.outputs and cell.execution_count is None, f"{path.name} has outputs"
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("stem", ["01_augmentations", "02_pretraining"])
+def test_notebook_config_cell_reads_a_real_dataset(stem: str, tmp_path: Path) -> None:
+    """The config cell's DATASET/ROOT/VARIANT switch a notebook to an ingested dataset (an MTAT
+    split-B fixture tree here) instead of the embedded corpus."""
+    import nbformat
+
+    import fixtures_datasets as fx
+
+    root = tmp_path / "mtat"
+    fx.make_mtat(root, seconds=12.5)
+    path = next(p for p in NOTEBOOKS if p.stem == stem)
+    nb = nbformat.read(path, as_version=4)
+    cell = next(c for c in nb.cells if c.cell_type == "code")
+    assert "DATASET, ROOT, VARIANT = None, None, None" in cell.source
+    cell.source = cell.source.replace("DATASET, ROOT, VARIANT = None, None, None",
+                                      f"DATASET, ROOT, VARIANT = 'mtat', {str(root)!r}, 'B'")
+    copy = tmp_path / path.name
+    nbformat.write(nb, copy)
+    out = execute_notebook(copy, profile="smoke", timeout=300)
+    text = "".join(o.get("text", "") for c in out.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "dataset: mtat-B" in text
+    errors = [o for c in out.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors

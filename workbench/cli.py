@@ -11,7 +11,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from workbench.config import PROFILES, RunConfig, announce, apply_overrides, load_profile
+from workbench.config import PROFILES, RunConfig, announce, apply_overrides, load_profile, with_dataset
 
 METHOD_NAMES = ("simclr", "byol", "dino", "vicreg", "barlow_twins")
 
@@ -28,15 +28,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def _config(args: argparse.Namespace) -> RunConfig:
-    cfg = load_profile(args.profile)
-    data = cfg.data
-    if args.dataset:
-        data = dataclasses.replace(data, dataset=args.dataset)
-    if args.root:
-        data = dataclasses.replace(data, root=str(Path(args.root).expanduser()))
-    if getattr(args, "variant", None):
-        data = dataclasses.replace(data, variant=args.variant)
-    cfg = dataclasses.replace(cfg, data=data)
+    cfg = with_dataset(load_profile(args.profile), args.dataset, args.root, getattr(args, "variant", None))
     return apply_overrides(cfg, args.overrides)
 
 

@@ -268,9 +268,25 @@ def load_profile(profile: str | None = None) -> RunConfig:
     return cfg
 
 
+def with_dataset(cfg: RunConfig, dataset: str | None = None, root: str | os.PathLike | None = None,
+                 variant: str | None = None) -> RunConfig:
+    """``cfg`` reading another dataset (the CLI's --dataset/--root/--variant, a notebook's config
+    cell); every argument None keeps what ``cfg`` has (the embedded corpus by default)."""
+    data = cfg.data
+    if dataset:
+        data = replace(data, dataset=dataset)
+    if root:
+        data = replace(data, root=str(Path(root).expanduser()))
+    if variant:
+        data = replace(data, variant=variant)
+    return replace(cfg, data=data)
+
+
 def announce(cfg: RunConfig, what: str = "") -> str:
     """The line printed at the top of every notebook and CLI run."""
-    line = f"[workbench] profile: {cfg.profile}" + (f" | {what}" if what else "") + f" | data: {data_dir()}"
+    dataset = "" if cfg.data.dataset == "synth" else \
+        f" | dataset: {cfg.data.dataset}{'-' + cfg.data.variant if cfg.data.variant else ''} ({cfg.data.root})"
+    line = f"[workbench] profile: {cfg.profile}" + (f" | {what}" if what else "") + dataset + f" | data: {data_dir()}"
     print(line, flush=True)
     return line
 

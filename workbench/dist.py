@@ -98,23 +98,21 @@ def gather_with_grad(x: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def all_reduce_mean(x: Tensor) -> Tensor:
-    """Mean of ``x`` over ranks (a new tensor, no gradient); ``x`` itself without a group."""
-    if not is_distributed() or world_size() == 1:
-        return x
-    y = x.detach().clone()
-    dist.all_reduce(y, op=dist.ReduceOp.SUM)
-    return y / world_size()
-
-
-@torch.no_grad()
 def all_reduce_sum(x: Tensor) -> Tensor:
-    """Sum of ``x`` over ranks (a new tensor, no gradient)."""
+    """Sum of ``x`` over ranks (a new tensor, no gradient); ``x`` itself without a group."""
     if not is_distributed() or world_size() == 1:
         return x
     y = x.detach().clone()
     dist.all_reduce(y, op=dist.ReduceOp.SUM)
     return y
+
+
+@torch.no_grad()
+def all_reduce_mean(x: Tensor) -> Tensor:
+    """Mean of ``x`` over ranks (a new tensor, no gradient); ``x`` itself without a group."""
+    if not is_distributed() or world_size() == 1:
+        return x
+    return all_reduce_sum(x) / world_size()
 
 
 def broadcast_object(obj):

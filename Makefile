@@ -1,22 +1,35 @@
-# Two commands for a new user: `make demo` and `make test`. Both create .venv and install the
-# package with its pinned dependencies when it is missing or stale (pyproject.toml changed).
+# Two commands for a new user: `make demo` and `make test`. Every target installs from the
+# committed lock (uv.lock) only, into .venv, when .venv is missing or the lock changed.
+# The lock tool, uv, is bootstrapped into .tools/ with the machine's python3 (no root needed).
 PYTHON ?= python3
+UV_VERSION := 0.13.8
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+STAMP := $(VENV)/.synced
+EXTRAS := --extra dev --extra bench
+EXPORT := requirements-lock.txt
+# uv never downloads an interpreter: it uses $(PYTHON) (3.10 to 3.12).
+export UV_PYTHON_DOWNLOADS := never
+export UV_LINK_MODE := copy
 
-.PHONY: demo test lab bench clean-data help
+.PHONY: demo test lab bench lock check-lock clean-data help
 
 help:
-	@echo "make demo   - run the main job on the embedded corpus (profile: demo)"
-	@echo "make test   - run the whole test suite (profile: smoke)"
-	@echo "make lab    - open the notebooks in JupyterLab"
-	@echo "make bench  - print the benchmark figures"
+	@echo "make demo       - run the main job on the embedded corpus (profile: demo)"
+	@echo "make test       - run the whole test suite (profile: smoke)"
+	@echo "make lab        - open the notebooks in JupyterLab"
+	@echo "make bench      - print the benchmark figures"
+	@echo "make lock       - re-resolve uv.lock after editing pyproject.toml (and re-export $(EXPORT))"
+	@echo "make check-lock - fail if uv.lock or $(EXPORT) no longer match pyproject.toml"
 
-$(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev,bench]"
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install -q --disable-pip-version-check "uv==$(UV_VERSION)"
+
+$(STAMP): uv.lock pyproject.toml | $(UV)
+	$(UV) sync --locked $(EXTRAS) --python $(PYTHON)
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 
@@ -31,6 +44,16 @@ lab: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m workbench.bench all
+
+lock: | $(UV)
+	$(UV) lock
+	$(UV) export --frozen --no-hashes --no-header --no-emit-project $(EXTRAS) -o $(EXPORT) >/dev/null
+
+check-lock: | $(UV)
+	@$(UV) lock --check || { echo "uv.lock does not match pyproject.toml: run 'make lock' and commit uv.lock and $(EXPORT)"; exit 1; }
+	@$(UV) export --frozen --no-hashes --no-header --no-emit-project $(EXTRAS) 2>/dev/null | diff -q - $(EXPORT) >/dev/null \
+	  || { echo "$(EXPORT) is not the export of uv.lock: run 'make lock' and commit it"; exit 1; }
+	@echo "uv.lock and $(EXPORT) match pyproject.toml"
 
 clean-data:
 	rm -rf data/corpus data/runs data/reports data/cache data/stores

@@ -119,7 +119,7 @@ def test_dino_figures_ce_matches_loss() -> None:
     g = torch.Generator().manual_seed(2)
     s, t, c = torch.randn(8, 16, generator=g), torch.randn(8, 16, generator=g), torch.randn(1, 16, generator=g)
     f = dino_figures(s, t, c, 0.1, 0.04)
-    assert f["ce"] == pytest.approx(float(dino_loss(s, t, c, 0.1, 0.04)), rel=1e-5)
+    assert f["ce"] == pytest.approx(float(dino_loss(s, t, c, 0.1, 0.04)[0]), rel=1e-5)
     assert f["kl"] >= 0
 
 
@@ -189,7 +189,7 @@ def _flags(run_dir) -> set[str]:
 
 def test_healthy_smoke_run_is_quiet(smoke_cfg) -> None:
     """A default smoke DINO run: diagnostics rows in metrics.jsonl, no collapse warning at all."""
-    from workbench.train import ensure_run, read_metrics
+    from workbench.runs import ensure_run, read_metrics
 
     run = ensure_run(replace(smoke_cfg, method=replace(smoke_cfg.method, name="dino")), progress=False)
     rows = read_metrics(run).query("kind == 'diagnostics'")
@@ -201,7 +201,7 @@ def test_monitor_fires_on_dino_without_centering(smoke_cfg) -> None:
     """Notebook 03's deliberate collapse: DINO without centering (teacher temperature 0.2) is
     flagged on the KL; its healthy twin, trained the same way, is not."""
     from workbench.diagnostic_plots import collapse_configs
-    from workbench.train import ensure_run
+    from workbench.runs import ensure_run
 
     pairs = collapse_configs(smoke_cfg)
     collapsed = ensure_run(pairs["dino-no-centering"], progress=False)

@@ -179,7 +179,7 @@ def _spec_buffers() -> dict[str, torch.Tensor]:
 
 
 def _write_release(path, encoder: nn.Module, method: str, drop: str | None = None, reshape: str | None = None):
-    """A checkpoint in the release's layout (PAPER.md): backbone + spec buffers + other keys."""
+    """A checkpoint in the release's layout (docs/paper.md): backbone + spec buffers + other keys."""
     student = method in ("byol", "clustering")
     prefix = "student.module.backbone." if student else "module.backbone."
     state = {}

@@ -10,10 +10,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from workbench.config import FIDELITIES
 from workbench.losses import (DINOCenter, barlow_twins_loss, byol_loss, dino_loss, ema_momentum, nt_xent_loss,
                               vicreg_loss)
 
-FIDELITIES = ("reference", "paper-code")
 
 
 def _pair(b=32, d=16, seed=0, dtype=torch.float64):
@@ -31,9 +31,9 @@ def _all_losses(fidelity):
     """name -> f(z1, z2) -> scalar, for the generic tests."""
     center = torch.zeros(1, 16, dtype=torch.float64)
     fns = {
-        "nt_xent": lambda a, b: nt_xent_loss(a, b, 0.1),
-        "byol": lambda a, b: byol_loss(a, b, fidelity=fidelity),
-        "dino": lambda a, b: dino_loss(a, b, center.to(a.dtype), 0.1, 0.04, fidelity=fidelity),
+        "nt_xent": lambda a, b: nt_xent_loss(a, b, 0.1)[0],
+        "byol": lambda a, b: byol_loss(a, b, fidelity=fidelity)[0],
+        "dino": lambda a, b: dino_loss(a, b, center.to(a.dtype), 0.1, 0.04, fidelity=fidelity)[0],
         "vicreg": lambda a, b: vicreg_loss(a, b, fidelity=fidelity)[0],
         "barlow_twins": lambda a, b: barlow_twins_loss(a, b, fidelity=fidelity)[0],
     }
@@ -84,11 +84,11 @@ def test_loss_decreases_on_free_embeddings(name, fidelity):
 def test_bad_inputs_raise():
     z = torch.randn(8, 4)
     with pytest.raises(ValueError, match=r"\(8, 4\).*\(8, 5\)"):
-        nt_xent_loss(z, torch.randn(8, 5))
+        nt_xent_loss(z, torch.randn(8, 5))[0]
     with pytest.raises(ValueError, match="fidelity"):
-        byol_loss(z, z, fidelity="release")
+        byol_loss(z, z, fidelity="release")[0]
     with pytest.raises(ValueError, match="center"):
-        dino_loss(z, z, torch.zeros(1, 5))
+        dino_loss(z, z, torch.zeros(1, 5))[0]
 
 
 # ----------------------------------------------------------------------------- NT-Xent
@@ -121,7 +121,7 @@ def _nt_xent_loop(z1, z2, temperature):
 @pytest.mark.parametrize("temperature", [0.1, 0.5])
 def test_nt_xent_matches_broadcast_and_loop(temperature):
     z1, z2 = _pair(b=12, d=7)
-    ours = nt_xent_loss(z1, z2, temperature)
+    ours = nt_xent_loss(z1, z2, temperature)[0]
     torch.testing.assert_close(ours, _nt_xent_broadcast(z1, z2, temperature), rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(ours, _nt_xent_loop(z1, z2, temperature), rtol=1e-10, atol=1e-10)
 
@@ -135,7 +135,7 @@ def test_nt_xent_closed_form_aligned_orthogonal(temperature):
     scale = torch.rand(b, 1, dtype=torch.float64) * 5 + 0.1
     z = scale * q[:b]  # (B, D) orthogonal rows
     expected = math.log(1 + (2 * b - 2) * math.exp(-1 / temperature))
-    torch.testing.assert_close(nt_xent_loss(z, z.clone(), temperature).item(), expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(nt_xent_loss(z, z.clone(), temperature)[0].item(), expected, rtol=1e-12, atol=1e-12)
 
 
 def test_nt_xent_rank_slices_equal_global_batch():
@@ -143,10 +143,10 @@ def test_nt_xent_rank_slices_equal_global_batch():
     and its gradient equal the single-process loss on the global batch."""
     g1 = torch.randn(16, 8, dtype=torch.float64, requires_grad=True)
     g2 = torch.randn(16, 8, dtype=torch.float64, requires_grad=True)
-    full = nt_xent_loss(g1, g2)
+    full = nt_xent_loss(g1, g2)[0]
     grad_full = torch.autograd.grad(full, (g1, g2))
     b, world = 8, 2
-    per_rank = [nt_xent_loss(g1[r * b:(r + 1) * b], g2[r * b:(r + 1) * b], global_views=(g1, g2), rank_offset=r * b)
+    per_rank = [nt_xent_loss(g1[r * b:(r + 1) * b], g2[r * b:(r + 1) * b], global_views=(g1, g2), rank_offset=r * b)[0]
                 for r in range(world)]
     mean = sum(per_rank) / world
     grad_split = torch.autograd.grad(mean, (g1, g2))
@@ -154,7 +154,7 @@ def test_nt_xent_rank_slices_equal_global_batch():
     for a, c in zip(grad_split, grad_full):
         torch.testing.assert_close(a, c, rtol=1e-10, atol=1e-12)
     with pytest.raises(ValueError, match="rank_offset"):
-        nt_xent_loss(g1[:8], g2[:8], global_views=(g1, g2), rank_offset=12)
+        nt_xent_loss(g1[:8], g2[:8], global_views=(g1, g2), rank_offset=12)[0]
 
 
 class _LargestTensor(TorchDispatchMode):
@@ -179,7 +179,7 @@ def test_nt_xent_memory_is_n_squared_not_n_squared_d():
     z1 = torch.randn(b, d, requires_grad=True)
     z2 = torch.randn(b, d, requires_grad=True)
     with _LargestTensor() as mode:
-        loss = nt_xent_loss(z1, z2)
+        loss = nt_xent_loss(z1, z2)[0]
         loss.backward()
     assert torch.isfinite(loss)
     assert mode.largest <= max((2 * b) ** 2, 2 * b * d), mode.largest
@@ -193,25 +193,25 @@ def test_nt_xent_memory_is_n_squared_not_n_squared_d():
 
 def test_byol_identical_is_zero_and_matches_loop():
     p = torch.randn(16, 8, dtype=torch.float64)
-    assert byol_loss(p, 3 * p).abs() < 1e-12
+    assert byol_loss(p, 3 * p)[0].abs() < 1e-12
     z = torch.randn(16, 8, dtype=torch.float64)
     loop = sum(((p[i] / p[i].norm() - z[i] / z[i].norm()) ** 2).sum() for i in range(16)) / 16
-    torch.testing.assert_close(byol_loss(p, z), loop, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(byol_loss(p, z)[0], loop, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("b,d", [(16, 8), (8, 32), (256, 2048)])
 def test_byol_paper_code_is_b_over_d_rescaling(b, d):
-    """PAPER.md 1: loss_pc - 2 = (B / D)(loss_ref - 2), so gradients scale by B / D."""
+    """docs/paper.md 1: loss_pc - 2 = (B / D)(loss_ref - 2), so gradients scale by B / D."""
     p = torch.randn(b, d, dtype=torch.float64, requires_grad=True)
     z = torch.randn(b, d, dtype=torch.float64)
-    ref = byol_loss(p, z)
-    pc = byol_loss(p, z, fidelity="paper-code")
+    ref = byol_loss(p, z)[0]
+    pc = byol_loss(p, z, fidelity="paper-code")[0]
     torch.testing.assert_close(pc - 2, (b / d) * (ref - 2), rtol=1e-10, atol=1e-12)
     (g_ref,) = torch.autograd.grad(ref, p)
     (g_pc,) = torch.autograd.grad(pc, p)
     torch.testing.assert_close(g_pc, (b / d) * g_ref, rtol=1e-10, atol=1e-14)
     # identical p, z: 0 in the paper, 2 - 2 B / D in the release
-    torch.testing.assert_close(byol_loss(z, z, fidelity="paper-code").item(), 2 - 2 * b / d, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(byol_loss(z, z, fidelity="paper-code")[0].item(), 2 - 2 * b / d, rtol=1e-10, atol=1e-12)
 
 
 # ----------------------------------------------------------------------------- DINO
@@ -231,7 +231,7 @@ def test_dino_matches_explicit_formula(fidelity):
     g = torch.Generator().manual_seed(1)
     s, t = torch.randn(6, 10, generator=g, dtype=torch.float64), torch.randn(6, 10, generator=g, dtype=torch.float64)
     c = torch.randn(1, 10, generator=g, dtype=torch.float64)
-    torch.testing.assert_close(dino_loss(s, t, c, 0.1, 0.04, fidelity=fidelity), _dino_explicit(s, t, c, 0.1, 0.04),
+    torch.testing.assert_close(dino_loss(s, t, c, 0.1, 0.04, fidelity=fidelity)[0], _dino_explicit(s, t, c, 0.1, 0.04),
                                rtol=1e-10, atol=1e-10)
 
 
@@ -239,12 +239,12 @@ def test_dino_uniform_teacher_gives_ln_k():
     k = 64
     t = torch.full((8, k), 3.0)  # constant logits: uniform teacher
     c = torch.zeros(1, k)
-    assert abs(dino_loss(torch.zeros(8, k), t, c).item() - math.log(k)) < 1e-5
+    assert abs(dino_loss(torch.zeros(8, k), t, c)[0].item() - math.log(k)) < 1e-5
     # any student against a uniform teacher u: ln K + KL(u || p) >= ln K
     s = torch.randn(8, k)
     log_p = F.log_softmax(s / 0.1, dim=-1)
     kl = ((1 / k) * (math.log(1 / k) - log_p)).sum(dim=-1).mean()
-    torch.testing.assert_close(dino_loss(s, t, c), math.log(k) + kl)
+    torch.testing.assert_close(dino_loss(s, t, c)[0], math.log(k) + kl)
     assert kl > 0
 
 
@@ -252,14 +252,14 @@ def test_dino_paper_code_equal_without_underflow():
     g = torch.Generator().manual_seed(2)
     s = torch.randn(16, 32, generator=g, requires_grad=True)
     t, c = torch.randn(16, 32, generator=g), torch.randn(1, 32, generator=g) * 0.1
-    ref = dino_loss(s, t, c, 0.1, 0.04)
-    pc = dino_loss(s, t, c, 0.1, 0.04, fidelity="paper-code")
+    ref = dino_loss(s, t, c, 0.1, 0.04)[0]
+    pc = dino_loss(s, t, c, 0.1, 0.04, fidelity="paper-code")[0]
     torch.testing.assert_close(pc, ref, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(torch.autograd.grad(pc, s)[0], torch.autograd.grad(ref, s)[0], rtol=1e-4, atol=1e-7)
 
 
 def test_dino_paper_code_underflow_has_no_gradient():
-    """PAPER.md 4: a prototype the teacher wants (teacher mass 1) whose student probability is
+    """docs/paper.md 4: a prototype the teacher wants (teacher mass 1) whose student probability is
     about e^-101 (> 0 in float32) is clamped at log = -100 and gets no gradient in paper-code;
     the reference pulls it up with gradient -(1 - p)/student_temp. An exact 0 gives NaN (0 / 0)."""
     k, ts = 8, 0.1
@@ -271,18 +271,18 @@ def test_dino_paper_code_underflow_has_no_gradient():
     c = torch.zeros(1, k)
     p0 = F.softmax(s.detach() / ts, dim=-1)[0, 0]
     assert 0 < p0 < math.exp(-100)
-    (g_ref,) = torch.autograd.grad(dino_loss(s, t, c, ts, 0.04), s)
-    (g_pc,) = torch.autograd.grad(dino_loss(s, t, c, ts, 0.04, fidelity="paper-code"), s)
+    (g_ref,) = torch.autograd.grad(dino_loss(s, t, c, ts, 0.04)[0], s)
+    (g_pc,) = torch.autograd.grad(dino_loss(s, t, c, ts, 0.04, fidelity="paper-code")[0], s)
     assert g_ref[0, 0] < -9.0  # -(1 - p0) / 0.1
     assert g_pc.abs().max() < 1e-30
-    assert dino_loss(s, t, c, ts, 0.04, fidelity="paper-code").item() == pytest.approx(100.0, abs=1e-4)
+    assert dino_loss(s, t, c, ts, 0.04, fidelity="paper-code")[0].item() == pytest.approx(100.0, abs=1e-4)
     # exact underflow: softmax gives 0, log gives -inf, clamp's zero gradient times 1/0 is NaN
     s2 = torch.zeros(1, k)
     s2[0, 0] = -200 * ts
     s2.requires_grad_()
-    (g_nan,) = torch.autograd.grad(dino_loss(s2, t, c, ts, 0.04, fidelity="paper-code"), s2)
+    (g_nan,) = torch.autograd.grad(dino_loss(s2, t, c, ts, 0.04, fidelity="paper-code")[0], s2)
     assert torch.isnan(g_nan).all()
-    (g_ok,) = torch.autograd.grad(dino_loss(s2, t, c, ts, 0.04), s2)
+    (g_ok,) = torch.autograd.grad(dino_loss(s2, t, c, ts, 0.04)[0], s2)
     assert torch.isfinite(g_ok).all()
 
 
@@ -354,7 +354,7 @@ def test_vicreg_whitened_identical_views_is_zero():
 
 
 def test_vicreg_paper_code_covariance_relation():
-    """PAPER.md 2 on inputs with zero mean and unit biased variance (so BN(z) = z / sqrt(1 + 1e-5)):
+    """docs/paper.md 2 on inputs with zero mean and unit biased variance (so BN(z) = z / sqrt(1 + 1e-5)):
     cov_ref / cov_pc = 2 (D - 1)(1 + 1e-5)^2 with the same coefficient; with the default
     coefficients the covariance-to-invariance weight is 2 (D - 1)(1 + 1e-5)^2 / 25 times weaker."""
     b, d = 128, 32
@@ -409,7 +409,7 @@ def test_barlow_identical_standardised_views_zero_invariance():
 
 
 def test_barlow_paper_code_effective_lambda():
-    """PAPER.md 3: with k = B/(B-1) and c the reference cross-correlation,
+    """docs/paper.md 3: with k = B/(B-1) and c the reference cross-correlation,
     D * loss_pc = sum_i (1 - k c_ii)^2 + 1/(D-1) sum_{i!=j} (k c_ij)^2: effective lambda 1/(D-1),
     the whole loss scaled by 1/D. The off-diagonal parts relate exactly:
     redundancy_ref / 5e-3 = redundancy_pc * D (D - 1) / k^2."""
@@ -456,12 +456,12 @@ def test_losses_compute_in_float32_under_bf16_autocast():
     z1, z2 = (z.to(torch.bfloat16) for z in _pair(b=16, d=8, dtype=torch.float32))
     center = torch.zeros(1, 8)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        outs = {"nt_xent": nt_xent_loss(z1, z2), "dino": dino_loss(z1, z2, center),
+        outs = {"nt_xent": nt_xent_loss(z1, z2)[0], "dino": dino_loss(z1, z2, center)[0],
                 "vicreg": vicreg_loss(z1, z2)[0], "barlow_twins": barlow_twins_loss(z1, z2)[0],
-                "byol": byol_loss(z1, z2)}
+                "byol": byol_loss(z1, z2)[0]}
     f1, f2 = z1.float(), z2.float()
-    exact = {"nt_xent": nt_xent_loss(f1, f2), "dino": dino_loss(f1, f2, center), "vicreg": vicreg_loss(f1, f2)[0],
-             "barlow_twins": barlow_twins_loss(f1, f2)[0], "byol": byol_loss(f1, f2)}
+    exact = {"nt_xent": nt_xent_loss(f1, f2)[0], "dino": dino_loss(f1, f2, center)[0], "vicreg": vicreg_loss(f1, f2)[0],
+             "barlow_twins": barlow_twins_loss(f1, f2)[0], "byol": byol_loss(f1, f2)[0]}
     for name, value in outs.items():
         assert value.dtype == torch.float32, name
         torch.testing.assert_close(value, exact[name], rtol=1e-6, atol=1e-6)

@@ -92,7 +92,7 @@ def test_ema_momentum_reaches_one_only_in_reference_mode(name, smoke_cfg):
     code = build_method(_cfg(smoke_cfg, name, fidelity="paper-code"))
     assert ref.momentum(1) >= smoke_cfg.method.ema_momentum
     assert ref.momentum(steps) == pytest.approx(1.0)
-    assert code.momentum(steps) < 0.9961  # 999-epoch cosine, not capped at the run (PAPER.md 5)
+    assert code.momentum(steps) < 0.9961  # 999-epoch cosine, not capped at the run (docs/paper.md 5)
     m = [ref.momentum(s) for s in range(1, steps + 1)]
     assert m == sorted(m)
 
@@ -100,11 +100,49 @@ def test_ema_momentum_reaches_one_only_in_reference_mode(name, smoke_cfg):
 def test_dino_teacher_temperature_warmup(smoke_cfg):
     cfg = replace(_cfg(smoke_cfg, "dino", warmup_teacher_temp_epochs=2),
                   train=replace(smoke_cfg.train, steps_per_epoch=10, steps=40))
+    code = build_method(replace(cfg, method=replace(cfg.method, fidelity="paper-code")))
+    assert code.teacher_temp(0) == pytest.approx(0.02)  # the study's 0.02 -> 0.04
+    assert code.teacher_temp(10) == pytest.approx(0.03)
+    assert code.teacher_temp(20) == code.teacher_temp(40) == pytest.approx(0.04)
+    ref = build_method(cfg)  # DINO's paper: 0.04 -> 0.07
+    assert ref.teacher_temp(0) == pytest.approx(0.04) and ref.teacher_temp(20) == pytest.approx(0.07)
+    assert ref.schedule_state()["student_temp"] == pytest.approx(0.1)
+
+
+def test_dino_freezes_its_last_layer_for_the_first_epoch(smoke_cfg, smoke_views):
+    cfg = _cfg(smoke_cfg, "dino")  # reference: 1 epoch = train.steps_per_epoch steps
     dino = build_method(cfg)
-    assert dino.teacher_temp(0) == pytest.approx(0.02)
-    assert dino.teacher_temp(10) == pytest.approx(0.03)
-    assert dino.teacher_temp(20) == dino.teacher_temp(40) == pytest.approx(0.04)
-    assert dino.schedule_state()["student_temp"] == pytest.approx(0.1)
+    assert dino.freeze_last_layer_steps == smoke_cfg.train.steps_per_epoch
+    assert build_method(replace(cfg, method=replace(cfg.method, fidelity="paper-code"))).freeze_last_layer_steps == 0
+    last = [p for p in dino.head.last_layer.parameters() if p.requires_grad]
+    assert last
+    for step, frozen in ((1, True), (smoke_cfg.train.steps_per_epoch + 1, False)):
+        dino.zero_grad()
+        dino.training_step(smoke_views[0], step)[0].backward()
+        dino.before_optimizer_step(step)
+        assert all((p.grad is None) == frozen for p in last), step
+        assert dino.encoder.conv1.weight.grad is not None  # the rest of the network learns
+
+
+def test_byol_sums_its_two_directions_in_reference(smoke_cfg, smoke_views):
+    cfg = _cfg(smoke_cfg, "byol")
+    ref = build_method(cfg)
+    code = build_method(replace(cfg, method=replace(cfg.method, fidelity="paper-code")))
+    code.load_state_dict(ref.state_dict())
+    views = smoke_views[0]
+    ps = [ref.predictor(ref.projector(ref.encoder(torch.cat(views))))[i * len(views[0]):(i + 1) * len(views[0])]
+          for i in range(2)]
+    zs = [ref.teacher(torch.cat(views))[i * len(views[0]):(i + 1) * len(views[0])] for i in range(2)]
+    from workbench.losses import byol_loss
+    both = byol_loss(ps[0], zs[1])[0] + byol_loss(ps[1], zs[0])[0]  # Grill et al. 2020, Eq. 2: L + L~
+    torch.testing.assert_close(ref.training_step(views, 1)[0], both, rtol=1e-5, atol=1e-6)
+
+
+def test_constant_ema_schedule_keeps_the_momentum(smoke_cfg):
+    byol = build_method(_cfg(smoke_cfg, "byol", ema_momentum=0.0, ema_schedule="constant"))
+    assert byol.momentum(1) == byol.momentum(smoke_cfg.train.steps) == 0.0
+    cosine = build_method(_cfg(smoke_cfg, "byol", ema_momentum=0.0))
+    assert cosine.momentum(smoke_cfg.train.steps) == pytest.approx(1.0)  # the old "momentum 0" froze by the end
 
 
 def test_dino_center_and_local_crops(smoke_cfg, smoke_views):
@@ -115,12 +153,15 @@ def test_dino_center_and_local_crops(smoke_cfg, smoke_views):
     torch.testing.assert_close(dino.local_crops(views, step=1)[1], crops[1])  # seeded by the step
     loss, _ = dino.training_step(views, 1)
     assert torch.isfinite(loss)
-    assert dino.center.center.abs().sum() > 0  # updated from the teacher logits
+    assert dino.center.center.abs().sum() == 0  # a step that is skipped must not move it ...
+    dino.after_step(1)
+    assert dino.center.center.abs().sum() > 0  # ... a step taken updates it from the teacher logits
     s, t = dino.logits(views[0])
     assert s.shape == t.shape == (views[0].shape[0], smoke_cfg.method.n_prototypes)
 
     off = build_method(_cfg(smoke_cfg, "dino", use_centering=False))
     off.training_step(views, 1)
+    off.after_step(1)
     assert off.center.center.abs().sum() == 0
 
 

@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from workbench import train
+from workbench import runs, train
 from workbench.config import apply_overrides
 from workbench.methods import SimCLR, build_method
 
@@ -31,23 +31,23 @@ def _tensors_equal(a: dict, b: dict, what: str) -> None:
 def test_pretrain_writes_a_run_folder(smoke_cfg, smoke_store):
     cfg = _cfg(smoke_cfg, "method.name=byol", "train.steps=3")
     run = train.pretrain(cfg, progress=False)
-    assert run.name == train.run_name(cfg) and run.parent == train.runs_dir()
+    assert run.name == runs.run_name(cfg) and run.parent == runs.runs_dir()
     for f in ("config.json", "metrics.jsonl", "checkpoint.pt", "warnings.jsonl", "DONE"):
         assert (run / f).exists(), f
     assert not (run / "lock").exists()
-    df = train.read_metrics(run)
+    df = runs.read_metrics(run)
     rows = df[df["kind"] == "train"]
     assert list(rows["step"]) == [1, 2, 3]
     for col in ("loss", "lr", "momentum", "grad_norm", "clips_per_s"):
         assert rows[col].notna().all(), col
     assert (df["kind"] == "diagnostics").any()
-    loaded_cfg, method = train.load_run(run)
+    loaded_cfg, method = runs.load_run(run)
     assert loaded_cfg == cfg and method.step == 3
-    encoder, _ = train.load_encoder(run)
+    encoder, _ = runs.load_encoder(run)
     assert not encoder.training
     # ensure_run reuses a finished run without training again
     stamp = (run / "checkpoint.pt").stat().st_mtime_ns
-    assert train.ensure_run(cfg, progress=False) == run
+    assert runs.ensure_run(cfg, progress=False) == run
     assert (run / "checkpoint.pt").stat().st_mtime_ns == stamp
     with pytest.raises(FileExistsError):
         train.pretrain(cfg, progress=False)
@@ -95,7 +95,7 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(smoke_cfg, smoke_store,
         train.pretrain(cfg, name="nonfinite", progress=False)
     msg = str(err.value)
     assert "step 3" in msg and "loss=nan" in msg and "(step 2)" in msg, msg
-    run = train.runs_dir() / "nonfinite"
+    run = runs.runs_dir() / "nonfinite"
     assert torch.load(run / "checkpoint.pt", weights_only=True)["step"] == 2
     assert not (run / "DONE").exists() and not (run / "lock").exists()
 
@@ -111,11 +111,11 @@ def test_lock_refuses_a_second_writer_and_clears_a_stale_one(smoke_cfg, smoke_st
     import socket
 
     cfg = _cfg(smoke_cfg, "train.steps=1", "diagnostics.every=0")
-    run = train.runs_dir() / "locked"
+    run = runs.runs_dir() / "locked"
     run.mkdir(parents=True, exist_ok=True)
     lock = run / "lock"
     lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
-    with pytest.raises(train.RunLockedError, match="locked by process"):
+    with pytest.raises(runs.RunLockedError, match="locked by process"):
         train.pretrain(cfg, name="locked", progress=False)
     assert lock.exists()  # another writer's lock is left alone
     dead = subprocess.Popen(["true"])
@@ -148,10 +148,10 @@ def test_learning_rate_schedule():
 
 
 def test_run_name(smoke_cfg):
-    a = train.run_name(smoke_cfg)
-    assert a == train.run_name(smoke_cfg) and a.startswith("smoke-synth-simclr-reference-")
-    assert train.run_name(apply_overrides(smoke_cfg, ["method.fidelity=paper-code"])) != a
-    assert train.run_name(apply_overrides(smoke_cfg, ["probe.hidden=7"])) == a  # evaluation settings do not retrain
+    a = runs.run_name(smoke_cfg)
+    assert a == runs.run_name(smoke_cfg) and a.startswith("smoke-synth-simclr-reference-")
+    assert runs.run_name(apply_overrides(smoke_cfg, ["method.fidelity=paper-code"])) != a
+    assert runs.run_name(apply_overrides(smoke_cfg, ["probe.hidden=7"])) == a  # evaluation settings do not retrain
 
 
 def test_non_finite_step_skipped_when_asked(smoke_cfg, smoke_store, monkeypatch):

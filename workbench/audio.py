@@ -11,7 +11,7 @@ release's choice so that released checkpoints see the input they were trained on
 
 One departure by default: ``f_max=None`` means the Nyquist frequency. The release passes
 f_max=11025 at 16 kHz, above Nyquist, so the top Slaney filters lie entirely outside the STFT's
-frequency range and are all zero (11 of 128; PAPER.md departure 6). ``f_max=11025`` reproduces it;
+frequency range and are all zero (11 of 128; docs/paper.md departure 6). ``f_max=11025`` reproduces it;
 ``MelFrontend.dead_filters`` counts those rows.
 """
 

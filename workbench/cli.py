@@ -2,6 +2,8 @@
 
 Every command prints the profile in force first. Parsing lives here; the work is done by the
 stage modules (`workbench.data`, `workbench.train`, `workbench.evaluate`, `workbench.report`).
+A user's mistake (a bad value, a missing file, a locked or damaged run) is one line on stderr
+and exit code 2; ``--debug`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -11,9 +13,14 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from workbench.config import PROFILES, RunConfig, announce, apply_overrides, load_profile, with_dataset
+from workbench.config import (FIDELITIES, PROFILES, RunConfig, announce, apply_overrides, for_method, load_profile,
+                              with_dataset)
+from workbench.methods import METHODS
+from workbench.runs import DamagedCheckpointError, RunLockedError
 
-METHOD_NAMES = ("simclr", "byol", "dino", "vicreg", "barlow_twins")
+# What a user's mistake raises (bad values, missing or existing files, locks): one line, exit 2.
+USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, NotADirectoryError, RunLockedError,
+               DamagedCheckpointError)
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -23,6 +30,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="override a config value, e.g. --set train.lr=3e-4 (repeatable)")
     p.add_argument("--dataset", default=None, help="synth (default) | mtat | jamendo | gtzan | folder | csv")
     p.add_argument("--root", default=None, help="local path of a real dataset")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     p.add_argument("--variant", "--split", dest="variant", default=None,
                    help="dataset variant: mtat A|A-sota|B (--split), jamendo top50|genre|instrument|moodtheme|all")
 
@@ -41,10 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
 
     p = sub.add_parser("pretrain", help="pretrain one SSL method",
-                       description=f"methods: {', '.join(METHOD_NAMES)}; profiles: {', '.join(PROFILES)}")
+                       description=f"methods: {', '.join(METHODS)}; profiles: {', '.join(PROFILES)}")
     _add_common(p)
-    p.add_argument("--method", required=True, choices=METHOD_NAMES)
-    p.add_argument("--fidelity", choices=("reference", "paper-code"), default=None,
+    p.add_argument("--method", required=True, choices=tuple(METHODS))
+    p.add_argument("--fidelity", choices=FIDELITIES, default=None,
                    help="reference = original method papers (default); paper-code = released code")
     p.add_argument("--name", default=None, help="run folder name under data/runs (default: derived)")
     p.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
@@ -68,6 +76,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        run(args)
+    except USER_ERRORS as err:
+        if args.debug:
+            raise
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def run(args: argparse.Namespace) -> None:
     cfg = _config(args)
     announce(cfg, f"python -m workbench {args.command}")
 
@@ -79,12 +98,9 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "pretrain":
         from workbench.train import pretrain
 
-        method = dataclasses.replace(cfg.method, name=args.method)
-        if args.fidelity:
-            method = dataclasses.replace(method, fidelity=args.fidelity)
-        cfg = dataclasses.replace(cfg, method=method)
         from workbench import dist
 
+        cfg = for_method(cfg, args.method, **({"fidelity": args.fidelity} if args.fidelity else {}))
         run_dir = pretrain(cfg, name=args.name, resume=args.resume)
         if dist.is_main():
             print(f"run folder: {run_dir}")

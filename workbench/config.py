@@ -19,13 +19,17 @@ import dataclasses
 import hashlib
 import json
 import os
+import types
 import typing
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-PROFILES = ("smoke", "demo", "paper")
 DEFAULT_PROFILE = "demo"
+# One home for the names the CLI, losses, methods, heads and reports share.
+FIDELITIES = ("reference", "paper-code")  # the method papers | the released code (docs/paper.md)
+PRECISIONS = ("fp32", "bf16", "fp16")
+CLIP_RULES = ("auto", "none", "global", "per-parameter")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -43,7 +47,7 @@ class AudioConfig:
     n_mels: int = 128  # paper code
     f_min: float = 0.0
     # None = Nyquist (sample_rate / 2). The released code uses 11025 at 16 kHz, which leaves
-    # 11 of 128 Slaney filters all-zero (PAPER.md departure 6); set 11025.0 to reproduce it.
+    # 11 of 128 Slaney filters all-zero (docs/paper.md departure 6); set 11025.0 to reproduce it.
     f_max: float | None = None
     top_db: float = 100.0  # paper code AmplitudeToDB(top_db=100)
     # Mel filter normalisation. The release passes no `norm` to torchaudio's MelSpectrogram, so
@@ -106,8 +110,11 @@ class EncoderConfig:
 class MethodConfig:
     name: str = "simclr"  # simclr | byol | dino | vicreg | barlow_twins
     # "reference": the original method papers; "paper-code": the released code's behaviour
-    # (PAPER.md departures 1-5). Each loss docstring documents the difference.
+    # (docs/paper.md departures 1-5). Each loss docstring documents the difference.
     fidelity: str = "reference"
+    # A deliberate departure from the method (notebook 03's collapse runs): a word that goes
+    # into the run name, so such a run never reads like the method's own. "" = the method.
+    variant: str = ""
     # Layer widths after the encoder output, as the release's Head(1024, [1024, 1024, 2048]):
     # 1024 -> 1024 -> 1024 -> 2048 (Linear without bias, BatchNorm, ReLU between layers).
     projector_dims: tuple[int, ...] = (1024, 1024, 2048)
@@ -116,6 +123,9 @@ class MethodConfig:
     # BYOL (Grill et al. 2020); paper code: predictor 256-2048, EMA 0.996 rising towards 1
     predictor_hidden: int = 256
     ema_momentum: float = 0.996
+    # "cosine": base -> 1 over the run (BYOL, DINO); "constant": the base value throughout
+    # (momentum 0 = teacher is the student, SimSiam's setting, notebook 03)
+    ema_schedule: str = "cosine"
     use_predictor: bool = True  # False = a deliberate collapse (notebook 03)
     # DINO (Caron et al. 2021); release head Head(1024, [1024, 1024, 256, 4096]): hidden widths
     # after the encoder output, then the bottleneck and the prototypes
@@ -123,9 +133,14 @@ class MethodConfig:
     dino_bottleneck: int = 256
     n_prototypes: int = 4096
     student_temp: float = 0.1
-    teacher_temp: float = 0.04
-    warmup_teacher_temp: float = 0.02
-    warmup_teacher_temp_epochs: int = 10  # paper: warmed from 0.02 to 0.04 over 10 epochs
+    # None = the fidelity's values: reference 0.04 -> 0.07 (DINO paper, Caron et al. 2021,
+    # Sec. 4 / App.), paper-code 0.02 -> 0.04 (the study's values)
+    teacher_temp: float | None = None
+    warmup_teacher_temp: float | None = None
+    warmup_teacher_temp_epochs: int = 10  # the study: 10 epochs (DINO: 30 of 300); both fidelities
+    # DINO keeps its last (prototype) layer frozen for the first epoch(s) (main_dino.py
+    # freeze_last_layer=1); None = the fidelity's value: reference 1, paper-code 0 (no trainer released)
+    freeze_last_layer_epochs: int | None = None
     center_momentum: float = 0.9
     use_centering: bool = True  # False = a deliberate collapse (notebook 03)
     n_local_crops: int = 0
@@ -148,7 +163,12 @@ class TrainConfig:
     weight_decay: float = 1e-5  # matrices only
     warmup_steps: int = 1_000
     grad_clip: float = 3.0
-    precision: str = "bf16"  # bf16 autocast on GPU; always fp32 on CPU
+    # How grad_clip applies. "auto": each method's paper under fidelity reference (DINO clips
+    # each parameter's gradient to norm 3.0, its utils.clip_gradients; SimCLR, BYOL, VICReg and
+    # Barlow Twins do not clip) and a global norm of grad_clip for every method under
+    # paper-code (the study's behaviour); or force "none" | "global" | "per-parameter".
+    clip: str = "auto"
+    precision: str = "bf16"  # fp32 | bf16 (autocast, CPU or CUDA) | fp16 (autocast + GradScaler, CUDA only)
     channels_last: bool = True
     compile: bool = False
     log_every: int = 50
@@ -159,7 +179,7 @@ class TrainConfig:
     # a step whose loss or gradient is not finite: "stop" the run (named step, last good checkpoint
     # kept) or "skip" it as torch.amp.GradScaler does (no optimiser step, counted in metrics as
     # ``skipped``; one host read per step). "skip" reproduces how a release trained under a
-    # GradScaler survives DINO's paper-code NaN rows (PAPER.md 4).
+    # GradScaler survives DINO's paper-code NaN rows (docs/paper.md 4).
     nonfinite: str = "stop"
 
 
@@ -171,7 +191,7 @@ class DiagnosticsConfig:
     # per-dim std of L2-normalised embeddings below 0.15 / sqrt(D): whatever D, about a mean
     # cosine of 0.98 between different tracks (the summed variance is 1 - |mean|^2)
     std_ratio_min: float = 0.15
-    rank_fraction_min: float = 0.02  # effective rank under 2 % of D
+    rank_fraction_min: float = 0.02  # effective rank under 2 % of min(N, D) (RankMe <= min(N, D))
     rank_min: float = 1.5  # ... and never a threshold below 1.5: one direction has RankMe 1 whatever D
     dino_loss_margin: float = 0.02  # DINO loss within 2 % of ln(K)
     entropy_margin: float = 0.02  # teacher entropy within 2 % of 0 or of ln(K)
@@ -228,44 +248,50 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
-def _profile_overrides(profile: str) -> dict[str, dict[str, Any]]:
-    if profile == "paper":
-        return {}
-    if profile == "demo":
-        return {
-            "corpus": dict(n_pool=300, n_train=200, n_valid=60, n_test=120),
-            # sized for five methods in about 8 minutes on 2 CPU cores (python -m workbench.bench train)
-            "encoder": dict(width=8, layers=(1, 1, 1, 1), output_dim=256),
-            "method": dict(projector_dims=(512, 512), predictor_hidden=128, n_prototypes=512,
-                           dino_hidden_dims=(512,), dino_bottleneck=128, warmup_teacher_temp_epochs=2),
-            "train": dict(batch_size=32, steps=200, steps_per_epoch=40, warmup_steps=20, lr=1e-3,
-                          log_every=10, checkpoint_every=50, precision="fp32"),
-            "diagnostics": dict(every=25, held_out_batch=64),
-            "probe": dict(max_epochs=60, patience=8),
-            "eval": dict(bootstrap_resamples=1000, supervised_epochs=30),  # 30 x 7 steps: the SSL runs' 200-step budget
-        }
-    if profile == "smoke":
-        return {
-            "corpus": dict(n_pool=16, n_train=24, n_valid=12, n_test=12),
-            "encoder": dict(width=4, layers=(1, 1, 1, 1), output_dim=64, heads=2),
-            "method": dict(projector_dims=(64, 64), predictor_hidden=32, n_prototypes=64,
-                           dino_hidden_dims=(64,), dino_bottleneck=32, warmup_teacher_temp_epochs=1),
-            "train": dict(batch_size=8, steps=4, steps_per_epoch=2, warmup_steps=1, log_every=1,
-                          checkpoint_every=2, precision="fp32"),
-            "diagnostics": dict(every=2, held_out_batch=16, collapse_steps=30, collapse_lr=1e-2),
-            "probe": dict(max_epochs=5, patience=3, batch_size=16, segments_per_track=4),
-            "eval": dict(bootstrap_resamples=100, draws=2, fractions=(0.2, 0.5, 1.0), supervised_epochs=1),
-        }
-    raise ValueError(f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}")
+# Profiles change sizes only: {profile: {section: {field: value}}} over the paper's defaults.
+PROFILES: dict[str, dict[str, dict[str, Any]]] = {
+    "paper": {},
+    "demo": {
+        "corpus": dict(n_pool=300, n_train=200, n_valid=60, n_test=120),
+        # sized for five methods in about 8 minutes on 2 CPU cores (python -m workbench.bench train)
+        "encoder": dict(width=8, layers=(1, 1, 1, 1), output_dim=256),
+        "method": dict(projector_dims=(512, 512), predictor_hidden=128, n_prototypes=512,
+                       dino_hidden_dims=(512,), dino_bottleneck=128, warmup_teacher_temp_epochs=2),
+        "train": dict(batch_size=32, steps=200, steps_per_epoch=40, warmup_steps=20, lr=1e-3,
+                      log_every=10, checkpoint_every=50, precision="fp32"),
+        "diagnostics": dict(every=25, held_out_batch=64),
+        "probe": dict(max_epochs=60, patience=8),
+        "eval": dict(bootstrap_resamples=1000, supervised_epochs=30),  # 30 x 7 steps: the SSL runs' 200-step budget
+    },
+    "smoke": {
+        "corpus": dict(n_pool=16, n_train=24, n_valid=12, n_test=12),
+        "encoder": dict(width=4, layers=(1, 1, 1, 1), output_dim=64, heads=2),
+        "method": dict(projector_dims=(64, 64), predictor_hidden=32, n_prototypes=64,
+                       dino_hidden_dims=(64,), dino_bottleneck=32, warmup_teacher_temp_epochs=1),
+        "train": dict(batch_size=8, steps=4, steps_per_epoch=2, warmup_steps=1, log_every=1,
+                      checkpoint_every=2, precision="fp32"),
+        "diagnostics": dict(every=2, held_out_batch=16, collapse_steps=30, collapse_lr=1e-2),
+        "probe": dict(max_epochs=5, patience=3, batch_size=16, segments_per_track=4),
+        "eval": dict(bootstrap_resamples=100, draws=2, fractions=(0.2, 0.5, 1.0), supervised_epochs=1),
+    },
+}
 
 
 def load_profile(profile: str | None = None) -> RunConfig:
     """The run config of a profile: the argument, else ``$WORKBENCH_PROFILE``, else ``demo``."""
     profile = profile or os.environ.get("WORKBENCH_PROFILE") or DEFAULT_PROFILE
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}")
     cfg = RunConfig(profile=profile)
-    for section, values in _profile_overrides(profile).items():
+    for section, values in PROFILES[profile].items():
         cfg = replace(cfg, **{section: replace(getattr(cfg, section), **values)})
     return cfg
+
+
+def for_method(cfg: RunConfig, name: str, **changes: Any) -> RunConfig:
+    """``cfg`` training method ``name``, with ``changes`` to the method section (notebooks:
+    ``for_method(cfg, "byol", use_predictor=False)``)."""
+    return replace(cfg, method=replace(cfg.method, name=name, **changes))
 
 
 def with_dataset(cfg: RunConfig, dataset: str | None = None, root: str | os.PathLike | None = None,
@@ -304,7 +330,7 @@ def _coerce(tp: Any, value: Any) -> Any:
         return None
     if origin is tuple:
         return tuple(_coerce(args[0], v) for v in value)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         non_none = [a for a in args if a is not type(None)]
         return _coerce(non_none[0], value) if len(non_none) == 1 else value
     if tp is float:
@@ -314,28 +340,28 @@ def _coerce(tp: Any, value: Any) -> Any:
             raise ValueError(f"expected an integer, got {value!r}")
         return int(value)
     if tp is bool:
-        if isinstance(value, str):
-            return value.lower() in ("1", "true", "yes", "on")
-        return bool(value)
+        if isinstance(value, bool):
+            return value
+        words = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False,
+                 "off": False}
+        if str(value).lower() not in words:
+            raise ValueError(f"expected true or false, got {value!r}")
+        return words[str(value).lower()]
     if tp is str:
         return str(value)
     return value
 
 
-def _section_types(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
 def from_dict(d: dict[str, Any]) -> RunConfig:
     """Rebuild a `RunConfig` saved with `to_dict`; unknown keys raise with their name."""
-    hints = _section_types(RunConfig)
+    hints = typing.get_type_hints(RunConfig)
     kwargs: dict[str, Any] = {}
     for key, value in d.items():
         if key not in hints:
             raise KeyError(f"unknown config section {key!r}; expected one of {sorted(hints)}")
         tp = hints[key]
         if dataclasses.is_dataclass(tp):
-            sub = _section_types(tp)
+            sub = typing.get_type_hints(tp)
             unknown = set(value) - set(sub)
             if unknown:
                 raise KeyError(f"unknown keys {sorted(unknown)} in config section {key!r}")
@@ -360,7 +386,7 @@ def apply_overrides(cfg: RunConfig, overrides: list[str] | tuple[str, ...]) -> R
             sections = [f.name for f in fields(cfg) if dataclasses.is_dataclass(getattr(cfg, f.name))]
             raise ValueError(f"override {item!r}: unknown section {section!r}; expected one of {sections}")
         sub = getattr(cfg, section)
-        hints = _section_types(type(sub))
+        hints = typing.get_type_hints(type(sub))
         if key not in hints:
             raise ValueError(f"override {item!r}: unknown key {key!r} in {section}; expected one of {sorted(hints)}")
         try:
@@ -369,7 +395,11 @@ def apply_overrides(cfg: RunConfig, overrides: list[str] | tuple[str, ...]) -> R
             value = raw.split(",") if typing.get_origin(hints[key]) is tuple else raw
         if typing.get_origin(hints[key]) is tuple and not isinstance(value, (list, tuple)):
             value = [value]
-        cfg = replace(cfg, **{section: replace(sub, **{key: _coerce(hints[key], value)})})
+        try:
+            value = _coerce(hints[key], value)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"override {item!r}: {err}") from None
+        cfg = replace(cfg, **{section: replace(sub, **{key: value})})
     return cfg
 
 

@@ -1,4 +1,7 @@
-"""Notebook helpers for collapse and embedding maps: what notebooks 03_collapse and 04_umap call.
+"""Training and diagnostic figures (result figures are in `workbench.plots`): what notebooks
+02_pretraining, 03_collapse and 04_umap call.
+
+02_pretraining: loss curves of several runs redrawn while they train (`LiveLossPlot`).
 
 03_collapse: the deliberate collapses beside their healthy twins (`collapse_configs`), a fixed
 held-out batch (`held_out_views`), the singular values of a run's checkpoint (`run_spectra`,
@@ -14,18 +17,20 @@ The figures themselves and the collapse monitor are in `workbench.diagnostics`.
 from __future__ import annotations
 
 import math
+import os
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from workbench.config import DiagnosticsConfig
-from workbench.diagnostics import read_warnings, singular_values
+from workbench.diagnostics import held_out_batch, read_warnings, singular_values
 
 __all__ = [
-    "collapse_configs", "held_out_views", "run_spectra", "plot_training_diagnostics", "plot_spectra",
+    "LiveLossPlot", "collapse_configs", "held_out_views", "run_spectra", "plot_training_diagnostics", "plot_spectra",
     "segment_similarity_by_distance", "family_labels", "umap_coordinates", "plot_maps", "nearest_neighbours",
 ]
 
@@ -35,12 +40,17 @@ def collapse_configs(cfg: Any) -> dict[str, Any]:
     """The deliberate collapses of notebook 03, each beside a healthy twin trained the same way.
 
     - ``dino-no-centering``: DINO with ``use_centering=False`` and a teacher temperature of 0.2
-      (no sharpening against the student's 0.1) from the first step; twin ``dino``.
-    - ``byol-no-predictor``: BYOL with ``use_predictor=False``; twin ``byol``. Both with EMA
-      momentum 0 (the teacher is the student, SimSiam's setting, Chen & He 2021, Table 1),
-      so the collapse shows within tens of steps instead of thousands.
-    All four train ``diagnostics.collapse_steps`` steps (0: the profile's) at learning rate
+      (neither centering nor sharpening against the student's 0.1) from the first step: the
+      uniform collapse; twin ``dino``.
+    - ``dino-no-centering-sharpened``: DINO without centering, sharpening kept (the method's
+      teacher temperatures): every example lands on one prototype (DINO Fig. 7, the other mode).
+    - ``byol-no-predictor``: BYOL with ``use_predictor=False``; twin ``byol``. Both with a
+      CONSTANT EMA momentum of 0 (``ema_schedule="constant"``: the teacher is the student
+      at every step, SimSiam's setting, Chen & He 2021, Table 1), so the collapse shows within
+      tens of steps instead of thousands.
+    All train ``diagnostics.collapse_steps`` steps (0: the profile's) at learning rate
     ``diagnostics.collapse_lr`` (None: the profile's), with diagnostics about six times a run.
+    Each variant's ``method.variant`` names what differs, so its run folder says so.
     """
     from dataclasses import replace
 
@@ -51,28 +61,24 @@ def collapse_configs(cfg: Any) -> dict[str, Any]:
                     checkpoint_every=steps, log_every=max(1, steps // 6))
     diag = replace(d, every=max(1, min(d.every, steps // 6)))
 
-    def variant(name: str, **method: Any) -> Any:
-        return replace(cfg, method=replace(cfg.method, name=name, **method), train=train, diagnostics=diag)
+    def variant(name: str, tag: str = "", **method: Any) -> Any:
+        return replace(cfg, method=replace(cfg.method, name=name, variant=tag, **method), train=train, diagnostics=diag)
 
+    ema0 = dict(ema_momentum=0.0, ema_schedule="constant")
     return {"dino": variant("dino"),
-            "dino-no-centering": variant("dino", use_centering=False, teacher_temp=0.2, warmup_teacher_temp=0.2),
-            "byol": variant("byol", ema_momentum=0.0),
-            "byol-no-predictor": variant("byol", ema_momentum=0.0, use_predictor=False)}
+            "dino-no-centering": variant("dino", "nocenter-temp0.2", use_centering=False, teacher_temp=0.2,
+                                         warmup_teacher_temp=0.2),
+            "dino-no-centering-sharpened": variant("dino", "nocenter", use_centering=False),
+            "byol": variant("byol", "ema0", **ema0),
+            "byol-no-predictor": variant("byol", "ema0-nopredictor", use_predictor=False, **ema0)}
 
 
 def held_out_views(cfg: Any, store: Any, batch: int | None = None) -> list[Tensor]:
     """A fixed batch of mel views (V tensors (B, 1, F, T)) of validation tracks (pretraining
     tracks when the store has none), seeded as the trainer's held-out batch."""
     from workbench.audio import MelFrontend
-    from workbench.data import pretrain_indices
-    from workbench.data.views import ViewSampler
 
-    valid = store.indices("valid") if "valid" in set(store.tracks["split"]) else np.array([], dtype=np.int64)
-    idx = valid if len(valid) else pretrain_indices(store)
-    sampler = ViewSampler(store, idx, n_views=cfg.views.n_views, duration=cfg.audio.segment_seconds,
-                          min_gap=cfg.views.min_gap, reject_silence=cfg.views.reject_silence,
-                          silence_db=cfg.views.silence_db, seed=cfg.train.seed + 12_345)
-    views = sampler.sample(batch or cfg.diagnostics.held_out_batch).views
+    views = held_out_batch(cfg, store, batch).views
     frontend = MelFrontend.from_config(cfg.audio)
     with torch.no_grad():
         return [frontend(w) for w in views]
@@ -83,7 +89,7 @@ def run_spectra(run_dir: str | Path, store: Any = None, center: bool = True) -> 
     latest checkpoint on the held-out batch: {"embed": (min(N, E),), "proj": (min(N, D),)}.
     Centred by default (the spectrum of the covariance, as in Jing et al. 2022)."""
     from workbench.data import open_dataset
-    from workbench.train import load_run
+    from workbench.runs import load_run
 
     cfg, method = load_run(run_dir)
     views = held_out_views(cfg, store if store is not None else open_dataset(cfg))
@@ -111,7 +117,7 @@ def plot_training_diagnostics(runs: dict[str, str | Path] | list[str | Path],
     ``*_rank``; ln(K) for DINO entropies and the cross-entropy. Returns the Figure."""
     import matplotlib.pyplot as plt
 
-    from workbench.train import read_metrics
+    from workbench.runs import read_metrics
 
     diag_cfg = diag_cfg or DiagnosticsConfig()
     runs = runs if isinstance(runs, dict) else {Path(r).name: r for r in runs}
@@ -257,3 +263,53 @@ def nearest_neighbours(x: np.ndarray, query: int, k: int = 3) -> tuple[np.ndarra
     sim[query] = -np.inf
     order = np.argsort(-sim)[:k]
     return order, sim[order]
+
+
+# ----------------------------------------------------------------------------------- 02_pretraining
+class LiveLossPlot:
+    """Loss-vs-step curves of several runs in one matplotlib figure, redrawn while they train.
+
+    ``live.callback(label)`` is a ``pretrain`` callback; ``live.show(label, run_dir)`` draws a
+    finished (or reused) run from its metrics.jsonl. Redraws at most every ``every_s`` seconds.
+    """
+
+    def __init__(self, every_s: float = 2.0):
+        import matplotlib.pyplot as plt
+
+        self.fig, self.ax = plt.subplots(figsize=(7, 3.5))
+        plt.close(self.fig)  # shown through the display handle only
+        self.curves: dict[str, tuple[list[int], list[float]]] = {}
+        self.every_s, self.last, self.handle = every_s, 0.0, None
+
+    def callback(self, label: str) -> Callable[[dict], None]:
+        def add(row: dict) -> None:
+            steps, losses = self.curves.setdefault(label, ([], []))
+            steps.append(row["step"])
+            losses.append(row["loss"])
+            if time.time() - self.last > self.every_s:
+                self.draw()
+        return add
+
+    def show(self, label: str, run_dir: str | os.PathLike) -> None:
+        from workbench.runs import read_metrics
+
+        df = read_metrics(run_dir)
+        df = df[df["kind"] == "train"]
+        self.curves[label] = (list(df["step"]), list(df["loss"]))
+        self.draw()
+
+    def draw(self) -> None:
+        from IPython.display import display
+
+        self.ax.clear()
+        for label, (steps, losses) in self.curves.items():
+            self.ax.plot(steps, losses, label=label)
+        self.ax.set(xlabel="step", ylabel="training loss", title="pretraining loss (each method its own scale)")
+        self.ax.set_yscale("symlog", linthresh=1.0)
+        if self.curves:
+            self.ax.legend(loc="upper right", fontsize=8)
+        if self.handle is None:
+            self.handle = display(self.fig, display_id=True)
+        else:
+            self.handle.update(self.fig)
+        self.last = time.time()

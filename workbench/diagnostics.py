@@ -145,10 +145,10 @@ def embedding_figures(z: Tensor, prefix: str, z_other: Tensor | None = None,
                       groups: Tensor | np.ndarray | None = None) -> dict[str, float]:
     """All embedding figures of one (N, D) matrix under ``prefix``; ``z_other`` (N, D) is the
     paired view for alignment. Keys: std, std_ref (1/sqrt(D)), std_ratio, rank, rank_centered,
-    dim, alignment, uniformity, cos_between."""
+    dim, n (N: RankMe cannot exceed min(N, D)), alignment, uniformity, cos_between."""
     z = _check_2d(z, "embedding_figures")
     D = z.shape[1]
-    out = {"std": embedding_std(z), "std_ref": 1.0 / math.sqrt(D), "dim": float(D),
+    out = {"std": embedding_std(z), "std_ref": 1.0 / math.sqrt(D), "dim": float(D), "n": float(z.shape[0]),
            "rank": effective_rank(z), "rank_centered": effective_rank(z, center=True),
            "cos_between": mean_cosine_between(z, groups)}
     out["std_ratio"] = out["std"] * math.sqrt(D)
@@ -203,6 +203,20 @@ def dino_figures(student_logits: Tensor, teacher_logits: Tensor, center: Tensor,
     }
 
 
+# ----------------------------------------------------------------------------------- held-out batch
+def held_out_batch(cfg: Any, store: Any, batch: int | None = None):
+    """A fixed `ViewBatch` of ``batch`` (default ``diagnostics.held_out_batch``) examples of
+    validation tracks (pretraining tracks when the store has none), drawn with its own seed so
+    the training draws are untouched; the trainer's monitor and notebook 03 share it."""
+    from workbench.data import pretrain_indices
+    from workbench.data.views import ViewSampler
+
+    valid = store.indices("valid") if "valid" in set(store.tracks["split"]) else np.array([], dtype=np.int64)
+    idx = valid if len(valid) else pretrain_indices(store)
+    sampler = ViewSampler.from_config(store, idx, cfg, seed=cfg.train.seed + 12_345)
+    return sampler.sample(batch or cfg.diagnostics.held_out_batch)
+
+
 # ----------------------------------------------------------------------------------- all figures
 def compute_diagnostics(method: torch.nn.Module, views: list[Tensor],
                         track_idx: Tensor | np.ndarray | None = None, batch_norm: str = "batch") -> dict[str, float]:
@@ -240,8 +254,7 @@ def compute_diagnostics(method: torch.nn.Module, views: list[Tensor],
             for prefix, fn in (("embed", method.embed), ("proj", method.project)):
                 zs = fn(mel).float().split(views[0].shape[0])
                 figures.update(embedding_figures(zs[0], prefix, zs[1] if len(zs) > 1 else None, track_idx))
-            if hasattr(method, "logits") and hasattr(method, "center"):
-                figures.update(_dino_diagnostics(method, views))
+            figures.update(method.figures(views))  # method-specific (DINO's)
             figures.update({f"sched_{k}": float(v) for k, v in method.schedule_state().items()})
     finally:
         for m, was_training in modes.items():
@@ -252,20 +265,15 @@ def compute_diagnostics(method: torch.nn.Module, views: list[Tensor],
     return figures
 
 
-def _dino_diagnostics(method: Any, views: list[Tensor]) -> dict[str, float]:
-    """DINO figures over the view pairs (teacher of view i, student of view i + 1 mod V), the
-    pairing of the loss, with the center and temperatures in force."""
-    B, V = views[0].shape[0], len(views)
-    s_all, t_all = method.logits(torch.cat(views))  # (V B, K) each, view-major
+def dino_view_figures(logits: tuple[Tensor, Tensor], n_views: int, center: Tensor, student_temp: float,
+                      teacher_temp: float) -> dict[str, float]:
+    """DINO figures (``dino_*``) of (student, teacher) logits (V B, K) each, view-major, over
+    the view pairs of the loss (teacher of view i, student of view i + 1 mod V), with the center
+    and temperatures in force (`workbench.methods.DINO.figures`)."""
+    s_all, t_all = logits
+    B, V = s_all.shape[0] // n_views, n_views
     student = torch.cat([s_all[((i + 1) % V) * B:((i + 1) % V + 1) * B] for i in range(V)])
-    teacher = t_all
-    center = method.center.center
-    if not getattr(method, "use_centering", True):
-        center = torch.zeros_like(center)
-    state = method.schedule_state()
-    t_temp = float(state.get("teacher_temp", getattr(method, "teacher_temp_final", 0.04)))
-    s_temp = float(state.get("student_temp", getattr(method, "student_temp", 0.1)))
-    return {f"dino_{k}": v for k, v in dino_figures(student, teacher, center, s_temp, t_temp).items()}
+    return {f"dino_{k}": v for k, v in dino_figures(student, t_all, center, student_temp, teacher_temp).items()}
 
 
 # ----------------------------------------------------------------------------------- monitor
@@ -276,8 +284,10 @@ class CollapseMonitor:
     - ``std``: per-dimension std of L2-normalised embeddings below ``std_ratio_min / sqrt(D)``
       (0.15 of the healthy spread, about a mean cosine of 0.98 between tracks; complete
       collapse drives it to 0).
-    - ``rank``: RankMe below ``max(rank_fraction_min * D, rank_min)`` (2 % of D, at least 1.5:
-      a single direction has rank 1 whatever D, and 2 % of a small D is below 1).
+    - ``rank``: RankMe below ``max(rank_fraction_min * min(N, D), rank_min)`` (2 % of what the
+      held-out batch of N rows can reach, at least 1.5: a single direction has rank 1 whatever
+      D, and 2 % of a small D is below 1). Scaling by D alone fired on every run whose batch
+      was below 2 % of D.
     DINO:
     - ``dino_ce``: the loss within ``dino_loss_margin * ln(K)`` of ln(K) (uniform collapse:
       teacher and student both flat). Early in a run the loss can pass through ln(K) on its
@@ -297,6 +307,9 @@ class CollapseMonitor:
     """
 
     def __init__(self, diag_cfg: DiagnosticsConfig, run_name: str = ""):
+        if not 0 < diag_cfg.rank_fraction_min < 1 or diag_cfg.held_out_batch < 2:
+            raise ValueError(f"diagnostics: rank_fraction_min must lie in (0, 1) and held_out_batch be >= 2; got "
+                             f"{diag_cfg.rank_fraction_min} and {diag_cfg.held_out_batch}")
         self.cfg = diag_cfg
         self.run_name = run_name
         self.prefixes = tuple(diag_cfg.monitor_prefixes)
@@ -311,8 +324,9 @@ class CollapseMonitor:
             if f"{p}_dim" not in figures:
                 continue
             D = figures[f"{p}_dim"]
+            reachable = min(figures.get(f"{p}_n", D), D)  # RankMe <= min(N, D)
             out[f"{p}_std"] = ("<", c.std_ratio_min / math.sqrt(D), 0.0)
-            out[f"{p}_rank"] = ("<", max(c.rank_fraction_min * D, self.rank_min), 0.0)
+            out[f"{p}_rank"] = ("<", max(c.rank_fraction_min * reachable, self.rank_min), 0.0)
         if "dino_ln_k" in figures:
             ln_k = figures["dino_ln_k"]
             out["dino_ce"] = ("near", ln_k, ln_k * c.dino_loss_margin)

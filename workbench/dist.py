@@ -122,3 +122,25 @@ def broadcast_object(obj):
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def gather_objects(obj) -> list:
+    """Every rank's Python object, in rank order (``[obj]`` without a group)."""
+    if not is_distributed():
+        return [obj]
+    out = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def wrap_model(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """DistributedDataParallel around ``module`` under torchrun (``module`` itself otherwise).
+
+    On CUDA, BatchNorm becomes SyncBatchNorm (global-batch statistics, as one process); gloo
+    on CPU has no SyncBatchNorm, so statistics are per rank there (tests/test_dist.py compares
+    with exactly those semantics)."""
+    if not is_distributed():
+        return module
+    if device.type == "cuda":
+        module = torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    return torch.nn.parallel.DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)

@@ -1,6 +1,6 @@
 """Frozen embeddings of a split, for probing (`workbench.evaluate`).
 
-An encoder source is a run folder (`workbench.train.load_encoder`), a released checkpoint
+An encoder source is a run folder (`workbench.runs.load_encoder`), a released checkpoint
 ``.pt`` of the paper (`workbench.encoder.load_released`, with the release's front end, f_max
 11025 Hz) or an nn.Module (baselines). Each track is cut into non-overlapping chunks of the
 pretraining duration (4 s): the last partial chunk is dropped (``EvalConfig.last_chunk =
@@ -25,20 +25,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from workbench import runs
 from workbench.config import AudioConfig, RunConfig, config_hash, data_dir, to_dict
 from workbench.data.store import AudioStore
 
-RELEASED_NAMES = {"contrastive": "simclr", "byol": "byol", "clustering": "dino",
-                  "barlow_twins": "barlow_twins", "feature_stats": "vicreg"}
-
-
-def _device(cfg: RunConfig) -> torch.device:
-    if cfg.train.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(cfg.train.device)
-
-
-def _sha_file(path: Path) -> str:
+def sha_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -46,7 +37,7 @@ def _sha_file(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def _sha_module(module: nn.Module) -> str:
+def sha_module(module: nn.Module) -> str:
     h = hashlib.sha256(type(module).__name__.encode())
     for k, v in module.state_dict().items():
         h.update(k.encode())
@@ -81,23 +72,21 @@ def resolve_source(source, cfg: RunConfig, name: str | None = None) -> EncoderSo
         return source
     if isinstance(source, nn.Module):
         return EncoderSource(name or getattr(source, "name", type(source).__name__.lower()), "n/a",
-                             source.eval(), cfg.audio, "in-memory module", _sha_module(source), config_hash(cfg))
+                             source.eval(), cfg.audio, "in-memory module", sha_module(source), config_hash(cfg))
     path = Path(source)
     if path.is_dir():
-        from workbench.train import load_encoder
-
-        encoder, run_cfg = load_encoder(path)
+        encoder, run_cfg = runs.load_encoder(path)
         ckpt = path / "checkpoint.pt"
         return EncoderSource(name or run_cfg.method.name, run_cfg.method.fidelity, encoder.eval(), run_cfg.audio,
-                             str(ckpt), _sha_file(ckpt), config_hash(run_cfg))
+                             str(ckpt), sha_file(ckpt), config_hash(run_cfg))
     if path.suffix == ".pt" and path.exists():
-        from workbench.encoder import load_released
+        from workbench.encoder import RELEASE_NAMES, load_released
 
-        method = RELEASED_NAMES.get(path.stem, path.stem)
+        method = RELEASE_NAMES.get(path.stem, path.stem)
         encoder, _info = load_released(path, method)
-        # the release's front end: f_max 11025 at 16 kHz (PAPER.md departure 6), 4 s at 16 kHz
+        # the release's front end: f_max 11025 at 16 kHz (docs/paper.md departure 6), 4 s at 16 kHz
         audio = dataclasses.replace(AudioConfig(), f_max=11025.0)
-        return EncoderSource(name or method, "released", encoder.eval(), audio, str(path), _sha_file(path),
+        return EncoderSource(name or method, "released", encoder.eval(), audio, str(path), sha_file(path),
                              config_hash(audio))
     raise FileNotFoundError(f"{source}: neither a run folder nor a released checkpoint (.pt)")
 
@@ -114,22 +103,15 @@ class Embeddings:
     key: str = ""
 
 
-def _store_id(store: AudioStore) -> str:
+def store_id(store: AudioStore) -> str:
     return f"{Path(store.root).name}-{len(store)}"
 
 
 def _cache_path(kind: str, src: EncoderSource, store: AudioStore, split: str, extra: dict) -> Path:
-    blob = json.dumps({"ckpt": src.checkpoint_hash, "store": _store_id(store), "split": split,
+    blob = json.dumps({"ckpt": src.checkpoint_hash, "store": store_id(store), "split": split,
                        "audio": to_dict(src.audio), **extra}, sort_keys=True)
     key = hashlib.sha256(blob.encode()).hexdigest()[:16]
     return data_dir() / "cache" / "embeddings" / f"{kind}-{src.name}-{split}-{key}.npz"
-
-
-def _save(path: Path, **arrays) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    tmp.replace(path)  # atomic: a reader sees the old file or the whole new one
 
 
 def _embed_batches(src: EncoderSource, audio: np.ndarray, batch_size: int, device: torch.device) -> np.ndarray:
@@ -157,7 +139,7 @@ def extract_embeddings(source, store: AudioStore, split: str, cfg: RunConfig, ke
         return Embeddings(z["track"], z["indices"], z["chunks"] if keep_chunks else None,
                           z["chunk_track"] if keep_chunks else None, path.stem)
     idx = store.indices(split)
-    device = _device(cfg)
+    device = runs.device(cfg)
     tracks, chunks, owner, buf, buf_owner = [], [], [], [], []
     bs = cfg.eval.batch_size
 
@@ -191,7 +173,7 @@ def extract_embeddings(source, store: AudioStore, split: str, cfg: RunConfig, ke
     arrays = dict(track=track, indices=idx)
     if keep_chunks:
         arrays.update(chunks=chunk_emb, chunk_track=chunk_owner)
-    _save(path, **arrays)
+    runs.save_npz(path, **arrays)
     return Embeddings(track, idx, chunk_emb if keep_chunks else None, chunk_owner if keep_chunks else None, path.stem)
 
 
@@ -221,12 +203,12 @@ def extract_segments(source, store: AudioStore, split: str, cfg: RunConfig,
         rms_db = 20 * np.log10(np.maximum(np.sqrt(np.mean(np.square(audio, dtype=np.float64), -1)), 1e-12))
         keep = rms_db >= cfg.views.silence_db
         if keep.any():
-            embs.append(_embed_batches(src, audio[keep], cfg.eval.batch_size, _device(cfg)))
+            embs.append(_embed_batches(src, audio[keep], cfg.eval.batch_size, runs.device(cfg)))
             kept.append(o[keep])
     if not embs:
         raise ValueError(f"every segment of the {split} split is silent (below {cfg.views.silence_db} dBFS)")
     emb, owner = np.concatenate(embs), np.concatenate(kept)
-    _save(path, emb=emb, track=owner)
+    runs.save_npz(path, emb=emb, track=owner)
     return emb, owner
 
 

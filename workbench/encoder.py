@@ -200,7 +200,7 @@ def build_encoder(enc: EncoderConfig, audio: AudioConfig) -> ModifiedResNet:
 
 
 # Released checkpoint names (deezer/multi-view-ssl-benchmark) -> our method names, and where
-# each file keeps the backbone (PAPER.md, "Layout of the released checkpoints").
+# each file keeps the backbone (docs/paper.md, "Layout of the released checkpoints").
 RELEASE_NAMES = {"contrastive": "simclr", "byol": "byol", "clustering": "dino", "barlow_twins": "barlow_twins",
                  "feature_stats": "vicreg"}
 RELEASE_PREFIX = {"simclr": "module.backbone.", "barlow_twins": "module.backbone.", "vicreg": "module.backbone.",

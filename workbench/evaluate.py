@@ -18,7 +18,6 @@ takes the first max(ceil(f N), 2) tracks. Validation and test stay whole.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math
@@ -31,21 +30,21 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from workbench.config import RunConfig, config_hash, data_dir, to_dict
+from workbench.config import RunConfig, for_method, config_hash, data_dir, to_dict
 from workbench.data.store import AudioStore
-from workbench.embeddings import (Embeddings, EncoderSource, LogMelStats, _device, _save, _sha_file, _sha_module,
-                                  _store_id, extract_embeddings, extract_segments, gather_segments,
+from workbench.embeddings import (Embeddings, EncoderSource, LogMelStats, sha_file, sha_module, store_id,
+                                  extract_embeddings, extract_segments, gather_segments,
                                   resolve_source)
+from workbench.methods import METHODS
 from workbench.metrics import bootstrap
 from workbench.probe import validation_score, check_split, train_probe
+from workbench.runs import device as run_device, ensure_run, save_npz, save_text, save_torch
 
 __all__ = ["Embeddings", "EncoderSource", "LogMelStats", "extract_embeddings", "extract_segments", "resolve_source",
            "limited_data_subsets", "save_subsets", "load_subsets", "baseline_source", "BASELINES",
            "probe_scores", "run_evaluation"]
 
-METHOD_NAMES = ("simclr", "byol", "dino", "vicreg", "barlow_twins")
 SPLITS = ("train", "valid", "test")
-# file stems of the released checkpoints (PAPER.md) -> workbench method names
 # ---------------------------------------------------------------------------------------------
 # Limited data
 
@@ -87,9 +86,7 @@ def save_subsets(path: Path, subsets: dict[float, list[np.ndarray]], train_indic
             **meta, "subsets": {str(f): [train_indices[p].tolist() for p in ps] for f, ps in subsets.items()}}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(blob))
-    tmp.replace(path)
+    save_text(path, json.dumps(blob))
     return path
 
 
@@ -110,7 +107,7 @@ def _random_encoder(cfg: RunConfig, store: AudioStore) -> EncoderSource:
         torch.manual_seed(cfg.eval.baseline_seed)
         enc = build_encoder(cfg.encoder, cfg.audio).eval()
     return EncoderSource("random", "n/a", enc, cfg.audio, f"random init seed {cfg.eval.baseline_seed}",
-                         _sha_module(enc), config_hash(cfg.encoder))
+                         sha_module(enc), config_hash(cfg.encoder))
 
 
 def _handcrafted(cfg: RunConfig, store: AudioStore) -> EncoderSource:
@@ -133,7 +130,7 @@ def _supervised(cfg: RunConfig, store: AudioStore, progress: bool = True,
     from workbench.encoder import build_encoder
 
     sub = None if subset is None else hashlib.sha256(np.asarray(subset, np.int64).tobytes()).hexdigest()[:12]
-    blob = json.dumps({"enc": to_dict(cfg.encoder), "audio": to_dict(cfg.audio), "store": _store_id(store),
+    blob = json.dumps({"enc": to_dict(cfg.encoder), "audio": to_dict(cfg.audio), "store": store_id(store),
                        "epochs": cfg.eval.supervised_epochs, "seed": cfg.eval.baseline_seed,
                        "batch": cfg.train.batch_size, "lr": cfg.train.lr, "subset": sub,
                        "selection": "best valid epoch"}, sort_keys=True)
@@ -146,7 +143,7 @@ def _supervised(cfg: RunConfig, store: AudioStore, progress: bool = True,
     if path.exists():
         enc.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["encoder"])
     else:
-        device = _device(cfg)
+        device = run_device(cfg)
         idx, y = store.split_labels("train")
         if subset is not None:
             idx, y = idx[subset], y[subset]
@@ -187,10 +184,8 @@ def _supervised(cfg: RunConfig, store: AudioStore, progress: bool = True,
         enc.load_state_dict(best_state)
         enc = enc.cpu().eval()
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save({"encoder": enc.state_dict(), "config": to_dict(cfg)}, tmp)
-        tmp.replace(path)
-    return EncoderSource("supervised", "n/a", enc.eval(), cfg.audio, str(path), _sha_file(path), key)
+        save_torch({"encoder": enc.state_dict(), "config": to_dict(cfg)}, path)
+    return EncoderSource("supervised", "n/a", enc.eval(), cfg.audio, str(path), sha_file(path), key)
 
 
 BASELINES = {"random": _random_encoder, "handcrafted": _handcrafted, "supervised": _supervised}
@@ -250,7 +245,7 @@ def _probe_scores(src: EncoderSource, store: AudioStore, cfg: RunConfig,
             else:
                 x_train, y_train = emb["train"].track[pos], y["train"][pos]
             probe = train_probe(x_train, y_train, emb["valid"].track, y["valid"], cfg.probe, task=task,
-                                n_outputs=store.labels.shape[1], device=_device(cfg))
+                                n_outputs=store.labels.shape[1], device=run_device(cfg))
             out[(f, d)] = probe.predict(emb["test"].track)
     return out
 
@@ -270,7 +265,7 @@ def run_evaluation(cfg: RunConfig, runs: list[Path], out_dir: Path | None = None
     """Probe, bootstrap and compare every run and baseline; write the report folder.
 
     ``runs``: run folders or released checkpoints; empty = the five methods of ``cfg`` via
-    `workbench.train.ensure_run`. Writes into ``out_dir`` (default
+    `workbench.runs.ensure_run`. Writes into ``out_dir`` (default
     ``data_dir()/reports/<dataset>-<profile>/``): results.csv/.md (one row per method, fraction and
     metric), pairs.csv (paired differences on the full train set), limited.csv (per draw),
     bootstrap.npz (per-resample values, keys ``<fraction>|<metric>|<method>``), subsets.json,
@@ -290,10 +285,7 @@ def run_evaluation(cfg: RunConfig, runs: list[Path], out_dir: Path | None = None
 
     t = time.perf_counter()
     if not runs:
-        from workbench.train import ensure_run
-
-        runs = [ensure_run(dataclasses.replace(cfg, method=dataclasses.replace(cfg.method, name=m)))
-                for m in METHOD_NAMES]
+        runs = [ensure_run(for_method(cfg, m)) for m in METHODS]
     sources = [resolve_source(r, cfg) for r in runs]
     timings["runs"] = time.perf_counter() - t
     t = time.perf_counter()
@@ -306,7 +298,7 @@ def run_evaluation(cfg: RunConfig, runs: list[Path], out_dir: Path | None = None
     fractions = tuple(sorted(set(cfg.eval.fractions) | {1.0}))
     subsets = limited_data_subsets(_targets(y_train, task), fractions, cfg.eval.draws, cfg.eval.subset_seed)
     save_subsets(out / "subsets.json", subsets, train_idx, seed=cfg.eval.subset_seed, draws=cfg.eval.draws,
-                 store=_store_id(store))
+                 store=store_id(store))
 
     t = time.perf_counter()
     scores = {lab: probe_scores(src, store, cfg, subsets, progress) for lab, src in zip(labels, sources)}
@@ -338,7 +330,7 @@ def run_evaluation(cfg: RunConfig, runs: list[Path], out_dir: Path | None = None
     table = pd.DataFrame(rows)
     table.to_csv(out / "results.csv", index=False)
     pd.DataFrame(limited).to_csv(out / "limited.csv", index=False)
-    _save(out / "bootstrap.npz", **arrays)
+    save_npz(out / "bootstrap.npz", **arrays)
     timings["bootstrap"] = time.perf_counter() - t
 
     t = time.perf_counter()

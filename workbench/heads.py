@@ -9,6 +9,7 @@ deezer/multi-view-ssl-benchmark, ``ssl_framework/models/__init__.Head`` and
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import torch
@@ -66,7 +67,7 @@ class DINOHead(nn.Module):
       ``g`` fixed to 1, not trained: ``norm_last_layer=True``) gives the logits; Linear weights
       truncated-normal std 0.02, biases 0. The logits are cosines to K unit prototypes, so
       they are bounded by 1 and the temperatures set the sharpness.
-    - form="paper-code" (PAPER.md 4): the release's plain ``Head``, i.e.
+    - form="paper-code" (docs/paper.md 4): the release's plain ``Head``, i.e.
       ``ProjectionMLP((in_dim, *hidden_dims, bottleneck_dim, n_prototypes))``: Linear without
       bias + BatchNorm + ReLU up to the bottleneck, a bare Linear to the prototypes; no
       normalisation, so the logits are unbounded.
@@ -110,3 +111,26 @@ class DINOHead(nn.Module):
 
     def extra_repr(self) -> str:
         return f"form={self.form!r}"
+
+
+class EMATeacher(nn.Module):
+    """A frozen copy of student modules, updated by exponential moving average of the student's
+    parameters (BYOL, DINO). Its BatchNorm layers use batch statistics like the student's and
+    keep their own running buffers."""
+
+    def __init__(self, *student: nn.Module):
+        super().__init__()
+        self.net = nn.Sequential(*[copy.deepcopy(m) for m in student])
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+    @torch.no_grad()
+    def update(self, student: nn.Sequential, momentum: float) -> None:
+        t = [p for p in self.net.parameters()]
+        s = [p.detach() for p in student.parameters()]
+        torch._foreach_mul_(t, momentum)
+        torch._foreach_add_(t, s, alpha=1.0 - momentum)

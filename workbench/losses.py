@@ -5,8 +5,11 @@ with autocast disabled (a bf16 similarity matrix or softmax changes the loss it 
 compute). Each takes ``fidelity``: ``"reference"`` (the original method paper and its
 reference code, the default) or ``"paper-code"`` (the behaviour of the released code of
 Meseguer-Brocal et al., ICASSP 2024, deezer/multi-view-ssl-benchmark,
-``ssl_framework/selfsupervised_losses.py``; PAPER.md departures 1-5). Each docstring gives
+``ssl_framework/selfsupervised_losses.py``; docs/paper.md departures 1-5). Each docstring gives
 the exact relation between the two, which tests/test_losses.py checks numerically.
+
+One return convention: every loss returns ``(loss, terms)``, a scalar with gradient and a dict
+of detached scalar terms for the logs (empty where the loss has no parts).
 
 Two views per call. Methods with V > 2 views average the loss over view pairs, as the
 released code does. Distributed: the caller gathers with ``workbench.dist.gather_with_grad``
@@ -22,7 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-FIDELITIES = ("reference", "paper-code")
+from workbench import dist
+from workbench.config import FIDELITIES
+
+Terms = dict[str, Tensor]  # detached float tensors logged beside the loss (may be empty)
 
 
 def _check_fidelity(fidelity: str) -> None:
@@ -52,7 +58,7 @@ def _batch_standardise(z: Tensor, eps: float = 1e-5) -> Tensor:
 
 
 def nt_xent_loss(z1: Tensor, z2: Tensor, temperature: float = 0.1, *,
-                 global_views: tuple[Tensor, Tensor] | None = None, rank_offset: int = 0) -> Tensor:
+                 global_views: tuple[Tensor, Tensor] | None = None, rank_offset: int = 0) -> tuple[Tensor, Terms]:
     """SimCLR's NT-Xent (normalised temperature-scaled cross-entropy) of two views.
 
     Chen et al. 2020, "A Simple Framework for Contrastive Learning of Visual Representations",
@@ -74,11 +80,11 @@ def nt_xent_loss(z1: Tensor, z2: Tensor, temperature: float = 0.1, *,
     gradient on the global batch. Passing the gathered tensors as z1, z2 (no ``global_views``)
     is also right, at W times the compute.
 
-    Returns a scalar. Known value: perfectly aligned pairs, mutually orthogonal across i
+    Returns (loss, {}). Known value: perfectly aligned pairs, mutually orthogonal across i
     (B <= D), give log(1 + (2B - 2) exp(-1 / temperature)).
 
     No ``fidelity``: the released code computes the same value for two views (its departure,
-    PAPER.md 7, is memory, an (N, N, D) broadcast, and a positive index valid only for V = 2).
+    docs/paper.md 7, is memory, an (N, N, D) broadcast, and a positive index valid only for V = 2).
     """
     _check_pair("nt_xent_loss", z1, z2)
     if temperature <= 0:
@@ -103,20 +109,20 @@ def nt_xent_loss(z1: Tensor, z2: Tensor, temperature: float = 0.1, *,
         self_mask = torch.zeros_like(logits, dtype=torch.bool)
         self_mask[torch.arange(2 * b, device=z1.device), self_idx] = True
         logits = logits.masked_fill(self_mask, float("-inf"))
-        return F.cross_entropy(logits, pos_idx)
+        return F.cross_entropy(logits, pos_idx), {}
 
 
-def byol_loss(p: Tensor, z: Tensor, *, fidelity: str = "reference") -> Tensor:
+def byol_loss(p: Tensor, z: Tensor, *, fidelity: str = "reference") -> tuple[Tensor, Terms]:
     """BYOL's regression loss between the student's prediction and the teacher's projection.
 
     Grill et al. 2020, "Bootstrap your own latent", https://arxiv.org/abs/2006.07733;
     reference code deepmind/deepmind-research ``byol/byol_experiment.py`` (``regression_loss``).
 
     p: (B, D) student predictions; z: (B, D) teacher projections of the other view (detached
-    here: the stop-gradient of the paper). Returns a scalar.
+    here: the stop-gradient of the paper). Returns (loss, {}).
 
     - reference: mean over the batch of ||p/|p| - z/|z| ||^2 = 2 - 2 cos(p_i, z_i).
-    - paper-code (PAPER.md 1): the release sums the product of the normalised vectors over the
+    - paper-code (docs/paper.md 1): the release sums the product of the normalised vectors over the
       batch axis (``(t * s).sum(dim=0)``, (D,)), then averages ``2 - 2 *`` that over D:
       loss = 2 - 2 (B / D) mean_i cos(p_i, z_i). Exactly: loss_pc - 2 = (B / D) (loss_ref - 2).
       Same minimiser and direction, gradient scaled by B / D (0.125 at B = 256, D = 2048).
@@ -127,12 +133,12 @@ def byol_loss(p: Tensor, z: Tensor, *, fidelity: str = "reference") -> Tensor:
         pn = F.normalize(_f32(p), dim=1)
         zn = F.normalize(_f32(z.detach()), dim=1)
         if fidelity == "paper-code":
-            return (2 - 2 * (pn * zn).sum(dim=0)).mean()
-        return (2 - 2 * (pn * zn).sum(dim=1)).mean()
+            return (2 - 2 * (pn * zn).sum(dim=0)).mean(), {}
+        return (2 - 2 * (pn * zn).sum(dim=1)).mean(), {}
 
 
 def dino_loss(student_logits: Tensor, teacher_logits: Tensor, center: Tensor, student_temp: float = 0.1,
-              teacher_temp: float = 0.04, *, fidelity: str = "reference") -> Tensor:
+              teacher_temp: float = 0.04, *, fidelity: str = "reference") -> tuple[Tensor, Terms]:
     """DINO's cross-entropy between the centred, sharpened teacher and the student.
 
     Caron et al. 2021, "Emerging Properties in Self-Supervised Vision Transformers",
@@ -141,12 +147,12 @@ def dino_loss(student_logits: Tensor, teacher_logits: Tensor, center: Tensor, st
     student_logits: (B, K) student head output for one view; teacher_logits: (B, K) teacher
     head output for another view (detached here); center: (1, K) (``DINOCenter.center``;
     zeros to switch centering off). Temperatures are arguments because they follow a
-    schedule (teacher warm-up 0.02 -> 0.04 in the paper). Returns a scalar:
+    schedule (teacher warm-up; see `MethodConfig.teacher_temp`). Returns (loss, {}) with loss =
     mean_i sum_k -t_ik log s_ik, t = softmax((teacher - center) / teacher_temp),
     s = softmax(student / student_temp). The method pairs views (teacher view != student view).
 
     - reference: log s = log_softmax(student / student_temp).
-    - paper-code (PAPER.md 4): log s = clamp(log(softmax(student / student_temp)), min=-100)
+    - paper-code (docs/paper.md 4): log s = clamp(log(softmax(student / student_temp)), min=-100)
       as the release's ``log_clap``. Identical wherever every log-probability is above -100
       (checked to float precision). Where a student probability lies in (0, e^-100) its term
       is clamped and carries no gradient, so a prototype the teacher wants but the student
@@ -166,11 +172,11 @@ def dino_loss(student_logits: Tensor, teacher_logits: Tensor, center: Tensor, st
             log_s = torch.clamp(torch.log(F.softmax(_f32(student_logits) / student_temp, dim=-1)), min=-100)
         else:
             log_s = F.log_softmax(_f32(student_logits) / student_temp, dim=-1)
-        return torch.sum(-t * log_s, dim=-1).mean()
+        return torch.sum(-t * log_s, dim=-1).mean(), {}
 
 
 def vicreg_loss(z1: Tensor, z2: Tensor, inv_coeff: float | None = None, var_coeff: float | None = None,
-                cov_coeff: float | None = None, *, fidelity: str = "reference") -> tuple[Tensor, dict[str, Tensor]]:
+                cov_coeff: float | None = None, *, fidelity: str = "reference") -> tuple[Tensor, Terms]:
     """VICReg: variance-invariance-covariance regularisation of two views.
 
     Bardes, Ponce, LeCun 2022, "VICReg", https://arxiv.org/abs/2105.04906; reference code
@@ -185,12 +191,12 @@ def vicreg_loss(z1: Tensor, z2: Tensor, inv_coeff: float | None = None, var_coef
     - reference: inv = mean (z1 - z2)^2; var = mean_d relu(1 - sqrt(Var_d z + 1e-4)) averaged
       over the two views (unbiased Var); cov = sum of squared off-diagonal entries of the
       covariance (z - mean)^T (z - mean) / (B - 1), divided by D, summed over the two views.
-    - paper-code (PAPER.md 2): inv the same; var with eps 1e-5 instead of 1e-4; cov from
+    - paper-code (docs/paper.md 2): inv the same; var with eps 1e-5 instead of 1e-4; cov from
       C = BN(z)^T BN(z) / (B - 1) with BN the biased batch standardisation (a correlation
       matrix times B / (B - 1)), averaged over the 2 D (D - 1) off-diagonal entries of both
       views instead of summed / D. Relative to the invariance term, the covariance term's
       weight per squared entry is (1 / (2 D (D - 1))) / 1 instead of (1 / D) / 25: 2 (D - 1) / 25
-      = 164 times weaker at D = 2048 (PAPER.md's "about 80x" is (D - 1) / 25, per view), on top
+      = 164 times weaker at D = 2048 (docs/paper.md's "about 80x" is (D - 1) / 25, per view), on top
       of measuring correlation instead of covariance.
     """
     _check_pair("vicreg_loss", z1, z2)
@@ -225,7 +231,7 @@ def vicreg_loss(z1: Tensor, z2: Tensor, inv_coeff: float | None = None, var_coef
 
 
 def barlow_twins_loss(z1: Tensor, z2: Tensor, lambd: float | None = None, *,
-                      fidelity: str = "reference") -> tuple[Tensor, dict[str, Tensor]]:
+                      fidelity: str = "reference") -> tuple[Tensor, Terms]:
     """Barlow Twins: the cross-correlation of the two views' standardised embeddings pushed to I.
 
     Zbontar et al. 2021, "Barlow Twins", https://arxiv.org/abs/2103.03230; reference code
@@ -237,7 +243,7 @@ def barlow_twins_loss(z1: Tensor, z2: Tensor, lambd: float | None = None, *,
 
     - reference: c = BN(z1)^T BN(z2) / B (BN = BatchNorm1d(affine=False) in training mode:
       biased variance, eps 1e-5); loss = sum_i (1 - c_ii)^2 + lambd sum_{i != j} c_ij^2.
-    - paper-code (PAPER.md 3): c' = BN(z1)^T BN(z2) / (B - 1) = c B / (B - 1), and means
+    - paper-code (docs/paper.md 3): c' = BN(z1)^T BN(z2) / (B - 1) = c B / (B - 1), and means
       instead of sums: loss = mean_i (1 - c'_ii)^2 + lambd mean_{i != j} c'_ij^2. With
       lambd = 1 this is (1 / D) [sum_i (1 - c'_ii)^2 + 1 / (D - 1) sum_{i != j} c'_ij^2]: an
       effective lambda of 1 / (D - 1) = 4.9e-4 at D = 2048 (10x below the paper's 5e-3), the
@@ -288,11 +294,7 @@ class DINOCenter(nn.Module):
                              f"got {tuple(teacher_logits.shape)}")
         m = self.momentum if momentum is None else momentum
         batch_center = teacher_logits.detach().float().mean(dim=0, keepdim=True)  # (1, K)
-        try:
-            from workbench import dist
-            batch_center = dist.all_reduce_mean(batch_center)
-        except ImportError:  # dist.py absent: single process
-            pass
+        batch_center = dist.all_reduce_mean(batch_center)
         self.center.mul_(m).add_(batch_center.to(self.center.dtype), alpha=1 - m)
 
     def extra_repr(self) -> str:
@@ -307,7 +309,7 @@ def ema_momentum(step: int, total_steps: int, base: float = 0.996, *, fidelity: 
     m = 1 - (1 - base) (cos(pi step / L) + 1) / 2.
 
     - reference: L = total_steps, so m reaches 1 at the end of the run.
-    - paper-code (PAPER.md 5): the release's ``get_network_momentum`` builds the cosine over
+    - paper-code (docs/paper.md 5): the release's ``get_network_momentum`` builds the cosine over
       ``schedule_epochs = 999`` epochs of ``steps_per_epoch`` steps and does not cap it at the
       run length: L = 999 * steps_per_epoch, and m stays close to ``base`` in any run much
       shorter than 999 epochs (a 100-epoch run ends at m = 0.99610 from base 0.996).

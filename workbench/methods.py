@@ -1,15 +1,20 @@
 """The five pretext tasks of the study as small `nn.Module`s, and their registry.
 
-Every method owns a student backbone ``.encoder`` (the modified ResNet) and its heads, and offers
-``training_step(views, step) -> (loss, logs)``, ``after_step(step)`` (EMA teacher update),
-``embed(mel)``, ``project(mel)`` and ``schedule_state()``. ``forward`` is ``training_step`` so a
+Every method owns a student backbone ``.encoder`` (the modified ResNet) and its heads. The base
+class `Method` does the bookkeeping of ``training_step(views, step) -> (loss, logs)`` (view
+check, step, logs); each method's ``loss(views, step) -> (loss, terms)`` is its paper's math.
+Hooks: ``before_optimizer_step(step)`` (DINO freezes its last layer), ``after_step(step)``
+(EMA teacher, DINO center; the trainer skips it on a skipped step), ``figures(views)``
+(method-specific diagnostics, DINO's), ``embed(mel)``, ``project(mel)``, ``schedule_state()``
+and ``clip_rule`` (how the trainer clips gradients). ``forward`` is ``training_step`` so a
 method can be wrapped by DistributedDataParallel as it is.
 
-Shared rules (PAPER.md, STYLE.md):
+Shared rules (docs/paper.md):
 - All views of a batch go through the backbone in ONE forward pass (``torch.cat`` on the batch
   axis, then split), never a Python loop over views. BatchNorm therefore normalises over all
-  views of the batch together (as SimCLR's and BYOL's reference code do; the released code calls
-  the backbone once per view, so its BatchNorm sees one view at a time).
+  views of the batch together. The reference code of BYOL (``apply_once_fn`` per view), and the
+  released code, call the backbone once per view, so their BatchNorm sees one view at a time;
+  this is a known departure of the workbench (docs/paper.md, "Known departures of the workbench").
 - V > 2 views: the loss is averaged over view pairs, as the paper's code does: unordered pairs
   for the symmetric losses (SimCLR, VICReg, Barlow Twins), ordered pairs (prediction of view j
   from view i, i != j) for the student/teacher ones (BYOL, DINO).
@@ -17,27 +22,25 @@ Shared rules (PAPER.md, STYLE.md):
   `workbench.dist.gather_with_grad` before NT-Xent (negatives from every rank), VICReg and
   Barlow Twins. BYOL and DINO losses are per-example means (DDP's gradient averaging does the
   rest); DINO's center is all-reduced inside `DINOCenter.update`.
-- ``fidelity`` ("reference" | "paper-code") goes to every loss and to the EMA schedule
-  (PAPER.md departures 1-5).
+- ``fidelity`` ("reference" | "paper-code") goes to every loss, to the EMA schedule, to DINO's
+  temperatures and last-layer freeze and to the clipping rule (docs/paper.md departures 1-5).
 
 Construct from a config with `build_method(cfg)`; the classes take explicit arguments.
 """
 
 from __future__ import annotations
 
-import copy
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from workbench import dist
-from workbench.config import RunConfig
-from workbench.losses import (DINOCenter, barlow_twins_loss, byol_loss, dino_loss, ema_momentum, nt_xent_loss,
-                              vicreg_loss)
-
-FIDELITIES = ("reference", "paper-code")
+from workbench.config import FIDELITIES, RunConfig
+from workbench.heads import EMATeacher
+from workbench.losses import (DINOCenter, Terms, barlow_twins_loss, byol_loss, dino_loss, ema_momentum,
+                              nt_xent_loss, vicreg_loss)
 
 
 # ----------------------------------------------------------------------------------- helpers
@@ -66,53 +69,24 @@ def _gather_views(zs: list[Tensor]) -> list[Tensor]:
     return list(stacked.unbind(dim=1))
 
 
-def _loss_and_terms(out) -> tuple[Tensor, dict[str, Tensor]]:
-    """A loss function may return a scalar or (scalar, detached terms dict)."""
-    if isinstance(out, tuple):
-        return out[0], dict(out[1])
-    return out, {}
-
-
-def _mean_over_pairs(results: list[tuple[Tensor, dict[str, Tensor]]]) -> tuple[Tensor, dict[str, Tensor]]:
+def _mean_over_pairs(results: list[tuple[Tensor, Terms]]) -> tuple[Tensor, Terms]:
     """Mean loss and mean terms of per-pair results."""
     loss = torch.stack([r[0] for r in results]).mean()
     terms = {k: torch.stack([r[1][k].detach().float() for r in results]).mean() for k in results[0][1]}
     return loss, terms
 
 
-def _pairwise(n_views: int, loss_fn: Callable[[int, int], Any]) -> tuple[Tensor, dict[str, Tensor]]:
+def _pairwise(n_views: int, loss_fn: Callable[[int, int], tuple[Tensor, Terms]]) -> tuple[Tensor, Terms]:
     """``loss_fn(i, j)`` averaged over the V(V-1)/2 view pairs i < j, as the release averages
     V > 2 views; returns (loss, detached mean terms)."""
-    return _mean_over_pairs([_loss_and_terms(loss_fn(i, j)) for i in range(n_views) for j in range(i + 1, n_views)])
-
-
-class _EMATeacher(nn.Module):
-    """A frozen copy of student modules, updated by exponential moving average of the student's
-    parameters (BYOL, DINO). Its BatchNorm layers use batch statistics like the student's and
-    keep their own running buffers."""
-
-    def __init__(self, *student: nn.Module):
-        super().__init__()
-        self.net = nn.Sequential(*[copy.deepcopy(m) for m in student])
-        for p in self.net.parameters():
-            p.requires_grad_(False)
-
-    @torch.no_grad()
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)
-
-    @torch.no_grad()
-    def update(self, student: nn.Sequential, momentum: float) -> None:
-        t = [p for p in self.net.parameters()]
-        s = [p.detach() for p in student.parameters()]
-        torch._foreach_mul_(t, momentum)
-        torch._foreach_add_(t, s, alpha=1.0 - momentum)
+    return _mean_over_pairs([loss_fn(i, j) for i in range(n_views) for j in range(i + 1, n_views)])
 
 
 class Method(nn.Module):
-    """Shared plumbing: ``forward`` = ``training_step``; subclasses define the rest."""
+    """Shared plumbing: ``forward`` = ``training_step``; subclasses define ``loss`` and hooks."""
 
     encoder: nn.Module
+    reference_clip = "none"  # the method paper's gradient clipping (train.clip="auto", reference)
 
     def __init__(self, encoder: nn.Module, fidelity: str = "reference"):
         super().__init__()
@@ -122,14 +96,35 @@ class Method(nn.Module):
         self.fidelity = fidelity
         self.step = 0  # the last step seen (schedule_state reports the values in force there)
 
-    def forward(self, views: list[Tensor], step: int) -> tuple[Tensor, dict[str, Tensor]]:
+    def forward(self, views: list[Tensor], step: int) -> tuple[Tensor, Terms]:
         return self.training_step(views, step)
 
-    def training_step(self, views: list[Tensor], step: int) -> tuple[Tensor, dict[str, Tensor]]:
+    def training_step(self, views: list[Tensor], step: int) -> tuple[Tensor, Terms]:
+        """V views (B, 1, F, T) -> (loss, logs): ``loss`` of the method, ``logs`` its detached
+        terms and ``loss``."""
+        _check_views(views)
+        self.step = step
+        loss, terms = self.loss(views, step)
+        return loss, {"loss": loss.detach(), **terms}
+
+    def loss(self, views: list[Tensor], step: int) -> tuple[Tensor, Terms]:
         raise NotImplementedError
 
+    @property
+    def clip_rule(self) -> str:
+        """"none" | "global" | "per-parameter": the paper's rule (reference), or the study's
+        global norm for every method (paper-code)."""
+        return "global" if self.fidelity == "paper-code" else self.reference_clip
+
+    def before_optimizer_step(self, step: int) -> None:
+        """Called after backward, before clipping and the optimiser step (gradient surgery)."""
+
     def after_step(self, step: int) -> None:
-        """Called once after each optimiser step (EMA teachers)."""
+        """Called once after each optimiser step that was taken (EMA teachers, DINO's center)."""
+
+    def figures(self, views: list[Tensor]) -> dict[str, float]:
+        """Method-specific diagnostics on held-out mel views (the trainer's no_grad eval pass)."""
+        return {}
 
     def embed(self, mel: Tensor) -> Tensor:
         """(B, 1, F, T) -> (B, E) backbone embedding (what downstream probes see)."""
@@ -141,6 +136,23 @@ class Method(nn.Module):
 
     def schedule_state(self) -> dict[str, float]:
         return {}
+
+
+class _TeacherStudent(Method):
+    """A method with an EMA teacher (BYOL, DINO): the momentum schedule lives here once."""
+
+    def _schedule(self, base_momentum: float, total_steps: int, steps_per_epoch: int, ema_schedule: str) -> None:
+        if ema_schedule not in ("cosine", "constant"):
+            raise ValueError(f"unknown ema_schedule {ema_schedule!r}; expected 'cosine' or 'constant'")
+        self.base_momentum, self.total_steps = base_momentum, total_steps
+        self.steps_per_epoch, self.ema_schedule = steps_per_epoch, ema_schedule
+
+    def momentum(self, step: int) -> float:
+        """The cosine schedule of the fidelity (`ema_momentum`), or the base value ("constant")."""
+        if self.ema_schedule == "constant":
+            return self.base_momentum
+        return ema_momentum(step, self.total_steps, self.base_momentum, fidelity=self.fidelity,
+                            steps_per_epoch=self.steps_per_epoch)
 
 
 def _projector(dims: tuple[int, ...], encoder_dim: int) -> nn.Module:
@@ -171,24 +183,20 @@ class SimCLR(Method):
         m = cfg.method
         return cls(encoder, _projector(m.projector_dims, cfg.encoder.output_dim), m.temperature, m.fidelity)
 
-    def training_step(self, views, step):
-        _check_views(views)
-        self.step = step
+    def loss(self, views, step):
         zs = _one_pass(nn.Sequential(self.encoder, self.projector), views)
         if dist.is_distributed():
             gs, offset = _gather_views(zs), dist.rank() * zs[0].shape[0]
-            loss, logs = _pairwise(len(zs), lambda i, j: nt_xent_loss(
+            return _pairwise(len(zs), lambda i, j: nt_xent_loss(
                 zs[i], zs[j], self.temperature, global_views=(gs[i], gs[j]), rank_offset=offset))
-        else:
-            loss, logs = _pairwise(len(zs), lambda i, j: nt_xent_loss(zs[i], zs[j], self.temperature))
-        return loss, {"loss": loss.detach(), **logs}
+        return _pairwise(len(zs), lambda i, j: nt_xent_loss(zs[i], zs[j], self.temperature))
 
     def schedule_state(self):
         return {"temperature": self.temperature}
 
 
 # ----------------------------------------------------------------------------------- BYOL
-class BYOL(Method):
+class BYOL(_TeacherStudent):
     """BYOL (Grill et al. 2020, arXiv 2006.07733): student predictor, EMA teacher, no negatives.
 
     The teacher is an EMA copy of encoder + projector; the predictor sits on the student only
@@ -198,15 +206,13 @@ class BYOL(Method):
 
     def __init__(self, encoder: nn.Module, projector: nn.Module, predictor: nn.Module | None,
                  base_momentum: float = 0.996, total_steps: int = 1, steps_per_epoch: int = 1,
-                 fidelity: str = "reference"):
+                 fidelity: str = "reference", ema_schedule: str = "cosine"):
         super().__init__(encoder, fidelity)
         self.projector = projector
         self.predictor = predictor if predictor is not None else nn.Identity()
         self.use_predictor = predictor is not None
-        self.teacher = _EMATeacher(encoder, projector)
-        self.base_momentum = base_momentum
-        self.total_steps = total_steps
-        self.steps_per_epoch = steps_per_epoch
+        self.teacher = EMATeacher(encoder, projector)
+        self._schedule(base_momentum, total_steps, steps_per_epoch, ema_schedule)
 
     @classmethod
     def from_config(cls, encoder: nn.Module, cfg: RunConfig) -> "BYOL":
@@ -217,22 +223,17 @@ class BYOL(Method):
         out = m.projector_dims[-1]
         predictor = Predictor(out, m.predictor_hidden) if m.use_predictor else None
         return cls(encoder, projector, predictor, m.ema_momentum, cfg.train.steps, cfg.train.steps_per_epoch,
-                   m.fidelity)
+                   m.fidelity, m.ema_schedule)
 
-    def momentum(self, step: int) -> float:
-        return ema_momentum(step, self.total_steps, self.base_momentum, fidelity=self.fidelity,
-                            steps_per_epoch=self.steps_per_epoch)
-
-    def training_step(self, views, step):
-        _check_views(views)
-        self.step = step
-        student = nn.Sequential(self.encoder, self.projector, self.predictor)
-        ps = _one_pass(student, views)
+    def loss(self, views, step):
+        """Reference: the paper's symmetrised loss, the SUM of both directions (Grill et al. 2020,
+        Eq. 2: L + L~), averaged over view pairs for V > 2; paper-code: their mean, as the
+        release (half the reference, which matters under LARS or a fixed clip)."""
+        ps = _one_pass(nn.Sequential(self.encoder, self.projector, self.predictor), views)
         zs = _one_pass(self.teacher, views)
-        pairs = [_loss_and_terms(byol_loss(ps[i], zs[j], fidelity=self.fidelity))
-                 for i in range(len(views)) for j in range(len(views)) if i != j]
-        loss, logs = _mean_over_pairs(pairs)
-        return loss, {"loss": loss.detach(), **logs}
+        loss, terms = _mean_over_pairs([byol_loss(ps[i], zs[j], fidelity=self.fidelity)
+                                        for i in range(len(views)) for j in range(len(views)) if i != j])
+        return (loss if self.fidelity == "paper-code" else 2 * loss), terms
 
     def after_step(self, step: int) -> None:
         self.teacher.update(nn.Sequential(self.encoder, self.projector), self.momentum(step))
@@ -242,7 +243,7 @@ class BYOL(Method):
 
 
 # ----------------------------------------------------------------------------------- DINO
-class DINO(Method):
+class DINO(_TeacherStudent):
     """DINO (Caron et al. 2021, arXiv 2104.14294), the paper's "clustering" task.
 
     Student and EMA teacher share the architecture backbone + `DINOHead`. The teacher's
@@ -257,20 +258,28 @@ class DINO(Method):
     attention pool's positional embedding. Only the student sees them. Their randomness is
     seeded by (seed, step, rank) so a resumed run draws the same crops.
     ``use_centering=False`` disables centering (a deliberate collapse, notebook 03).
+
+    Reference fidelity adds DINO's own stabilisers: the last (prototype) layer's gradient is
+    dropped for the first ``freeze_last_layer_steps`` steps (main_dino.py
+    ``cancel_gradients_last_layer``, 1 epoch), and gradients are clipped per parameter
+    (``reference_clip``; ``utils.clip_gradients``, norm 3.0).
     """
+
+    reference_clip = "per-parameter"
 
     def __init__(self, encoder: nn.Module, head: nn.Module, n_prototypes: int, base_momentum: float = 0.996,
                  total_steps: int = 1, steps_per_epoch: int = 1, student_temp: float = 0.1,
                  teacher_temp: float = 0.04, warmup_teacher_temp: float = 0.02, warmup_teacher_steps: int = 0,
                  center_momentum: float = 0.9, use_centering: bool = True, n_local_crops: int = 0,
-                 local_crop_frames: int = 32, seed: int = 0, fidelity: str = "reference"):
+                 local_crop_frames: int = 32, seed: int = 0, fidelity: str = "reference",
+                 ema_schedule: str = "cosine", freeze_last_layer_steps: int = 0):
         super().__init__(encoder, fidelity)
         self.head = head
-        self.teacher = _EMATeacher(encoder, head)
+        self.teacher = EMATeacher(encoder, head)
         self.center = DINOCenter(n_prototypes, momentum=center_momentum)
-        self.base_momentum = base_momentum
-        self.total_steps = total_steps
-        self.steps_per_epoch = steps_per_epoch
+        self._schedule(base_momentum, total_steps, steps_per_epoch, ema_schedule)
+        self.freeze_last_layer_steps = freeze_last_layer_steps
+        self._teacher_rows: Tensor | None = None  # this step's teacher logits, for the center
         self.student_temp = student_temp
         self.teacher_temp_final = teacher_temp
         self.warmup_teacher_temp = warmup_teacher_temp
@@ -289,14 +298,16 @@ class DINO(Method):
         head = DINOHead(cfg.encoder.output_dim, tuple(m.dino_hidden_dims), m.dino_bottleneck, m.n_prototypes,
                         form=m.fidelity)
         frames = max(1, round(cfg.audio.n_frames * m.local_crop_seconds / cfg.audio.segment_seconds))
+        reference = m.fidelity == "reference"
+        # None = the fidelity's value: DINO paper 0.04 -> 0.07 and 1 frozen epoch; the study 0.02 -> 0.04, none
+        teacher_temp = m.teacher_temp if m.teacher_temp is not None else (0.07 if reference else 0.04)
+        warmup_temp = m.warmup_teacher_temp if m.warmup_teacher_temp is not None else (0.04 if reference else 0.02)
+        freeze = m.freeze_last_layer_epochs if m.freeze_last_layer_epochs is not None else int(reference)
         return cls(encoder, head, m.n_prototypes, m.ema_momentum, cfg.train.steps, cfg.train.steps_per_epoch,
-                   m.student_temp, m.teacher_temp, m.warmup_teacher_temp,
+                   m.student_temp, teacher_temp, warmup_temp,
                    m.warmup_teacher_temp_epochs * cfg.train.steps_per_epoch, m.center_momentum,
-                   m.use_centering, m.n_local_crops, frames, cfg.train.seed, m.fidelity)
-
-    def momentum(self, step: int) -> float:
-        return ema_momentum(step, self.total_steps, self.base_momentum, fidelity=self.fidelity,
-                            steps_per_epoch=self.steps_per_epoch)
+                   m.use_centering, m.n_local_crops, frames, cfg.train.seed, m.fidelity, m.ema_schedule,
+                   freeze * cfg.train.steps_per_epoch)
 
     def teacher_temp(self, step: int) -> float:
         """Linear warm-up from ``warmup_teacher_temp`` to ``teacher_temp``, then constant."""
@@ -329,25 +340,40 @@ class DINO(Method):
         h = self.encoder(mel)
         return self.head.mlp(h) if self.head.last_layer is not None else self.head(h)
 
-    def training_step(self, views, step):
-        _check_views(views)
-        self.step = step
+    def _center_in_force(self) -> Tensor:
+        return self.center.center if self.use_centering else torch.zeros_like(self.center.center)
+
+    def loss(self, views, step):
         globals_ = list(views)
         crops = globals_ + (self.local_crops(globals_, step) if self.n_local_crops else [])
         student = _one_pass(nn.Sequential(self.encoder, self.head), crops)
         teacher = _one_pass(self.teacher, globals_)
-        center = self.center.center if self.use_centering else torch.zeros_like(self.center.center)
-        t_temp = self.teacher_temp(step)
-        pairs = [_loss_and_terms(dino_loss(student[j], teacher[i], center, self.student_temp, t_temp,
-                                           fidelity=self.fidelity))
-                 for i in range(len(teacher)) for j in range(len(student)) if i != j]
-        loss, logs = _mean_over_pairs(pairs)
-        if self.use_centering:
-            self.center.update(torch.cat(teacher, dim=0))
-        return loss, {"loss": loss.detach(), **logs}
+        center, t_temp = self._center_in_force(), self.teacher_temp(step)
+        self._teacher_rows = torch.cat(teacher, dim=0).detach()  # the center moves in after_step
+        return _mean_over_pairs([dino_loss(student[j], teacher[i], center, self.student_temp, t_temp,
+                                           fidelity=self.fidelity)
+                                 for i in range(len(teacher)) for j in range(len(student)) if i != j])
+
+    def before_optimizer_step(self, step: int) -> None:
+        """No gradient for the prototypes during the first ``freeze_last_layer_steps`` steps."""
+        last = getattr(self.head, "last_layer", None)
+        if last is not None and step <= self.freeze_last_layer_steps:
+            for p in last.parameters():
+                p.grad = None
 
     def after_step(self, step: int) -> None:
+        """Teacher EMA and center update (DINO updates its center with the step's teacher
+        logits; here after the optimiser step, so a skipped step moves neither)."""
         self.teacher.update(nn.Sequential(self.encoder, self.head), self.momentum(step))
+        if self.use_centering and self._teacher_rows is not None:
+            self.center.update(self._teacher_rows)
+        self._teacher_rows = None
+
+    def figures(self, views: list[Tensor]) -> dict[str, float]:
+        from workbench.diagnostics import dino_view_figures
+
+        return dino_view_figures(self.logits(torch.cat(views)), len(views), self._center_in_force(),
+                                 self.student_temp, self.teacher_temp(self.step))
 
     def schedule_state(self):
         return {"momentum": self.momentum(self.step), "teacher_temp": self.teacher_temp(self.step),
@@ -374,12 +400,9 @@ class VICReg(Method):
         return cls(encoder, _projector(m.projector_dims, cfg.encoder.output_dim), m.inv_coeff, m.var_coeff,
                    m.cov_coeff, m.fidelity)
 
-    def training_step(self, views, step):
-        _check_views(views)
-        self.step = step
+    def loss(self, views, step):
         zs = _gather_views(_one_pass(nn.Sequential(self.encoder, self.projector), views))
-        loss, logs = _pairwise(len(zs), lambda i, j: vicreg_loss(zs[i], zs[j], **self.coeffs, fidelity=self.fidelity))
-        return loss, {"loss": loss.detach(), **logs}
+        return _pairwise(len(zs), lambda i, j: vicreg_loss(zs[i], zs[j], **self.coeffs, fidelity=self.fidelity))
 
 
 # ----------------------------------------------------------------------------------- Barlow Twins
@@ -401,13 +424,9 @@ class BarlowTwins(Method):
         m = cfg.method
         return cls(encoder, _projector(m.projector_dims, cfg.encoder.output_dim), m.lambd, m.fidelity)
 
-    def training_step(self, views, step):
-        _check_views(views)
-        self.step = step
+    def loss(self, views, step):
         zs = _gather_views(_one_pass(nn.Sequential(self.encoder, self.projector), views))
-        loss, logs = _pairwise(len(zs), lambda i, j: barlow_twins_loss(zs[i], zs[j], self.lambd,
-                                                                        fidelity=self.fidelity))
-        return loss, {"loss": loss.detach(), **logs}
+        return _pairwise(len(zs), lambda i, j: barlow_twins_loss(zs[i], zs[j], self.lambd, fidelity=self.fidelity))
 
 
 METHODS: dict[str, type[Method]] = {

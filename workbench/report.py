@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from workbench.config import REPO_ROOT
+from workbench.runs import save_text
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 
@@ -42,14 +43,10 @@ def execute_notebook(path: Path, profile: str, html_out: Path | None = None, tim
 
         body, _ = HTMLExporter().from_notebook_node(nb)
         html_out = Path(html_out)
-        html_out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = html_out.with_suffix(".html.tmp")
-        tmp.write_text(body, encoding="utf-8")
-        tmp.replace(html_out)
+        save_text(html_out, body)
     return nb
 
 
-METHOD_NAMES = ("simclr", "byol", "dino", "vicreg", "barlow_twins")
 README_FIGURES = REPO_ROOT / "data" / "readme"
 
 
@@ -61,15 +58,15 @@ def run_demo(cfg, notebooks: bool = True) -> Path:
     ``demo_timings.json`` beside the report, and the report's figures are copied into
     ``data/readme/`` (tracked) for the README.
     """
-    import dataclasses
     import json
     import shutil
     import time
 
-    from workbench.config import data_dir, to_dict
+    from workbench.config import data_dir, for_method, to_dict
     from workbench.data import open_dataset
     from workbench.evaluate import run_evaluation
-    from workbench.train import ensure_run
+    from workbench.methods import METHODS
+    from workbench.runs import ensure_run
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -78,10 +75,9 @@ def run_demo(cfg, notebooks: bool = True) -> Path:
     print(store, flush=True)
 
     runs = []
-    for name in METHOD_NAMES:
+    for name in METHODS:
         t = time.perf_counter()
-        run_cfg = dataclasses.replace(cfg, method=dataclasses.replace(cfg.method, name=name))
-        runs.append(ensure_run(run_cfg))
+        runs.append(ensure_run(for_method(cfg, name)))
         timings[f"pretrain:{name}"] = time.perf_counter() - t
 
     t = time.perf_counter()

@@ -1,156 +1,226 @@
-"""Pretraining: one loop that reads top to bottom, and the run folders it writes.
+"""Pretraining: one loop that reads top to bottom, and the pieces it calls.
 
-``pretrain(cfg)`` trains ``cfg.method.name`` on the views of ``cfg.data`` and writes
-``data_dir()/runs/<run_name(cfg)>/``:
+``pretrain(cfg)`` trains ``cfg.method.name`` on the views of ``cfg.data`` and writes its run
+folder (`workbench.runs`: config, metrics, warnings, checkpoints, DONE, the lock).
 
-- ``config.json``: the run config (`workbench.config.to_dict`); also inside every checkpoint;
-- ``metrics.jsonl``: one row per log interval (``kind: "train"``: step, loss and its terms,
-  lr, EMA momentum, temperatures, grad_norm, clips_per_s) and per diagnostics call
-  (``kind: "diagnostics"``); ``warnings.jsonl``: collapse warnings;
-- ``checkpoint.pt``: the latest state (model with EMA teacher and DINO center, optimiser,
-  step, every random generator), written atomically every ``checkpoint_every`` steps and at
-  the end; ``DONE`` once finished; ``lock`` while a process writes the folder.
+One step: sample the views (numpy sampler) -> waveform augmentation on the device -> log-mel
+front end -> spectrogram augmentation -> ``method(views, step)`` under autocast -> backward ->
+``before_optimizer_step`` (DINO's frozen last layer) -> clip (the method's rule) -> optimiser
+step -> ``after_step`` (EMA teacher, DINO center; not on a skipped step). Steps are numbered
+1..``train.steps``. Per-step values stay on the device; the host reads them every
+``log_every`` steps only (one transfer, `IntervalLog`), which is also where a non-finite loss is
+detected and named by its step. A "clip" in clips/s is one 4 s view through the student
+backbone (B x V per step, all ranks).
 
-One step: sample views (numpy sampler) -> waveform augmentation on the device -> log-mel front
-end -> spectrogram augmentation -> ``method(views, step)`` under autocast -> backward -> clip ->
-optimiser step -> ``after_step`` (EMA). Steps are numbered 1..``train.steps``. Per-step values
-stay on the device; the host reads them every ``log_every`` steps only (one transfer), which is
-also where a non-finite loss is detected and named by its step. A "clip" in clips/s is one 4 s
-view through the student backbone (B x V per step, all ranks).
-
-Distributed (``torchrun``): one process per device, DistributedDataParallel (gloo on CPU,
-nccl on CUDA), each rank draws B / W examples with its own generators; BatchNorm is converted
-to SyncBatchNorm on CUDA (global-batch statistics, as one process); on CPU (gloo) PyTorch has
-no SyncBatchNorm, so BatchNorm statistics are per rank there (tests/test_dist.py compares with
-exactly those semantics).
+Distributed (``torchrun``): one process per device, DistributedDataParallel (`dist.wrap_model`);
+every rank draws the same global batch and keeps its slice (`ViewSampler`, no track on two
+ranks in one step); each rank has its own augmentation generator.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import os
-import socket
 import time
-import warnings
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from workbench import dist
-from workbench.config import RunConfig, config_hash, data_dir, from_dict, to_dict
+from workbench import dist, runs
+from workbench.config import CLIP_RULES, PRECISIONS, RunConfig, to_dict
 from workbench.methods import Method, build_method
 
-TRAINING_SECTIONS = ("audio", "corpus", "data", "views", "encoder", "method", "train", "diagnostics")
+
+# ----------------------------------------------------------------------------------- the loop
+def pretrain(cfg: RunConfig, name: str | None = None, resume: bool = False, progress: bool = True,
+             callback: Callable[[dict], None] | None = None) -> Path:
+    """Train ``cfg.method.name`` and return its run folder (`workbench.runs`).
+
+    ``resume=True`` continues from ``checkpoint.pt`` (model, optimiser, EMA teacher, DINO center,
+    step and every generator restored, so the result equals an uninterrupted run on CPU).
+    ``callback(row)`` is called with each metrics row on the main process (live plots); an
+    exception raised there stops the run like a kill would (no final checkpoint).
+    """
+    from tqdm.auto import tqdm
+
+    tc = cfg.train
+    dist.init_from_env(tc.device)
+    device = runs.device(cfg)
+    check_train_config(cfg, device, dist.world_size())
+    with torch_flags(device, tc.deterministic), \
+            runs.RunFolder(runs.runs_dir() / (name or runs.run_name(cfg))) as folder:
+        ckpt = folder.open(cfg, resume, dist.world_size())
+        data = TrainingData(cfg, device)
+        method = build_method(cfg).to(device)
+        if tc.channels_last:  # also pays on CPU (oneDNN): 1.5x on the paper model (python -m workbench.bench train)
+            method = method.to(memory_format=torch.channels_last)
+        optimizer = build_optimizer(method, tc.optimizer, tc.lr, tc.weight_decay)
+        precision = Precision(tc.precision, device)
+        start = restore(ckpt, method, optimizer, data, precision)
+        model = dist.wrap_model(method, device)
+        if tc.compile:
+            method.encoder.compile()
+        monitor = TrainingMonitor(cfg, folder, data, device) if cfg.diagnostics.every else None
+        log = IntervalLog(folder, callback)
+        bar = tqdm(total=tc.steps, initial=start, desc=cfg.method.name, dynamic_ncols=True,
+                   disable=not (progress and dist.is_main()))
+        stopped = None
+        method.train()
+        for step in range(start + 1, tc.steps + 1):
+            lr = set_learning_rate(optimizer, learning_rate(step, tc.lr, tc.warmup_steps, tc.steps))
+            views = data.next_views()
+            with precision.autocast():
+                loss, logs = model(views, step)
+            optimizer.zero_grad(set_to_none=True)
+            precision.backward(loss, optimizer)
+            method.before_optimizer_step(step)
+            grad_norm = clip_gradients(method, tc.grad_clip, tc.clip)
+            skipped = precision.step(optimizer, loss, grad_norm, skip_nonfinite=tc.nonfinite == "skip")
+            if not skipped:
+                method.after_step(step)
+            log.add(logs, loss, grad_norm, skipped, clips=data.clips_per_step)
+            last = step == tc.steps
+            if step % tc.log_every == 0 or step % tc.checkpoint_every == 0 or last:
+                log.flush(step, lr, method.schedule_state(), bar)
+            with log.paused():  # diagnostics and checkpoints do not count in clips/s
+                if monitor is not None and (step % cfg.diagnostics.every == 0 or last):
+                    stopped = monitor.check(step, method, precision)
+                if step % tc.checkpoint_every == 0 or last or stopped:
+                    folder.save_checkpoint(checkpoint_state(cfg, step, method, optimizer, data, precision))
+            bar.update(1)
+            if stopped:
+                break
+        bar.close()
+        folder.finish(stopped)
+    return folder.dir
 
 
-# ----------------------------------------------------------------------------------- run folders
-def run_name(cfg: RunConfig) -> str:
-    """``<profile>-<dataset>-<method>-<fidelity>-<hash>``; the hash covers what changes training
-    (not the probe or evaluation settings, so evaluating differently reuses the run)."""
-    dataset = cfg.data.dataset + (f"-{cfg.data.variant}" if cfg.data.variant else "")
-    blob = json.dumps({k: to_dict(getattr(cfg, k)) for k in TRAINING_SECTIONS}, sort_keys=True).encode()
-    return f"{cfg.profile}-{dataset}-{cfg.method.name}-{cfg.method.fidelity}-{hashlib.sha256(blob).hexdigest()[:10]}"
+# ----------------------------------------------------------------------------------- set-up
+def check_train_config(cfg: RunConfig, device: torch.device, world: int) -> None:
+    """Refuse settings the loop cannot honour, each with its value and what is expected."""
+    tc = cfg.train
+    if tc.batch_size % world:
+        raise ValueError(f"train.batch_size {tc.batch_size} is not divisible by the {world} processes")
+    if tc.nonfinite not in ("stop", "skip"):
+        raise ValueError(f"train.nonfinite is {tc.nonfinite!r}; expected 'stop' or 'skip'")
+    if tc.precision not in PRECISIONS:
+        raise ValueError(f"train.precision is {tc.precision!r}; expected one of {', '.join(PRECISIONS)}")
+    if tc.precision == "fp16" and device.type != "cuda":
+        raise ValueError(f"train.precision fp16 needs a CUDA device (GradScaler); this run is on {device.type}: "
+                         f"use fp32 or bf16")
+    if tc.clip not in CLIP_RULES:
+        raise ValueError(f"train.clip is {tc.clip!r}; expected one of {', '.join(CLIP_RULES)}")
 
 
-def runs_dir() -> Path:
-    return data_dir() / "runs"
-
-
-def ensure_run(cfg: RunConfig, progress: bool = True, callback: Callable[[dict], None] | None = None) -> Path:
-    """The finished run folder of ``cfg``: reused when it has ``DONE``, resumed when it has a
-    checkpoint, trained otherwise."""
-    run_dir = runs_dir() / run_name(cfg)
-    if (run_dir / "DONE").exists():
-        return run_dir
-    return pretrain(cfg, resume=(run_dir / "checkpoint.pt").exists(), progress=progress, callback=callback)
-
-
-def load_run(run_dir: str | os.PathLike) -> tuple[RunConfig, Method]:
-    """(config, method with the weights of the latest checkpoint), on CPU, in eval mode."""
-    run_dir = Path(run_dir)
-    path = run_dir / "checkpoint.pt"
-    if not path.exists():
-        raise FileNotFoundError(f"no checkpoint in run folder {run_dir}")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    cfg = from_dict(ckpt["config"])
-    method = build_method(cfg)
-    method.load_state_dict(ckpt["model"])
-    method.step = int(ckpt["step"])
-    return cfg, method.eval()
-
-
-def load_encoder(run_dir: str | os.PathLike) -> tuple[nn.Module, RunConfig]:
-    """(student backbone in eval mode, config) of a run folder."""
-    cfg, method = load_run(run_dir)
-    return method.encoder.eval(), cfg
-
-
-def read_metrics(run_dir: str | os.PathLike):
-    """metrics.jsonl as a pandas DataFrame (rows of every ``kind``; empty if none yet)."""
-    import pandas as pd
-
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.exists():
-        return pd.DataFrame()
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return pd.DataFrame(rows)
-
-
-class RunLockedError(RuntimeError):
-    pass
-
-
-def _pid_alive(pid: int) -> bool:
+@contextmanager
+def torch_flags(device: torch.device, deterministic: bool) -> Iterator[None]:
+    """Process-wide torch flags for a run, restored afterwards (the caller's process is left
+    as found). A collapsing network produces denormal floats, which make CPU BatchNorm and
+    matmuls ~6x slower (a DINO run without centering: 88 s -> 15 s); flushing them changes
+    nothing measurable in the results."""
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    if device.type == "cpu":
+        torch.set_flush_denormal(True)
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(was_deterministic)
+        if device.type == "cpu":
+            torch.set_flush_denormal(False)
+
+
+class TrainingData:
+    """The store, this rank's slice of each global batch, the augmentation generator and the
+    on-device view pipeline: ``next_views()`` gives the V mel views (B/W, 1, F, T) of a step."""
+
+    def __init__(self, cfg: RunConfig, device: torch.device):
+        from workbench.data import open_dataset, pretrain_indices
+        from workbench.data.views import ViewSampler
+
+        rank, world = dist.rank(), dist.world_size()
+        self.store = open_dataset(cfg)
+        self.sampler = ViewSampler.from_config(self.store, pretrain_indices(self.store), cfg, rank=rank, world=world)
+        self.generator = torch.Generator(device=device).manual_seed(cfg.train.seed + 7_919 * (rank + 1))
+        self.pipeline = ViewPipeline(cfg, device, cfg.train.channels_last)
+        self.device, self.batch_size = device, cfg.train.batch_size
+        self.clips_per_step = cfg.train.batch_size * cfg.views.n_views
+
+    def next_views(self) -> list[Tensor]:
+        return self.pipeline(self.sampler.sample(self.batch_size).views, self.generator, self.device)
+
+    def rng_state(self) -> dict:
+        state = {"torch": torch.get_rng_state(), "augment": self.generator.get_state(),
+                 "sampler": json.dumps(self.sampler.state_dict(), default=int)}
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state()
+        return state
+
+    def set_rng_state(self, state: dict) -> None:
+        torch.set_rng_state(state["torch"])
+        self.generator.set_state(state["augment"])
+        self.sampler.load_state_dict(json.loads(state["sampler"]))
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state(state["cuda"])
+
+
+class Precision:
+    """fp32 | bf16 (autocast) | fp16 (autocast + GradScaler, CUDA): autocast, backward, step."""
+
+    def __init__(self, precision: str, device: torch.device):
+        self.device, self.precision = device, precision
+        self.scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
+
+    def autocast(self):
+        if self.precision == "fp32":
+            return nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def backward(self, loss: Tensor, optimizer: torch.optim.Optimizer) -> None:
+        self.scaler.scale(loss).backward()
+        if self.scaler.is_enabled():
+            self.scaler.unscale_(optimizer)  # clipping sees true gradients
+
+    def step(self, optimizer: torch.optim.Optimizer, loss: Tensor, grad_norm: Tensor, skip_nonfinite: bool) -> bool:
+        """Optimiser step; True when the step was skipped (a non-finite loss or gradient under
+        ``nonfinite=skip``, as GradScaler skips; one host read, opt-in; or fp16's scaler)."""
+        if self.scaler.is_enabled():
+            scale = self.scaler.get_scale()
+            self.scaler.step(optimizer)
+            self.scaler.update()
+            return self.scaler.get_scale() < scale
+        if skip_nonfinite and not bool(torch.isfinite(loss.detach() + grad_norm)):
+            return True
+        optimizer.step()
         return False
-    except PermissionError:
-        return True
-    return True
 
 
-def _acquire_lock(run_dir: Path) -> Path:
-    """Create ``run_dir/lock`` (pid, host) exclusively; a lock of a dead pid on this host is stale."""
-    lock = run_dir / "lock"
-    me = {"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            try:
-                owner = json.loads(lock.read_text() or "{}")
-            except (OSError, json.JSONDecodeError):
-                owner = {}
-            pid, host = int(owner.get("pid", -1)), owner.get("host")
-            if host == me["host"] and pid > 0 and not _pid_alive(pid):
-                warnings.warn(f"removing stale lock of dead process {pid} in {run_dir}")
-                lock.unlink(missing_ok=True)
-                continue
-            raise RunLockedError(f"run folder {run_dir} is locked by process {pid} on {host} "
-                                 f"(file {lock}); another run is writing it. Wait for it, or delete "
-                                 f"the lock if that process is gone.") from None
-        with os.fdopen(fd, "w") as f:
-            json.dump(me, f)
-        return lock
-    raise RunLockedError(f"could not take the lock of {run_dir}")
+def restore(ckpt: dict | None, method: Method, optimizer: torch.optim.Optimizer, data: TrainingData,
+            precision: Precision) -> int:
+    """Load a checkpoint into the run's state; the step to continue after (0 for a fresh run)."""
+    if ckpt is None:
+        return 0
+    method.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    if "scaler" in ckpt:
+        precision.scaler.load_state_dict(ckpt["scaler"])
+    data.set_rng_state(ckpt["rng"][dist.rank()])
+    method.step = int(ckpt["step"])
+    return method.step
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _append_jsonl(path: Path, row: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(row) + "\n")
+def checkpoint_state(cfg: RunConfig, step: int, method: Method, optimizer: torch.optim.Optimizer,
+                     data: TrainingData, precision: Precision) -> dict:
+    """Everything a resume needs; every rank's generators (a collective: all ranks call it)."""
+    return {"config": to_dict(cfg), "step": step, "world_size": dist.world_size(), "model": method.state_dict(),
+            "optimizer": optimizer.state_dict(), "scaler": precision.scaler.state_dict(),
+            "rng": dist.gather_objects(data.rng_state())}
 
 
 # ----------------------------------------------------------------------------------- optimisation
@@ -201,6 +271,32 @@ def build_optimizer(method: nn.Module, optimizer: str, lr: float, weight_decay: 
     return optimizers[optimizer]()
 
 
+def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> float:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    return lr
+
+
+def clip_gradients(method: Method, max_norm: float, rule: str = "auto") -> Tensor:
+    """Clip by ``rule`` ("auto": the method's, `Method.clip_rule`) and return the global
+    gradient norm before clipping (logged as grad_norm). "global": one norm over every
+    parameter (torch.nn.utils.clip_grad_norm_); "per-parameter": each parameter's gradient to
+    norm ``max_norm`` on its own (DINO's ``utils.clip_gradients``: scale max_norm / (norm + 1e-6)
+    where below 1); "none", or ``max_norm`` <= 0: nothing clipped."""
+    rule = method.clip_rule if rule == "auto" else rule
+    grads = [p.grad for p in method.parameters() if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    norms = torch._foreach_norm(grads)
+    total = torch.linalg.vector_norm(torch.stack(norms))
+    if max_norm > 0 and rule == "global":
+        torch._foreach_mul_(grads, torch.clamp(max_norm / (total + 1e-6), max=1.0))
+    elif max_norm > 0 and rule == "per-parameter":
+        for g, n in zip(grads, norms):
+            g.mul_(torch.clamp(max_norm / (n + 1e-6), max=1.0))
+    return total
+
+
 # ----------------------------------------------------------------------------------- data on device
 class ViewPipeline(nn.Module):
     """ViewBatch waveforms (V x (B, S)) -> V mel views (B, 1, F, T) on the device:
@@ -227,300 +323,78 @@ class ViewPipeline(nn.Module):
         return views
 
 
-def _device(cfg: RunConfig) -> torch.device:
-    if cfg.train.device == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    else:
-        name = cfg.train.device
-    if name == "cuda" and dist.is_distributed():
-        return torch.device("cuda", dist.local_rank())
-    return torch.device(name)
+# ----------------------------------------------------------------------------------- logs, diagnostics
+class IntervalLog:
+    """Per-step values kept on the device; every log interval one all-reduce and one host read
+    give a metrics row (means over the steps taken), and a non-finite loss or gradient stops the
+    run naming its step and the last good checkpoint."""
 
+    def __init__(self, folder: runs.RunFolder, callback: Callable[[dict], None] | None):
+        self.folder, self.callback = folder, callback
+        self.window: list[dict[str, Tensor]] = []
+        self.t0, self.clips = time.perf_counter(), 0
 
-def _held_out_views(cfg: RunConfig, store, pipeline: ViewPipeline, device: torch.device) -> tuple[list[Tensor], Tensor]:
-    """A fixed batch of un-augmented mel views for diagnostics (validation tracks when the store
-    has them, else pretraining tracks), drawn with its own seed so training draws are untouched."""
-    from workbench.data import pretrain_indices
-    from workbench.data.views import ViewSampler
+    def add(self, logs: dict[str, Tensor], loss: Tensor, grad_norm: Tensor, skipped: bool, clips: int) -> None:
+        self.window.append({**logs, "loss": loss.detach(), "grad_norm": grad_norm.detach(),
+                            "skipped": torch.tensor(float(skipped), device=loss.device)})
+        self.clips += clips
 
-    valid = store.indices("valid") if "valid" in set(store.tracks["split"]) else np.array([], dtype=np.int64)
-    idx = valid if len(valid) else pretrain_indices(store)
-    sampler = ViewSampler(store, idx, n_views=cfg.views.n_views, duration=cfg.audio.segment_seconds,
-                          min_gap=cfg.views.min_gap, reject_silence=cfg.views.reject_silence,
-                          silence_db=cfg.views.silence_db, seed=cfg.train.seed + 12_345)
-    batch = sampler.sample(cfg.diagnostics.held_out_batch)
-    mel = pipeline.frontend(torch.cat([w.to(device) for w in batch.views], dim=0))
-    return list(mel.split(batch.views[0].shape[0], dim=0)), batch.track_idx
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        start = time.perf_counter()
+        yield
+        self.t0 += time.perf_counter() - start
 
-
-def _diagnostics_hooks(cfg: RunConfig, name: str):
-    """(compute_diagnostics, monitor) from workbench.diagnostics, or (None, None) if absent."""
-    try:
-        from workbench.diagnostics import CollapseMonitor, compute_diagnostics
-    except ImportError as err:
-        warnings.warn(f"workbench.diagnostics unavailable ({err}); training without diagnostics")
-        return None, None
-    return compute_diagnostics, CollapseMonitor(cfg.diagnostics, name)
-
-
-def _rng_state(sampler, generator: torch.Generator) -> dict:
-    state = {"torch": torch.get_rng_state(), "augment": generator.get_state(),
-             "sampler": json.dumps(sampler.state_dict(), default=int)}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state()
-    return state
-
-
-def _set_rng_state(state: dict, sampler, generator: torch.Generator) -> None:
-    torch.set_rng_state(state["torch"])
-    generator.set_state(state["augment"])
-    sampler.load_state_dict(json.loads(state["sampler"]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state["cuda"])
-
-
-# ----------------------------------------------------------------------------------- the loop
-def pretrain(cfg: RunConfig, name: str | None = None, resume: bool = False, progress: bool = True,
-             callback: Callable[[dict], None] | None = None) -> Path:
-    """Train ``cfg.method.name`` and return its run folder (see the module docstring).
-
-    ``resume=True`` continues from ``checkpoint.pt`` (model, optimiser, EMA teacher, DINO center,
-    step and every generator restored, so the result equals an uninterrupted run on CPU).
-    ``callback(row)`` is called with each metrics row on the main process (live plots); an
-    exception raised there stops the run like a kill would (no final checkpoint).
-    """
-    from tqdm.auto import tqdm
-
-    from workbench.data import open_dataset, pretrain_indices
-    from workbench.data.views import ViewSampler
-
-    tc = cfg.train
-    dist.init_from_env(tc.device)
-    rank, world = dist.rank(), dist.world_size()
-    if tc.batch_size % world:
-        raise ValueError(f"train.batch_size {tc.batch_size} is not divisible by the {world} processes")
-    if tc.nonfinite not in ("stop", "skip"):
-        raise ValueError(f"train.nonfinite is {tc.nonfinite!r}; expected 'stop' or 'skip'")
-    device = _device(cfg)
-    if device.type == "cpu":
-        # A collapsing network produces denormal floats, which make CPU BatchNorm and matmuls
-        # ~6x slower (a DINO run without centering: 88 s -> 15 s); flushing them changes nothing
-        # measurable in the results.
-        torch.set_flush_denormal(True)
-    was_deterministic = torch.are_deterministic_algorithms_enabled()
-    if tc.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-
-    run_dir = runs_dir() / (name or run_name(cfg))
-    ckpt_path, metrics_path, warn_path = run_dir / "checkpoint.pt", run_dir / "metrics.jsonl", run_dir / "warnings.jsonl"
-    lock = None
-    if dist.is_main():
-        run_dir.mkdir(parents=True, exist_ok=True)
-        lock = _acquire_lock(run_dir)
-    try:
-        ckpt = None
-        if resume:
-            if not ckpt_path.exists():
-                raise FileNotFoundError(f"cannot resume: no checkpoint in {run_dir}")
-            ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-            saved = from_dict(ckpt["config"])
-            if config_hash(saved) != config_hash(cfg):
-                raise ValueError(f"cannot resume {run_dir}: its config differs from this one "
-                                 f"(saved {config_hash(saved)}, given {config_hash(cfg)}); use another name")
-            if ckpt.get("world_size", 1) != world:
-                raise ValueError(f"cannot resume {run_dir}: saved with {ckpt.get('world_size')} processes, now {world}")
-        elif dist.is_main():
-            if ckpt_path.exists() or (run_dir / "DONE").exists():
-                raise FileExistsError(f"run folder {run_dir} already holds a run; pass resume=True "
-                                      f"(--resume), use ensure_run, or choose another name")
-            for p in (metrics_path, warn_path):
-                p.unlink(missing_ok=True)
+    def flush(self, step: int, lr: float, schedule: dict[str, float], bar) -> dict:
+        keys = list(self.window[0])
+        table = dist.all_reduce_mean(torch.stack([torch.stack([w[k].float() for w in self.window]) for k in keys]))
+        table = table.cpu().numpy()  # (n_keys, n_steps): the only host read of the interval
+        skipped = table[keys.index("skipped")] > 0
+        finite = np.isfinite(table[[keys.index("loss"), keys.index("grad_norm")]]) | skipped  # (2, n_steps)
+        if not finite.all():
+            i = int(np.flatnonzero(~finite.all(axis=0))[0])
+            what = "loss" if not finite[0, i] else "gradient"
+            terms = ", ".join(f"{k}={table[j, i]:.4g}" for j, k in enumerate(keys))
+            raise FloatingPointError(f"non-finite {what} at step {step - len(self.window) + 1 + i} of run "
+                                     f"{self.folder.dir.name}: {terms}; last good checkpoint kept: "
+                                     f"{self.folder.last_good()}")
+        ok = ~skipped  # means over the steps that were taken
+        row = {"kind": "train", "step": step,
+               **{k: float(table[j][ok].mean()) if ok.any() else float("nan") for j, k in enumerate(keys)},
+               "skipped": int(skipped.sum()), "lr": lr, **schedule,
+               "clips_per_s": self.clips / max(time.perf_counter() - self.t0, 1e-9), "time": time.time()}
+        self.window, self.t0, self.clips = [], time.perf_counter(), 0
+        self.folder.log(row)
         if dist.is_main():
-            (run_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
-            warn_path.touch()
-        dist.barrier()
-
-        # data: the views of this rank, an augmentation generator on the device
-        store = open_dataset(cfg)
-        sampler = ViewSampler(store, pretrain_indices(store), n_views=cfg.views.n_views,
-                              duration=cfg.audio.segment_seconds, min_gap=cfg.views.min_gap,
-                              reject_silence=cfg.views.reject_silence, silence_db=cfg.views.silence_db,
-                              seed=tc.seed + 1_000 * rank)
-        generator = torch.Generator(device=device).manual_seed(tc.seed + 7_919 * (rank + 1))
-        # channels_last also pays on CPU (oneDNN): 1.5x on the paper model (python -m workbench.bench train)
-        channels_last = tc.channels_last
-        pipeline = ViewPipeline(cfg, device, channels_last)
-        local_batch = tc.batch_size // world
-
-        # model, optimiser, precision
-        method = build_method(cfg).to(device)
-        if channels_last:
-            method = method.to(memory_format=torch.channels_last)
-        optimizer = build_optimizer(method, tc.optimizer, tc.lr, tc.weight_decay)
-        start = 0
-        if ckpt is not None:
-            method.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            _set_rng_state(ckpt["rng"][rank], sampler, generator)
-            start = int(ckpt["step"])
-            method.step = start
-            if dist.is_main():  # drop rows of steps that are about to be redone
-                rows = [r for r in metrics_path.read_text().splitlines() if r.strip()] if metrics_path.exists() else []
-                metrics_path.write_text("".join(r + "\n" for r in rows if json.loads(r)["step"] <= start))
-        model: nn.Module = method
-        if dist.is_distributed():
-            if device.type == "cuda":
-                model = nn.SyncBatchNorm.convert_sync_batchnorm(method)
-            model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-        if tc.compile:
-            method.encoder.compile()
-        autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
-                    if device.type == "cuda" and tc.precision == "bf16" else nullcontext())
-        params = [p for p in method.parameters() if p.requires_grad]
-
-        compute_diagnostics, monitor = _diagnostics_hooks(cfg, run_dir.name) if cfg.diagnostics.every else (None, None)
-        held_out, held_out_tracks = _held_out_views(cfg, store, pipeline, device) if compute_diagnostics else (None, None)
-
-        def checkpoint(step: int) -> None:
-            rng = [_rng_state(sampler, generator)]
-            if dist.is_distributed():
-                rng = [None] * world
-                torch.distributed.all_gather_object(rng, _rng_state(sampler, generator))
-            if dist.is_main():
-                _atomic_save({"config": to_dict(cfg), "step": step, "world_size": world, "model": method.state_dict(),
-                              "optimizer": optimizer.state_dict(), "rng": rng}, ckpt_path)
-
-        bar = tqdm(total=tc.steps, initial=start, desc=f"{cfg.method.name}", disable=not (progress and dist.is_main()),
-                   dynamic_ncols=True)
-        window: list[dict[str, Tensor]] = []
-        t0, clips = time.perf_counter(), 0
-        stopped = None
-        method.train()
-        for step in range(start + 1, tc.steps + 1):
-            lr = learning_rate(step, tc.lr, tc.warmup_steps, tc.steps)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-
-            views = pipeline(sampler.sample(local_batch).views, generator, device)
-            with autocast:
-                loss, logs = model(views, step)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, tc.grad_clip if tc.grad_clip > 0 else float("inf"))
-            skipped = torch.zeros((), device=device)
-            if tc.nonfinite == "skip" and not bool(torch.isfinite(loss.detach() + grad_norm)):  # opt-in host read
-                skipped += 1  # no optimiser step, as GradScaler on an inf/NaN gradient
-            else:
-                optimizer.step()
-            method.after_step(step)
-            window.append({**logs, "loss": loss.detach(), "grad_norm": grad_norm.detach(), "skipped": skipped})
-            clips += local_batch * len(views) * world
-
-            last = step == tc.steps
-            if step % tc.log_every == 0 or step % tc.checkpoint_every == 0 or last:
-                # the only host read of the interval: stack, all-reduce, one transfer
-                keys = list(window[0])
-                table = dist.all_reduce_mean(torch.stack([torch.stack([w[k].float() for w in window]) for k in keys]))
-                table = table.cpu().numpy()  # (n_keys, n_steps)
-                finite = np.isfinite(table[[keys.index("loss"), keys.index("grad_norm")]])  # (2, n_steps)
-                finite |= table[keys.index("skipped")] > 0  # skipped steps changed nothing
-                if not finite.all():
-                    i = int(np.flatnonzero(~finite.all(axis=0))[0])
-                    what = "loss" if not finite[0, i] else "gradient"
-                    terms = ", ".join(f"{k}={table[j, i]:.4g}" for j, k in enumerate(keys))
-                    good = f"{ckpt_path} (step {torch.load(ckpt_path, weights_only=True)['step']})" \
-                        if ckpt_path.exists() else "none written yet"
-                    raise FloatingPointError(f"non-finite {what} at step {step - len(window) + 1 + i} of run "
-                                             f"{run_dir.name}: {terms}; last good checkpoint kept: {good}")
-                elapsed = time.perf_counter() - t0
-                ok = table[keys.index("skipped")] == 0  # means over the steps that were taken
-                row = {"kind": "train", "step": step,
-                       **{k: float(table[j][ok].mean()) if ok.any() else float("nan") for j, k in enumerate(keys)},
-                       "skipped": int(round(float(table[keys.index("skipped")].sum()))),
-                       "lr": lr, **method.schedule_state(), "clips_per_s": clips / max(elapsed, 1e-9),
-                       "time": time.time()}
-                window, t0, clips = [], time.perf_counter(), 0
-                if dist.is_main():
-                    _append_jsonl(metrics_path, row)
-                    bar.set_postfix(loss=f"{row['loss']:.4f}", clips_s=f"{row['clips_per_s']:.1f}")
-                    if callback is not None:
-                        callback(row)
-
-            paused = time.perf_counter()  # diagnostics and checkpoints do not count in clips/s
-            if compute_diagnostics is not None and (step % cfg.diagnostics.every == 0 or last):
-                with autocast:  # no_grad, modes and BatchNorm buffers are handled (and restored) there
-                    figures = {k: float(v) for k, v in compute_diagnostics(method, held_out, held_out_tracks).items()}
-                found = monitor.check(step, figures)
-                if dist.is_main():
-                    _append_jsonl(metrics_path, {"kind": "diagnostics", "step": step, **figures})
-                    for w in found:  # CollapseMonitor prints them
-                        _append_jsonl(warn_path, {"step": step, **w})
-                if found and cfg.diagnostics.stop_on_collapse:
-                    stopped = f"stopped at step {step}: collapse ({found[0].get('message', found[0])})"
-                    last = True
-
-            if step % tc.checkpoint_every == 0 or last:
-                checkpoint(step)
-            t0 += time.perf_counter() - paused
-            bar.update(1)
-            if last:
-                break
-        bar.close()
-        if dist.is_main():
-            (run_dir / "DONE").write_text(stopped or "finished\n")
-        dist.barrier()
-        return run_dir
-    finally:
-        torch.use_deterministic_algorithms(was_deterministic)
-        if device.type == "cpu":
-            torch.set_flush_denormal(False)  # torch's default; the caller's process is left as found
-        if lock is not None:
-            lock.unlink(missing_ok=True)
+            bar.set_postfix(loss=f"{row['loss']:.4f}", clips_s=f"{row['clips_per_s']:.1f}")
+            if self.callback is not None:
+                self.callback(row)
+        return row
 
 
-# ----------------------------------------------------------------------------------- notebooks
-class LiveLossPlot:
-    """Loss-vs-step curves of several runs in one matplotlib figure, redrawn while they train.
+class TrainingMonitor:
+    """Collapse figures on a fixed held-out batch (`workbench.diagnostics`), written as
+    ``kind: "diagnostics"`` rows; warnings go to warnings.jsonl; ``check`` returns a stop
+    message when ``diagnostics.stop_on_collapse`` and a warning fired."""
 
-    ``live.callback(label)`` is a ``pretrain`` callback; ``live.show(label, run_dir)`` draws a
-    finished (or reused) run from its metrics.jsonl. Redraws at most every ``every_s`` seconds.
-    """
+    def __init__(self, cfg: RunConfig, folder: runs.RunFolder, data: TrainingData, device: torch.device):
+        from workbench.diagnostics import CollapseMonitor, held_out_batch
 
-    def __init__(self, every_s: float = 2.0):
-        import matplotlib.pyplot as plt
+        self.cfg, self.folder = cfg, folder
+        self.monitor = CollapseMonitor(cfg.diagnostics, folder.dir.name)
+        batch = held_out_batch(cfg, data.store)
+        mel = data.pipeline.frontend(torch.cat([w.to(device) for w in batch.views], dim=0))
+        self.views, self.tracks = list(mel.split(batch.views[0].shape[0], dim=0)), batch.track_idx
 
-        self.fig, self.ax = plt.subplots(figsize=(7, 3.5))
-        plt.close(self.fig)  # shown through the display handle only
-        self.curves: dict[str, tuple[list[int], list[float]]] = {}
-        self.every_s, self.last, self.handle = every_s, 0.0, None
+    def check(self, step: int, method: Method, precision: Precision) -> str | None:
+        from workbench.diagnostics import compute_diagnostics
 
-    def callback(self, label: str) -> Callable[[dict], None]:
-        def add(row: dict) -> None:
-            steps, losses = self.curves.setdefault(label, ([], []))
-            steps.append(row["step"])
-            losses.append(row["loss"])
-            if time.time() - self.last > self.every_s:
-                self.draw()
-        return add
-
-    def show(self, label: str, run_dir: str | os.PathLike) -> None:
-        df = read_metrics(run_dir)
-        df = df[df["kind"] == "train"]
-        self.curves[label] = (list(df["step"]), list(df["loss"]))
-        self.draw()
-
-    def draw(self) -> None:
-        from IPython.display import display
-
-        self.ax.clear()
-        for label, (steps, losses) in self.curves.items():
-            self.ax.plot(steps, losses, label=label)
-        self.ax.set(xlabel="step", ylabel="training loss", title="pretraining loss (each method its own scale)")
-        self.ax.set_yscale("symlog", linthresh=1.0)
-        if self.curves:
-            self.ax.legend(loc="upper right", fontsize=8)
-        if self.handle is None:
-            self.handle = display(self.fig, display_id=True)
-        else:
-            self.handle.update(self.fig)
-        self.last = time.time()
+        with precision.autocast():  # no_grad, modes and BatchNorm buffers are handled (and restored) there
+            figures = {k: float(v) for k, v in compute_diagnostics(method, self.views, self.tracks).items()}
+        found = self.monitor.check(step, figures)  # prints them
+        self.folder.log({"kind": "diagnostics", "step": step, **figures})
+        for w in found:
+            self.folder.warn({"step": step, **w})
+        if found and self.cfg.diagnostics.stop_on_collapse:
+            return f"stopped at step {step}: collapse ({found[0].get('message', found[0])})"
+        return None

@@ -12,7 +12,7 @@ AdamW step (forward, backward, clip, step, EMA where the method has one):
 - reference (deezer/multi-view-ssl-benchmark's structure): for each view, the mel front end and
   the backbone are called separately, and each forward copies the embedding norms to the host
   (``.cpu()``, the release's logging); the loss reads ``.item()`` inside. For SimCLR the
-  release's NT-Xent (an (N, N, D) broadcast of cosine similarities, PAPER.md 7) is used.
+  release's NT-Xent (an (N, N, D) broadcast of cosine similarities, docs/paper.md 7) is used.
 
 A clip is one 4 s view through the backbone. Model FLOPs are counted once with
 ``torch.utils.flop_counter.FlopCounterMode`` over our forward + backward (the same model

@@ -48,11 +48,19 @@ class ViewSampler:
     peak-normalised in the store, so relative to the track's peak) gets new
     placements (same track) up to ``max_redraws`` times. Reproducible from ``seed``;
     `state_dict` / `load_state_dict` resume the exact sequence of batches.
+
+    Distributed (``rank``, ``world``): every rank holds the same ``seed``, so every rank draws
+    the same GLOBAL batch (tracks and placements) and gathers only its slice of rows
+    ``[rank B/W, (rank + 1) B/W)``; no track appears on two ranks in one step while the pool
+    has at least B tracks. Silence redraws, which only the owning rank can see, use a second
+    generator seeded per rank, so they never desynchronise the shared one.
     """
 
     def __init__(self, store: AudioStore, indices: np.ndarray | list[int], n_views: int = 2, duration: float = 4.0,
                  min_gap: float = 4.0, reject_silence: bool = True, silence_db: float = -50.0, seed: int = 0,
-                 max_redraws: int = 5):
+                 max_redraws: int = 5, rank: int = 0, world: int = 1):
+        if not 0 <= rank < world:
+            raise ValueError(f"ViewSampler: rank {rank} outside a world of {world} processes")
         if n_views < 2:
             raise ValueError(f"ViewSampler: n_views must be at least 2 (multi-view SSL), got {n_views}")
         if not duration > 0:
@@ -88,13 +96,18 @@ class ViewSampler:
                           f"{self.span_samples / sr:.1f} s that {self.n_views} views of {self.duration} s with a "
                           f"{self.min_gap} s gap need; they are left out", stacklevel=2)
         self.indices = indices[fits]
-        self.rng = np.random.default_rng(seed)
+        self.rank, self.world = int(rank), int(world)
+        self.rng = np.random.default_rng(seed)  # the same on every rank: the global batch
+        self.redraw_rng = np.random.default_rng([seed, rank])  # this rank's silence redraws
 
     @classmethod
-    def from_config(cls, store: AudioStore, indices: np.ndarray | list[int], cfg: RunConfig) -> "ViewSampler":
+    def from_config(cls, store: AudioStore, indices: np.ndarray | list[int], cfg: RunConfig,
+                    seed: int | None = None, rank: int = 0, world: int = 1) -> "ViewSampler":
+        """A sampler with ``cfg.views`` and ``cfg.audio``; ``seed`` defaults to ``cfg.train.seed``."""
         return cls(store, indices, n_views=cfg.views.n_views, duration=cfg.audio.segment_seconds,
                    min_gap=cfg.views.min_gap, reject_silence=cfg.views.reject_silence,
-                   silence_db=cfg.views.silence_db, seed=cfg.train.seed)
+                   silence_db=cfg.views.silence_db, seed=cfg.train.seed if seed is None else seed,
+                   rank=rank, world=world)
 
     def _tracks(self, batch_size: int) -> np.ndarray:
         n = self.indices.size
@@ -106,7 +119,7 @@ class ViewSampler:
         order = np.concatenate([self.rng.permutation(n) for _ in range(reps)])[:batch_size]
         return self.indices[order]
 
-    def _placements(self, track_idx: np.ndarray) -> np.ndarray:
+    def _placements(self, track_idx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Starts (B, V) in samples, uniform over valid placements, views in shuffled order."""
         b, v = track_idx.size, self.n_views
         slack = self.store.lengths[track_idx] - self.span_samples  # R >= 0, (B,)
@@ -114,13 +127,13 @@ class ViewSampler:
         chosen = np.empty((b, v), dtype=np.int64)
         for k in range(v):
             j = pool - v + k  # (B,)
-            t = self.rng.integers(0, j + 1)
+            t = rng.integers(0, j + 1)
             taken = (chosen[:, :k] == t[:, None]).any(axis=1)
             chosen[:, k] = np.where(taken, j, t)
         chosen.sort(axis=1)
         step = np.arange(v, dtype=np.int64)
         starts = chosen - step + step * (self.segment_samples + self.gap_samples)
-        return self.rng.permuted(starts, axis=1)
+        return rng.permuted(starts, axis=1)
 
     def _gather(self, track_idx: np.ndarray, starts: np.ndarray) -> np.ndarray:
         """track_idx (B,), starts (B, V) -> (V, B, S): view-major, so each view is contiguous."""
@@ -134,23 +147,28 @@ class ViewSampler:
         return (20 * np.log10(np.maximum(rms, 1e-12)) < self.silence_db).any(axis=0)
 
     def sample(self, batch_size: int) -> ViewBatch:
-        if batch_size < 1:
-            raise ValueError(f"ViewSampler.sample: batch_size must be >= 1, got {batch_size}")
+        """This rank's rows of a global batch of ``batch_size`` examples (all of it when world is 1)."""
+        if batch_size < 1 or batch_size % self.world:
+            raise ValueError(f"ViewSampler.sample: batch_size must be a positive multiple of the {self.world} "
+                             f"processes, got {batch_size}")
         track_idx = self._tracks(batch_size)
-        starts = self._placements(track_idx)
+        starts = self._placements(track_idx, self.rng)
+        local = slice(self.rank * batch_size // self.world, (self.rank + 1) * batch_size // self.world)
+        track_idx, starts = track_idx[local], starts[local]
         audio = self._gather(track_idx, starts)  # (V, B, S)
         if self.reject_silence:
             for _ in range(self.max_redraws):
                 bad = np.flatnonzero(self._silent(audio))
                 if bad.size == 0:
                     break
-                starts[bad] = self._placements(track_idx[bad])
+                starts[bad] = self._placements(track_idx[bad], self.redraw_rng)
                 audio[:, bad] = self._gather(track_idx[bad], starts[bad])
         views = [torch.from_numpy(audio[k]) for k in range(self.n_views)]
         return ViewBatch(views=views, track_idx=torch.from_numpy(track_idx), starts=torch.from_numpy(starts))
 
     def state_dict(self) -> dict[str, Any]:
-        return {"rng": self.rng.bit_generator.state, "n_tracks": int(self.indices.size),
+        return {"rng": self.rng.bit_generator.state, "redraw_rng": self.redraw_rng.bit_generator.state,
+                "n_tracks": int(self.indices.size),
                 "segment_samples": self.segment_samples, "gap_samples": self.gap_samples}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -160,6 +178,7 @@ class ViewSampler:
             raise ValueError(f"ViewSampler.load_state_dict: state of a sampler with (tracks, segment, gap) "
                              f"= {theirs}, this one has {mine}")
         self.rng.bit_generator.state = state["rng"]
+        self.redraw_rng.bit_generator.state = state["redraw_rng"]
 
     def __repr__(self) -> str:
         return (f"ViewSampler({self.indices.size} tracks, n_views={self.n_views}, duration={self.duration} s, "

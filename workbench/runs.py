@@ -1,0 +1,304 @@
+"""Run folders: names, the writer's lock, atomic writes, metrics rows, checkpoints, resume, loading.
+
+A pretraining run lives in ``data_dir()/runs/<run_name(cfg)>/``:
+
+- ``config.json``: the run config (`workbench.config.to_dict`); also inside every checkpoint;
+- ``metrics.jsonl``: one row per log interval (``kind: "train"``: step, loss and its terms, lr,
+  EMA momentum, temperatures, grad_norm, clips_per_s) and per diagnostics call
+  (``kind: "diagnostics"``); ``warnings.jsonl``: collapse warnings;
+- ``checkpoint.pt``: the latest state (model with EMA teacher and DINO center, optimiser, step,
+  every random generator), written atomically and synced; ``DONE`` once finished;
+- ``lock`` while a process writes the folder (pid and host; a dead holder's lock is stale).
+
+The trainer (`workbench.train`) writes a folder through `RunFolder`; evaluation, embeddings,
+diagnostics and notebooks read it with `load_run`, `load_encoder`, `read_metrics` and
+`ensure_run`, and never import the trainer themselves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import time
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from workbench import dist
+from workbench.config import RunConfig, data_dir, from_dict, to_dict
+
+if TYPE_CHECKING:
+    from workbench.methods import Method
+
+# What determines the weights of a run: the run name hashes these sections, and --resume
+# compares them (evaluation and probe settings may change between a cut and its resume).
+TRAINING_SECTIONS = ("audio", "corpus", "data", "views", "encoder", "method", "train", "diagnostics")
+
+
+class RunLockedError(RuntimeError):
+    """Another live process writes this run folder."""
+
+
+class DamagedCheckpointError(RuntimeError):
+    """A checkpoint file that cannot be read back (truncated, overwritten, not a checkpoint)."""
+
+
+# ----------------------------------------------------------------------------------- names, device
+def training_hash(cfg: RunConfig, length: int = 10) -> str:
+    """Hash of the sections that determine the weights (`TRAINING_SECTIONS`)."""
+    blob = json.dumps({k: to_dict(getattr(cfg, k)) for k in TRAINING_SECTIONS}, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:length]
+
+
+def run_name(cfg: RunConfig) -> str:
+    """``<profile>-<dataset>-<method>-<fidelity>[-<variant>]-<hash>``; the hash covers what
+    changes training (not the probe or evaluation settings, so evaluating differently reuses the
+    run); ``variant`` names a deliberate departure (``cfg.method.variant``, e.g. notebook 03's
+    collapse runs) so such a run never reads like the method's own."""
+    dataset = cfg.data.dataset + (f"-{cfg.data.variant}" if cfg.data.variant else "")
+    variant = f"-{cfg.method.variant}" if cfg.method.variant else ""
+    return f"{cfg.profile}-{dataset}-{cfg.method.name}-{cfg.method.fidelity}{variant}-{training_hash(cfg)}"
+
+
+def runs_dir() -> Path:
+    return data_dir() / "runs"
+
+
+def device(cfg: RunConfig) -> torch.device:
+    """The device of ``cfg.train.device`` (``auto``: CUDA when present); under torchrun on CUDA,
+    this process's local GPU."""
+    name = cfg.train.device
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and dist.is_distributed():
+        return torch.device("cuda", dist.local_rank())
+    return torch.device(name)
+
+
+# ----------------------------------------------------------------------------------- atomic writes
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
+    """``write(tmp)`` then fsync and rename over ``path``, then fsync the folder: a reader sees
+    the old file or the whole new one, after a killed process and after a power cut alike."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems cannot sync a directory
+        pass
+    finally:
+        os.close(fd)
+    return path
+
+
+def save_torch(obj: Any, path: str | os.PathLike) -> Path:
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+    return atomic_write(path, write)
+
+
+def save_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def append_jsonl(path: Path, row: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def _trim_jsonl(path: Path, last_step: int) -> None:
+    """Keep the rows of steps <= ``last_step`` (the rows of steps a resume redoes go)."""
+    if path.exists():
+        rows = [r for r in path.read_text().splitlines() if r.strip()]
+        save_text(path, "".join(r + "\n" for r in rows if json.loads(r)["step"] <= last_step))
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """A checkpoint on CPU (tensors only); a damaged file is named, not a bare OSError."""
+    path = Path(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as err:
+        raise DamagedCheckpointError(f"checkpoint {path} is damaged ({type(err).__name__}: {err}); "
+                                     f"it cannot be resumed or loaded: delete the run folder "
+                                     f"{path.parent} and train again") from None
+
+
+# ----------------------------------------------------------------------------------- the lock
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def acquire_lock(run_dir: Path) -> Path:
+    """Create ``run_dir/lock`` (pid, host) exclusively; a lock of a dead pid on this host is stale."""
+    lock = run_dir / "lock"
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                owner = json.loads(lock.read_text() or "{}")
+            except (OSError, json.JSONDecodeError):
+                owner = {}
+            pid, host = int(owner.get("pid", -1)), owner.get("host")
+            if host == me["host"] and pid > 0 and not _pid_alive(pid):
+                warnings.warn(f"removing stale lock of dead process {pid} in {run_dir}")
+                lock.unlink(missing_ok=True)
+                continue
+            raise RunLockedError(f"run folder {run_dir} is locked by process {pid} on {host} "
+                                 f"(file {lock}); another run is writing it. Wait for it, or delete "
+                                 f"the lock if that process is gone.") from None
+        with os.fdopen(fd, "w") as f:
+            json.dump(me, f)
+        return lock
+    raise RunLockedError(f"could not take the lock of {run_dir}")
+
+
+# ----------------------------------------------------------------------------------- the writer
+class RunFolder:
+    """What the trainer writes into one run folder. ``with RunFolder(dir).open(cfg, resume,
+    world) as ckpt:`` takes the lock (main process), checks a resume and returns the checkpoint
+    to restore (None for a fresh run), and releases the lock on the way out, whatever happens."""
+
+    def __init__(self, run_dir: Path):
+        self.dir = Path(run_dir)
+        self.checkpoint_path = self.dir / "checkpoint.pt"
+        self.metrics_path = self.dir / "metrics.jsonl"
+        self.warnings_path = self.dir / "warnings.jsonl"
+        self._lock: Path | None = None
+
+    def __enter__(self) -> "RunFolder":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._lock is not None:
+            self._lock.unlink(missing_ok=True)
+            self._lock = None
+
+    def open(self, cfg: RunConfig, resume: bool, world: int) -> dict | None:
+        """Lock, check and prepare the folder; the checkpoint to resume from, or None."""
+        if dist.is_main():
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self._lock = acquire_lock(self.dir)
+        ckpt = self._resume_checkpoint(cfg, world) if resume else None
+        if dist.is_main():
+            if ckpt is None:
+                if self.checkpoint_path.exists() or (self.dir / "DONE").exists():
+                    raise FileExistsError(f"run folder {self.dir} already holds a run; pass resume=True "
+                                          f"(--resume), use ensure_run, or choose another name")
+                for p in (self.metrics_path, self.warnings_path):
+                    p.unlink(missing_ok=True)
+            else:  # the rows of steps about to be redone go
+                for p in (self.metrics_path, self.warnings_path):
+                    _trim_jsonl(p, int(ckpt["step"]))
+            save_text(self.dir / "config.json", json.dumps(to_dict(cfg), indent=2))
+            self.warnings_path.touch()
+        dist.barrier()
+        return ckpt
+
+    def _resume_checkpoint(self, cfg: RunConfig, world: int) -> dict:
+        if not self.checkpoint_path.exists():
+            raise FileNotFoundError(f"cannot resume: no checkpoint in {self.dir}")
+        ckpt = load_checkpoint(self.checkpoint_path)
+        saved = from_dict(ckpt["config"])
+        if training_hash(saved) != training_hash(cfg):
+            changed = [k for k in TRAINING_SECTIONS if to_dict(getattr(saved, k)) != to_dict(getattr(cfg, k))]
+            raise ValueError(f"cannot resume {self.dir}: the training settings differ from the saved ones "
+                             f"(sections {', '.join(changed)}); use another name")
+        if ckpt.get("world_size", 1) != world:
+            raise ValueError(f"cannot resume {self.dir}: saved with {ckpt.get('world_size')} processes, now {world}")
+        return ckpt
+
+    def log(self, row: dict) -> None:
+        if dist.is_main():
+            append_jsonl(self.metrics_path, row)
+
+    def warn(self, row: dict) -> None:
+        if dist.is_main():
+            append_jsonl(self.warnings_path, row)
+
+    def save_checkpoint(self, state: dict) -> None:
+        if dist.is_main():
+            save_torch(state, self.checkpoint_path)
+
+    def last_good(self) -> str:
+        """The last checkpoint kept, for error messages."""
+        if not self.checkpoint_path.exists():
+            return "none written yet"
+        return f"{self.checkpoint_path} (step {load_checkpoint(self.checkpoint_path)['step']})"
+
+    def finish(self, message: str | None) -> None:
+        if dist.is_main():
+            save_text(self.dir / "DONE", message or "finished\n")
+        dist.barrier()
+
+
+# ----------------------------------------------------------------------------------- readers
+def ensure_run(cfg: RunConfig, progress: bool = True, callback: Callable[[dict], None] | None = None) -> Path:
+    """The finished run folder of ``cfg``: reused when it has ``DONE``, resumed when it has a
+    checkpoint, trained otherwise."""
+    from workbench.train import pretrain  # the one reader that may start training
+
+    run_dir = runs_dir() / run_name(cfg)
+    if (run_dir / "DONE").exists():
+        return run_dir
+    return pretrain(cfg, resume=(run_dir / "checkpoint.pt").exists(), progress=progress, callback=callback)
+
+
+def load_run(run_dir: str | os.PathLike) -> tuple[RunConfig, "Method"]:
+    """(config, method with the weights of the latest checkpoint), on CPU, in eval mode."""
+    from workbench.methods import build_method
+
+    path = Path(run_dir) / "checkpoint.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint in run folder {run_dir}")
+    ckpt = load_checkpoint(path)
+    cfg = from_dict(ckpt["config"])
+    method = build_method(cfg)
+    method.load_state_dict(ckpt["model"])
+    method.step = int(ckpt["step"])
+    return cfg, method.eval()
+
+
+def load_encoder(run_dir: str | os.PathLike) -> tuple[nn.Module, RunConfig]:
+    """(student backbone in eval mode, config) of a run folder."""
+    cfg, method = load_run(run_dir)
+    return method.encoder.eval(), cfg
+
+
+def read_metrics(run_dir: str | os.PathLike):
+    """metrics.jsonl as a pandas DataFrame (rows of every ``kind``; empty if none yet)."""
+    import pandas as pd
+
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return pd.DataFrame()
+    return pd.DataFrame([json.loads(line) for line in path.read_text().splitlines() if line.strip()])

@@ -179,3 +179,98 @@ def test_non_finite_step_skipped_when_asked(smoke_cfg, smoke_store, monkeypatch)
             assert torch.equal(after_2[k], v), k
     with pytest.raises(ValueError, match="train.nonfinite"):
         train.pretrain(_cfg(smoke_cfg, "train.nonfinite=ignore"), name="bad", progress=False)
+
+
+def test_clip_rules_global_and_per_parameter():
+    """Global: one norm over all gradients; per-parameter (DINO's utils.clip_gradients): each
+    gradient to norm max_norm on its own; the returned norm is the global one before clipping."""
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+
+    def grads(scale):
+        for i, p in enumerate(net.parameters()):
+            p.grad = torch.full_like(p, float(i + 1) * scale)
+        return [p.grad.clone() for p in net.parameters()]
+
+    class Holder(torch.nn.Module):
+        clip_rule = "global"
+
+        def __init__(self):
+            super().__init__()
+            self.net = net
+
+    h = Holder()
+    before = grads(10.0)
+    total = torch.linalg.vector_norm(torch.stack([g.norm() for g in before]))
+    got = train.clip_gradients(h, 3.0, "global")
+    torch.testing.assert_close(got, total)
+    for p, g in zip(net.parameters(), before):
+        torch.testing.assert_close(p.grad, g * 3.0 / (total + 1e-6))
+    before = grads(10.0)
+    train.clip_gradients(h, 3.0, "per-parameter")
+    for p, g in zip(net.parameters(), before):
+        torch.testing.assert_close(p.grad.norm(), torch.tensor(3.0), rtol=1e-5, atol=1e-5)
+    before = grads(1e-3)  # below the threshold: untouched
+    train.clip_gradients(h, 3.0, "per-parameter")
+    assert all(torch.equal(p.grad, g) for p, g in zip(net.parameters(), before))
+    before = grads(10.0)
+    train.clip_gradients(h, 3.0, "none")
+    assert all(torch.equal(p.grad, g) for p, g in zip(net.parameters(), before))
+
+
+def test_clip_rule_follows_the_fidelity(smoke_cfg):
+    rules = {(m, f): build_method(apply_overrides(smoke_cfg, [f"method.name={m}", f"method.fidelity={f}"])).clip_rule
+             for m in ("simclr", "dino") for f in ("reference", "paper-code")}
+    assert rules == {("simclr", "reference"): "none", ("dino", "reference"): "per-parameter",
+                     ("simclr", "paper-code"): "global", ("dino", "paper-code"): "global"}
+
+
+def test_lars_trust_ratio_against_a_hand_computation():
+    w = torch.nn.Parameter(torch.tensor([[3.0, 4.0]]))  # ||w|| = 5
+    b = torch.nn.Parameter(torch.tensor([1.0]))
+    w.grad, b.grad = torch.tensor([[0.0, 1.0]]), torch.tensor([2.0])
+    opt = train.LARS([{"params": [w], "weight_decay": 0.5}, {"params": [b], "weight_decay": 0.0}], lr=0.1,
+                     momentum=0.9, eta=1e-3)
+    opt.step()
+    d = torch.tensor([[0.0, 1.0]]) + 0.5 * torch.tensor([[3.0, 4.0]])  # g + wd w = [1.5, 3]
+    trust = 1e-3 * 5.0 / d.norm()
+    torch.testing.assert_close(w.detach(), torch.tensor([[3.0, 4.0]]) - 0.1 * trust * d)
+    torch.testing.assert_close(b.detach(), torch.tensor([1.0 - 0.1 * 2.0]))  # vectors: no adaptation, no decay
+
+
+def test_precision_is_checked(smoke_cfg):
+    with pytest.raises(ValueError, match="train.precision is 'fp8'"):
+        train.pretrain(_cfg(smoke_cfg, "train.precision=fp8"), name="bad-precision", progress=False)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
+            train.pretrain(_cfg(smoke_cfg, "train.precision=fp16"), name="bad-precision", progress=False)
+
+
+def test_a_damaged_checkpoint_is_named(smoke_cfg, smoke_store):
+    cfg = _cfg(smoke_cfg, "train.steps=2", "train.checkpoint_every=1", "diagnostics.every=0")
+    run = train.pretrain(cfg, name="damaged", progress=False)
+    ckpt = run / "checkpoint.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])
+    (run / "DONE").unlink()
+    with pytest.raises(runs.DamagedCheckpointError, match=f"checkpoint {ckpt} is damaged"):
+        train.pretrain(cfg, name="damaged", resume=True, progress=False)
+    assert not (run / "lock").exists()
+
+
+def test_resume_after_an_evaluation_setting_changed_and_warnings_trimmed(smoke_cfg, smoke_store):
+    cfg = _cfg(smoke_cfg, "train.steps=4", "train.checkpoint_every=2", "diagnostics.every=1")
+
+    def kill_at_3(row):
+        if row["step"] == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train.pretrain(cfg, name="resume-eval", progress=False, callback=kill_at_3)
+    run = runs.runs_dir() / "resume-eval"
+    (run / "warnings.jsonl").write_text(json.dumps({"step": 3, "figure": "x"}) + "\n"
+                                         + json.dumps({"step": 1, "figure": "y"}) + "\n")
+    changed = apply_overrides(cfg, ["probe.hidden=7", "eval.bootstrap_resamples=10"])
+    train.pretrain(changed, name="resume-eval", resume=True, progress=False)  # the weights do not depend on them
+    assert {"step": 3, "figure": "x"} not in [json.loads(l) for l in (run / "warnings.jsonl").read_text().splitlines()]
+    (run / "DONE").unlink()
+    with pytest.raises(ValueError, match="sections train"):
+        train.pretrain(apply_overrides(cfg, ["train.lr=0.5"]), name="resume-eval", resume=True, progress=False)

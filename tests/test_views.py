@@ -161,3 +161,33 @@ def test_chunk_track(as_tensor):
         chunk_track(x, 4, last="wrap")
     with pytest.raises(ValueError, match=r"\(S,\)"):
         chunk_track(x.reshape(2, 5), 4)
+
+
+def test_ranks_share_one_global_batch_and_never_repeat_a_track(store):
+    """Every rank draws the same global batch and keeps its slice: the slices put together are
+    the one-process batch, and no track sits on two ranks while the pool has B tracks."""
+    world, batch = 4, 16  # 20 eligible tracks >= 16
+    whole = _sampler(store, seed=3, reject_silence=False)
+    ranks = [_sampler(store, seed=3, reject_silence=False, rank=r, world=world) for r in range(world)]
+    for _ in range(5):
+        ref = whole.sample(batch)
+        parts = [s.sample(batch) for s in ranks]
+        tracks = torch.cat([p.track_idx for p in parts])
+        assert torch.equal(tracks, ref.track_idx)
+        assert torch.equal(torch.cat([p.starts for p in parts]), ref.starts)
+        assert len(set(tracks.tolist())) == batch  # no track on two ranks
+    with pytest.raises(ValueError, match="multiple of the 4 processes"):
+        ranks[0].sample(10)
+    with pytest.raises(ValueError, match="rank 4 outside"):
+        _sampler(store, rank=4, world=4)
+
+
+def test_silence_redraws_do_not_desynchronise_ranks(store):
+    """A redraw only the owning rank sees uses its own generator: the next global batch is the same
+    on every rank."""
+    ranks = [ViewSampler(store, store.indices("other").tolist() + store.indices("pool")[:3].tolist(), seed=1,
+                         rank=r, world=2) for r in range(2)]
+    for _ in range(4):
+        for s in ranks:
+            s.sample(4)
+    assert ranks[0].rng.bit_generator.state == ranks[1].rng.bit_generator.state

@@ -1,0 +1,42 @@
+"""Configuration: profiles as data, overrides that refuse what they do not understand, the CLI's
+one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from workbench.config import PROFILES, apply_overrides, for_method, load_profile
+
+
+def test_profiles_are_data_and_change_sizes_only():
+    assert set(PROFILES) == {"paper", "demo", "smoke"} and PROFILES["paper"] == {}
+    demo = load_profile("demo")
+    assert demo.encoder.width == PROFILES["demo"]["encoder"]["width"] and demo.profile == "demo"
+    with pytest.raises(ValueError, match="unknown profile 'tiny'"):
+        load_profile("tiny")
+
+
+@pytest.mark.parametrize("word,value", [("true", True), ("off", False), ("1", True), ("no", False)])
+def test_bool_overrides(word, value):
+    assert apply_overrides(load_profile("smoke"), [f"train.compile={word}"]).train.compile is value
+
+
+def test_a_misspelt_bool_is_refused():
+    with pytest.raises(ValueError, match=r"override 'train.compile=flase': expected true or false, got 'flase'"):
+        apply_overrides(load_profile("smoke"), ["train.compile=flase"])
+
+
+def test_for_method():
+    cfg = for_method(load_profile("smoke"), "byol", use_predictor=False)
+    assert cfg.method.name == "byol" and cfg.method.use_predictor is False
+
+
+def test_cli_user_error_is_one_line_and_exit_2(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "workbench", "pretrain", "--profile", "smoke", "--method", "simclr",
+                          "--set", "train.compile=flase"], capture_output=True, text=True,
+                         env={"WORKBENCH_DATA": str(tmp_path), "PATH": "/usr/bin:/bin"}, timeout=120)
+    assert out.returncode == 2
+    assert out.stderr.strip() == "error: override 'train.compile=flase': expected true or false, got 'flase'"

@@ -274,3 +274,9 @@ def test_resume_after_an_evaluation_setting_changed_and_warnings_trimmed(smoke_c
     (run / "DONE").unlink()
     with pytest.raises(ValueError, match="sections train"):
         train.pretrain(apply_overrides(cfg, ["train.lr=0.5"]), name="resume-eval", resume=True, progress=False)
+
+
+def test_notebook_03_budget_does_not_rename_the_main_runs(smoke_cfg):
+    """diagnostics.collapse_steps / collapse_lr only size notebook 03's own runs."""
+    assert runs.run_name(apply_overrides(smoke_cfg, ["diagnostics.collapse_steps=7"])) == runs.run_name(smoke_cfg)
+    assert runs.run_name(apply_overrides(smoke_cfg, ["diagnostics.every=3"])) != runs.run_name(smoke_cfg)

@@ -259,7 +259,9 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                        dino_hidden_dims=(512,), dino_bottleneck=128, warmup_teacher_temp_epochs=2),
         "train": dict(batch_size=32, steps=200, steps_per_epoch=40, warmup_steps=20, lr=1e-3,
                       log_every=10, checkpoint_every=50, precision="fp32"),
-        "diagnostics": dict(every=25, held_out_batch=64),
+        # notebook 03's five collapse runs: 100 steps each (every flag it checks fires by step 50
+        # of a 200-step run), so the notebook costs about 5 min instead of 9 on 2 cores
+        "diagnostics": dict(every=25, held_out_batch=64, collapse_steps=100),
         "probe": dict(max_epochs=60, patience=8),
         "eval": dict(bootstrap_resamples=1000, supervised_epochs=30),  # 30 x 7 steps: the SSL runs' 200-step budget
     },

@@ -1,6 +1,7 @@
 """Training and diagnostic figures (result figures are in `workbench.plots`): what notebooks
 02_pretraining, 03_collapse and 04_umap call.
 
+01_augmentations: named clips as waveform, log-mel and audio player (`preview`).
 02_pretraining: loss curves of several runs redrawn while they train (`LiveLossPlot`).
 
 03_collapse: the deliberate collapses beside their healthy twins (`collapse_configs`), a fixed
@@ -24,13 +25,13 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from workbench.config import DiagnosticsConfig
 from workbench.diagnostics import held_out_batch, read_warnings, singular_values
 
 __all__ = [
-    "LiveLossPlot", "collapse_configs", "held_out_views", "run_spectra", "plot_training_diagnostics", "plot_spectra",
+    "preview", "LiveLossPlot", "collapse_configs", "held_out_views", "run_spectra", "plot_training_diagnostics", "plot_spectra",
     "segment_similarity_by_distance", "family_labels", "umap_coordinates", "plot_maps", "nearest_neighbours",
 ]
 
@@ -263,6 +264,56 @@ def nearest_neighbours(x: np.ndarray, query: int, k: int = 3) -> tuple[np.ndarra
     sim[query] = -np.inf
     order = np.argsort(-sim)[:k]
     return order, sim[order]
+
+
+# ----------------------------------------------------------------------------------- 01_augmentations
+def preview(clips: dict[str, Tensor], sample_rate: int, frontend: nn.Module | None = None, players: bool = True):
+    """Show named clips one row each: waveform and log-mel side by side, then audio players.
+
+    A value is a waveform (S,) (its mel comes from ``frontend``) or a mel (1, F, T) / (F, T)
+    (spectrogram augmentations: no waveform, no player). Returns the matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+    from IPython.display import Audio, HTML, display
+
+    clips = {name: clip.detach().float().cpu() for name, clip in clips.items()}
+    with torch.no_grad():
+        mels = {name: (c if c.dim() > 1 else frontend(c[None])[0] if frontend is not None else None)
+                for name, c in clips.items()}
+    shown = [m for m in mels.values() if m is not None]
+    top = max(m.max().item() for m in shown) if shown else 0.0  # one colour scale: levels compare
+    has_wave = any(c.dim() == 1 for c in clips.values())
+    fig, axes = plt.subplots(len(clips), 2 if has_wave else 1, figsize=(11 if has_wave else 6.5, 1.9 * len(clips)),
+                             squeeze=False, gridspec_kw={"width_ratios": [1, 1.3]} if has_wave else None)
+    for (name, clip), row in zip(clips.items(), axes):
+        ax_mel = row[-1]
+        if has_wave and clip.dim() == 1:
+            t = torch.arange(clip.numel()) / sample_rate
+            peak = max(clip.abs().max().item(), 1e-3)
+            row[0].plot(t.numpy(), clip.numpy(), lw=0.3)
+            row[0].set_xlim(0, t[-1].item())
+            row[0].set_ylim(-1.05 * peak, 1.05 * peak)
+        elif has_wave:
+            row[0].axis("off")
+        row[0].set_title(name, fontsize=9, loc="left")
+        if mels[name] is not None:
+            ax_mel.imshow(mels[name].reshape(-1, mels[name].shape[-1]).numpy(), origin="lower", aspect="auto",
+                          cmap="magma", vmin=top - 80.0, vmax=top)
+        ax_mel.set_xticks([])
+        ax_mel.set_yticks([])
+    if has_wave:
+        axes[-1, 0].set_xlabel("seconds")
+    axes[-1, -1].set_xlabel("log-mel, time → (frequency ↑), one colour scale for all rows")
+    fig.tight_layout()
+    display(fig)
+    plt.close(fig)
+    if players:
+        for name, clip in clips.items():
+            if clip.dim() == 1:
+                wave = clip.detach().float().cpu().numpy()
+                # keep loudness audible (gain); rescale only what would clip
+                display(HTML(f"<b>{name}</b>"), Audio(wave, rate=sample_rate, normalize=bool(abs(wave).max() > 1)))
+    return fig
 
 
 # ----------------------------------------------------------------------------------- 02_pretraining

@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 # What determines the weights of a run: the run name hashes these sections, and --resume
 # compares them (evaluation and probe settings may change between a cut and its resume).
 TRAINING_SECTIONS = ("audio", "corpus", "data", "views", "encoder", "method", "train", "diagnostics")
+# ... less the settings that never change a run's weights: notebook 03's budget for the collapse
+# runs it derives (`diagnostic_plots.collapse_configs` turns them into those runs' train settings).
+NOT_TRAINING = {"diagnostics": ("collapse_steps", "collapse_lr")}
 
 
 class RunLockedError(RuntimeError):
@@ -50,9 +53,20 @@ class DamagedCheckpointError(RuntimeError):
 
 
 # ----------------------------------------------------------------------------------- names, device
+def training_settings(cfg: RunConfig) -> dict[str, dict]:
+    """{section: settings} of what determines the weights (`TRAINING_SECTIONS` less `NOT_TRAINING`)."""
+    out = {}
+    for section in TRAINING_SECTIONS:
+        values = to_dict(getattr(cfg, section))
+        for key in NOT_TRAINING.get(section, ()):
+            values.pop(key)
+        out[section] = values
+    return out
+
+
 def training_hash(cfg: RunConfig, length: int = 10) -> str:
-    """Hash of the sections that determine the weights (`TRAINING_SECTIONS`)."""
-    blob = json.dumps({k: to_dict(getattr(cfg, k)) for k in TRAINING_SECTIONS}, sort_keys=True).encode()
+    """Hash of `training_settings`: the run name's hash, and what --resume compares."""
+    blob = json.dumps(training_settings(cfg), sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:length]
 
 
@@ -230,7 +244,8 @@ class RunFolder:
         ckpt = load_checkpoint(self.checkpoint_path)
         saved = from_dict(ckpt["config"])
         if training_hash(saved) != training_hash(cfg):
-            changed = [k for k in TRAINING_SECTIONS if to_dict(getattr(saved, k)) != to_dict(getattr(cfg, k))]
+            mine, theirs = training_settings(cfg), training_settings(saved)
+            changed = [k for k in TRAINING_SECTIONS if mine[k] != theirs[k]]
             raise ValueError(f"cannot resume {self.dir}: the training settings differ from the saved ones "
                              f"(sections {', '.join(changed)}); use another name")
         if ckpt.get("world_size", 1) != world:

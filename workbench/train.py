@@ -86,11 +86,12 @@ def pretrain(cfg: RunConfig, name: str | None = None, resume: bool = False, prog
             last = step == tc.steps
             if step % tc.log_every == 0 or step % tc.checkpoint_every == 0 or last:
                 log.flush(step, lr, method.schedule_state(), bar)
-            with log.paused():  # diagnostics and checkpoints do not count in clips/s
-                if monitor is not None and (step % cfg.diagnostics.every == 0 or last):
-                    stopped = monitor.check(step, method, precision)
-                if step % tc.checkpoint_every == 0 or last or stopped:
-                    folder.save_checkpoint(checkpoint_state(cfg, step, method, optimizer, data, precision))
+            paused = time.perf_counter()  # diagnostics and checkpoints do not count in clips/s
+            if monitor is not None and (step % cfg.diagnostics.every == 0 or last):
+                stopped = monitor.check(step, method, precision)
+            if step % tc.checkpoint_every == 0 or last or stopped:
+                folder.save_checkpoint(checkpoint_state(cfg, step, method, optimizer, data, precision))
+            log.exclude(time.perf_counter() - paused)
             bar.update(1)
             if stopped:
                 break
@@ -339,11 +340,9 @@ class IntervalLog:
                             "skipped": torch.tensor(float(skipped), device=loss.device)})
         self.clips += clips
 
-    @contextmanager
-    def paused(self) -> Iterator[None]:
-        start = time.perf_counter()
-        yield
-        self.t0 += time.perf_counter() - start
+    def exclude(self, seconds: float) -> None:
+        """Time spent outside training steps (diagnostics, checkpoints): not counted in clips/s."""
+        self.t0 += seconds
 
     def flush(self, step: int, lr: float, schedule: dict[str, float], bar) -> dict:
         keys = list(self.window[0])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from workbench.evaluate import (LogMelStats, extract_embeddings, limited_data_subsets, load_subsets,
+from workbench.evaluate import (LogMelStats, draws_and_resamples, extract_embeddings, limited_data_subsets, load_subsets,
                                 resolve_source, save_subsets)
 from workbench.metrics import accuracy, tagging_metrics
 from workbench.probe import check_split, train_probe
@@ -54,13 +54,39 @@ def test_probe_errors_name_the_split(smoke_cfg):
         train_probe(x, y, x, y, dataclasses.replace(smoke_cfg.probe, protocol="svm"))
 
 
+def test_uniform_subsets_are_uniform_and_nested():
+    """The paper's rule: every track equally likely at every fraction (no rare-tag bias)."""
+    labels = np.zeros((200, 3), np.uint8)
+    labels[:10, 0] = 1  # a rare tag on 5 % of the tracks
+    counts = np.zeros(200)
+    for seed in range(300):
+        sub = limited_data_subsets(labels, (0.05, 0.2, 1.0), draws=1, seed=seed)
+        assert set(sub[0.05][0]) <= set(sub[0.2][0]) and len(sub[0.05][0]) == 10
+        counts[sub[0.05][0]] += 1
+    assert abs(counts[:10].mean() / counts.mean() - 1) < 0.15  # coverage-first would give rare tracks ~2x
+    cov = sum(labels[limited_data_subsets(labels, (0.05,), 1, seed=s, rule="coverage")[0.05][0], 0].sum() >= 1
+              for s in range(50))
+    assert cov == 50
+    with pytest.raises(ValueError, match="eval.subset_rule is 'stratified'"):
+        limited_data_subsets(labels, (0.05,), 1, rule="stratified")
+
+
+def test_limited_data_interval_includes_draw_variance():
+    rng = np.random.default_rng(0)
+    resamples = [0.7 + 0.01 * rng.standard_normal(1000), 0.8 + 0.01 * rng.standard_normal(1000)]
+    pooled = draws_and_resamples(resamples, rng.integers(0, 2, 1000))
+    averaged = np.mean(resamples, axis=0)  # what was reported before: draw variance averaged away
+    assert np.percentile(pooled, 97.5) - np.percentile(pooled, 2.5) > 0.08
+    assert np.percentile(averaged, 97.5) - np.percentile(averaged, 2.5) < 0.04
+
+
 def test_limited_data_subsets_reproducible_nested_covering(tmp_path):
     rng = np.random.default_rng(0)
     labels = (rng.random((500, 30)) < rng.uniform(0.005, 0.2, 30)).astype(np.uint8)
     fr = (0.01, 0.05, 0.1, 0.2, 1.0)
-    a = limited_data_subsets(labels, fr, draws=4, seed=3)
-    b = limited_data_subsets(labels, fr, draws=4, seed=3)
-    c = limited_data_subsets(labels, fr, draws=4, seed=4)
+    a = limited_data_subsets(labels, fr, draws=4, seed=3, rule="coverage")
+    b = limited_data_subsets(labels, fr, draws=4, seed=3, rule="coverage")
+    c = limited_data_subsets(labels, fr, draws=4, seed=4, rule="coverage")
     assert all(np.array_equal(x, y) for f in fr for x, y in zip(a[f], b[f]))
     assert not np.array_equal(a[0.05][0], c[0.05][0])
     assert len(a[1.0]) == 1 and np.array_equal(a[1.0][0], np.arange(500))

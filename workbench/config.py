@@ -226,6 +226,7 @@ class EvalConfig:
     fractions: tuple[float, ...] = (0.01, 0.05, 0.1, 0.2, 1.0)
     draws: int = 4  # random draws per fraction below 1
     subset_seed: int = 0
+    subset_rule: str = "uniform"  # the paper: uniform at random | "coverage": one positive per tag first
     last_chunk: str = "drop"  # drop | pad: the last partial 4 s chunk of a track
     baselines: tuple[str, ...] = ("random", "handcrafted", "supervised")
     batch_size: int = 64

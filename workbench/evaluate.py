@@ -11,9 +11,13 @@ partial chunk dropped by default, mean-pooled per track, cached on disk by check
 store and split.
 
 Limited data: subsets of the train split are nested within a draw (draw d of 5 % contains draw
-d of 1 %): each draw is one seeded ordering of the train tracks that first takes one random
-positive track of every tag (tags in random order), then the rest at random; the fraction f
-takes the first max(ceil(f N), 2) tracks. Validation and test stay whole.
+d of 1 %): each draw is one seeded ordering of the train tracks and the fraction f takes its first
+max(ceil(f N), 2) tracks. ``eval.subset_rule``: "uniform" (the paper: tracks drawn uniformly at
+random) or "coverage" (one random positive track of every tag first, tags in random order, then
+the rest at random; this over-represents rare-tag tracks at small fractions). Validation and
+test stay whole. The interval of a fraction with several draws covers both sources of
+variation: each bootstrap resample of the test set is paired with one draw picked at random
+(seeded), so draw-to-draw variance widens it (``draw_std`` reports that spread alone).
 """
 
 from __future__ import annotations
@@ -49,19 +53,27 @@ SPLITS = ("train", "valid", "test")
 # Limited data
 
 
+SUBSET_RULES = ("uniform", "coverage")
+
+
 def limited_data_subsets(labels: np.ndarray, fractions: tuple[float, ...], draws: int,
-                         seed: int = 0) -> dict[float, list[np.ndarray]]:
+                         seed: int = 0, rule: str = "uniform") -> dict[float, list[np.ndarray]]:
     """Nested, seeded subsets of the train split, as positions into it.
 
     labels (N, K) multi-label (or (N,) class ids). Returns {fraction: [positions of draw d]};
-    fraction 1.0 has one draw (everything). See the module docstring for the construction.
+    fraction 1.0 has one draw (everything). See the module docstring for the two rules.
     """
+    if rule not in SUBSET_RULES:
+        raise ValueError(f"eval.subset_rule is {rule!r}; expected one of {', '.join(SUBSET_RULES)}")
     labels = np.asarray(labels)
     onehot = labels if labels.ndim == 2 else np.eye(int(labels.max()) + 1, dtype=np.uint8)[labels]
     n = len(onehot)
     orders = []
     for d in range(draws):
         rng = np.random.default_rng([seed, d])
+        if rule == "uniform":
+            orders.append(rng.permutation(n))
+            continue
         first: list[int] = []
         taken = np.zeros(n, bool)
         for k in rng.permutation(onehot.shape[1]):
@@ -80,9 +92,18 @@ def limited_data_subsets(labels: np.ndarray, fractions: tuple[float, ...], draws
     return out
 
 
+def draws_and_resamples(per_draw: list[np.ndarray], pick: np.ndarray) -> np.ndarray:
+    """(R,) values whose spread covers draws and test resampling: resample r of draw pick[r].
+
+    per_draw: D arrays (R,) of one method's bootstrap values, one per limited-data draw (the same
+    test resamples for every draw); pick (R,) draw indices in [0, D)."""
+    stacked = np.stack(per_draw)  # (D, R)
+    return stacked[pick % len(per_draw), np.arange(stacked.shape[1])]
+
+
 def save_subsets(path: Path, subsets: dict[float, list[np.ndarray]], train_indices: np.ndarray, **meta) -> Path:
     """Write subsets as JSON: store indices per fraction and draw, with the seed and rule."""
-    blob = {"nested": True, "rule": "coverage-first ordering per draw; fraction f = first max(ceil(fN), 2)",
+    blob = {"nested": True, "rule": "one seeded ordering per draw; fraction f = first max(ceil(fN), 2)",
             **meta, "subsets": {str(f): [train_indices[p].tolist() for p in ps] for f, ps in subsets.items()}}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -296,9 +317,10 @@ def run_evaluation(cfg: RunConfig, runs: list[Path], out_dir: Path | None = None
     task = _task(store)
     train_idx, y_train = store.split_labels("train")
     fractions = tuple(sorted(set(cfg.eval.fractions) | {1.0}))
-    subsets = limited_data_subsets(_targets(y_train, task), fractions, cfg.eval.draws, cfg.eval.subset_seed)
+    subsets = limited_data_subsets(_targets(y_train, task), fractions, cfg.eval.draws, cfg.eval.subset_seed,
+                                   cfg.eval.subset_rule)
     save_subsets(out / "subsets.json", subsets, train_idx, seed=cfg.eval.subset_seed, draws=cfg.eval.draws,
-                 store=store_id(store))
+                 store=store_id(store), subset_rule=cfg.eval.subset_rule)
 
     t = time.perf_counter()
     scores = {lab: probe_scores(src, store, cfg, subsets, progress) for lab, src in zip(labels, sources)}
@@ -313,10 +335,11 @@ def run_evaluation(cfg: RunConfig, runs: list[Path], out_dir: Path | None = None
                               cfg.eval.bootstrap_resamples, cfg.eval.bootstrap_seed) for d in range(len(draws))]
         if f == 1.0:
             per_draw[0].pairs().to_csv(out / "pairs.csv", index=False)
+        pick = np.random.default_rng([cfg.eval.bootstrap_seed, 1]).integers(0, len(draws), cfg.eval.bootstrap_resamples)
         for metric in per_draw[0].metrics:
             for lab, src in zip(labels, sources):
                 points = np.array([b.point[metric][lab] for b in per_draw])
-                res = np.mean([b.resamples[metric][lab] for b in per_draw], axis=0)  # draw-averaged
+                res = draws_and_resamples([b.resamples[metric][lab] for b in per_draw], pick)
                 arrays[f"{f}|{metric}|{lab}"] = res
                 limited += [dict(method=lab, fraction=f, draw=d, metric=metric, value=v) for d, v in enumerate(points)]
                 rows.append(dict(dataset=dataset, variant=variant, split="test", method=lab, fidelity=src.fidelity,

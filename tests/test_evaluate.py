@@ -161,6 +161,14 @@ def test_run_evaluation_writes_report(smoke_cfg, smoke_store, tmp_path):
     for name in ("report.md", "results.md", "pairs.csv", "limited.csv", "bootstrap.npz", "subsets.json",
                  "fig1_dots.png", "fig2_limited.png", "paired_differences.png"):
         assert (out / name).exists(), name
+    # the embedded corpus also scores the same predictions against its clean tags
+    clean = pd.read_csv(out / "results_clean.csv")
+    assert set(clean.method) == {"simclr", "handcrafted"} and set(clean.labels) == {"clean"}
+    assert "clean tags" in (out / "report.md").read_text()
+    weak = table[(table.fraction == 1.0) & (table.metric == "roc_auc")].set_index("method").point
+    got = clean[clean.metric == "roc_auc"].set_index("method").point
+    assert not np.allclose(got.sort_index().values, weak.sort_index().values)  # other targets, other scores
+    assert (clean.ci_low <= clean.ci_high).all()
 
 
 def test_supervised_baseline_sees_only_the_draws_labels(smoke_cfg, smoke_store, monkeypatch):

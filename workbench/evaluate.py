@@ -352,6 +352,9 @@ def run_evaluation(cfg: RunConfig, runs: list[Path], out_dir: Path | None = None
                                  probe_hash=config_hash(cfg.probe)))
     table = pd.DataFrame(rows)
     table.to_csv(out / "results.csv", index=False)
+    clean = _clean_label_scores(store, {lab: scores[lab][(1.0, 0)] for lab in labels}, cfg)
+    if clean is not None:
+        clean.to_csv(out / "results_clean.csv", index=False)
     pd.DataFrame(limited).to_csv(out / "limited.csv", index=False)
     save_npz(out / "bootstrap.npz", **arrays)
     timings["bootstrap"] = time.perf_counter() - t
@@ -374,6 +377,30 @@ def _markdown(df: pd.DataFrame) -> str:
         return f"{v:.4f}" if isinstance(v, (float, np.floating)) else str(v)
     head = "| " + " | ".join(map(str, df.columns)) + " |\n|" + "---|" * len(df.columns) + "\n"
     return head + "\n".join("| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False))
+
+
+def _clean_label_scores(store: AudioStore, scores: dict[str, np.ndarray], cfg: RunConfig) -> pd.DataFrame | None:
+    """Full-data test scores against the CLEAN tags (the embedded corpus keeps the tags before
+    label dropout in ``tags_clean``): what the encoders know, beside the weak-label (MTAT-like)
+    scores of results.csv. None for a store without clean tags."""
+    if "tags_clean" not in store.tracks.columns:
+        return None
+    from workbench.data.synth import clean_labels
+
+    test_idx, _ = store.split_labels("test")
+    b = bootstrap(clean_labels(store)[test_idx], scores, cfg.eval.bootstrap_resamples, cfg.eval.bootstrap_seed)
+    return pd.DataFrame([dict(method=m, labels="clean", metric=k, point=b.point[k][m],
+                              ci_low=float(np.nanpercentile(b.resamples[k][m], 2.5)),
+                              ci_high=float(np.nanpercentile(b.resamples[k][m], 97.5)))
+                         for k in b.metrics for m in scores])
+
+
+def _clean_section(out: Path) -> str:
+    path = out / "results_clean.csv"
+    if not path.exists():
+        return ""
+    return ("## Full training data, scored against the clean tags (before label dropout)\n\n"
+            f"{_markdown(pd.read_csv(path))}\n\n")
 
 
 def _write_report(out: Path, cfg: RunConfig, table: pd.DataFrame, timings: dict[str, float], store) -> None:
@@ -403,7 +430,7 @@ Seeds: corpus {cfg.corpus.seed}, pretraining {cfg.train.seed}, probe {cfg.probe.
 
 ![paired differences](paired_differences.png)
 
-## Limited data (point estimate, mean over draws)
+{_clean_section(out)}## Limited data (point estimate, mean over draws)
 
 {_markdown(lim.reset_index())}
 

@@ -130,9 +130,9 @@ def test_byol_sums_its_two_directions_in_reference(smoke_cfg, smoke_views):
     code = build_method(replace(cfg, method=replace(cfg.method, fidelity="paper-code")))
     code.load_state_dict(ref.state_dict())
     views = smoke_views[0]
-    ps = [ref.predictor(ref.projector(ref.encoder(torch.cat(views))))[i * len(views[0]):(i + 1) * len(views[0])]
-          for i in range(2)]
-    zs = [ref.teacher(torch.cat(views))[i * len(views[0]):(i + 1) * len(views[0])] for i in range(2)]
+    assert ref.per_view_bn  # BYOL's reference code: one pass per view
+    ps = [ref.predictor(ref.projector(ref.encoder(v))) for v in views]
+    zs = [ref.teacher(v) for v in views]
     from workbench.losses import byol_loss
     both = byol_loss(ps[0], zs[1])[0] + byol_loss(ps[1], zs[0])[0]  # Grill et al. 2020, Eq. 2: L + L~
     torch.testing.assert_close(ref.training_step(views, 1)[0], both, rtol=1e-5, atol=1e-6)
@@ -170,3 +170,34 @@ def test_byol_without_predictor(smoke_cfg, smoke_views):
     assert not any("predictor" in n for n, _ in byol.named_parameters())
     loss, _ = byol.training_step(smoke_views[0], 1)
     assert torch.isfinite(loss)
+
+
+def test_per_view_batchnorm_equals_separate_passes(smoke_cfg, smoke_views):
+    """Ghost batches: one pass with per-view statistics gives what one pass per view gives,
+    outputs and running statistics alike (BYOL's apply_once_fn per view)."""
+    import copy
+
+    from workbench.methods import _one_pass
+
+    net = build_method(_cfg(smoke_cfg, "vicreg")).train()
+    a, b = net, copy.deepcopy(net)
+    views = smoke_views[0]
+    joint = _one_pass(torch.nn.Sequential(a.encoder, a.projector), views, per_view=True)
+    separate = [torch.nn.Sequential(b.encoder, b.projector)(v) for v in views]
+    for x, y in zip(joint, separate):
+        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5)
+    for (name, x), (_, y) in zip(a.named_buffers(), b.named_buffers()):
+        torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6, msg=name)
+    mixed = _one_pass(torch.nn.Sequential(b.encoder, b.projector), views)  # joint statistics differ
+    assert not torch.allclose(mixed[0], separate[0], atol=1e-3)
+    assert not any("forward" in vars(m) for m in a.modules())  # the patch is undone
+
+
+def test_batchnorm_rule_follows_the_fidelity(smoke_cfg):
+    rule = {(m, f): build_method(_cfg(smoke_cfg, m, fidelity=f)).per_view_bn
+            for m in ("simclr", "byol", "dino", "vicreg", "barlow_twins") for f in ("reference", "paper-code")}
+    assert [m for (m, f), v in rule.items() if f == "reference" and v] == ["byol", "vicreg", "barlow_twins"]
+    assert all(v for (m, f), v in rule.items() if f == "paper-code")
+    assert not build_method(_cfg(smoke_cfg, "byol", batchnorm="joint")).per_view_bn
+    with pytest.raises(ValueError, match="method.batchnorm is 'ghost'"):
+        build_method(_cfg(smoke_cfg, "byol", batchnorm="ghost"))

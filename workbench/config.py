@@ -112,6 +112,11 @@ class MethodConfig:
     # "reference": the original method papers; "paper-code": the released code's behaviour
     # (docs/paper.md departures 1-5). Each loss docstring documents the difference.
     fidelity: str = "reference"
+    # BatchNorm statistics over the views of a step: "joint" (all views in one batch) or "per-view"
+    # (each view its own, as separate passes; ghost batches keep one pass). None = the fidelity's:
+    # paper-code per view (the release); reference as each method's reference code (BYOL, VICReg,
+    # Barlow Twins per view; SimCLR, DINO joint).
+    batchnorm: str | None = None
     # A deliberate departure from the method (notebook 03's collapse runs): a word that goes
     # into the run name, so such a run never reads like the method's own. "" = the method.
     variant: str = ""

@@ -30,7 +30,9 @@ Construct from a config with `build_method(cfg)`; the classes take explicit argu
 
 from __future__ import annotations
 
-from typing import Callable
+import functools
+from contextlib import contextmanager, nullcontext
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -55,10 +57,38 @@ def _check_views(views: list[Tensor], min_views: int = 2) -> None:
                              f"{[tuple(u.shape) for u in views]}")
 
 
-def _one_pass(module: nn.Module, views: list[Tensor]) -> list[Tensor]:
-    """V tensors (B, ...) -> module(cat) split back into V tensors (B, ...): one forward pass."""
-    out = module(torch.cat(list(views), dim=0))
+def _one_pass(module: nn.Module, views: list[Tensor], per_view: bool = False) -> list[Tensor]:
+    """V tensors (B, ...) -> module(cat) split back into V tensors (B, ...): one forward pass.
+    ``per_view``: BatchNorm statistics per view (`per_view_statistics`), as V passes would give."""
+    x = torch.cat(list(views), dim=0)
+    with per_view_statistics(module, len(views)) if per_view and module.training else nullcontext():
+        out = module(x)
     return list(out.split(views[0].shape[0], dim=0))
+
+
+def _chunked(forward: Callable[[Tensor], Tensor], n_views: int, x: Tensor) -> Tensor:
+    return torch.cat([forward(chunk) for chunk in x.chunk(n_views, dim=0)], dim=0)
+
+
+@contextmanager
+def per_view_statistics(module: nn.Module, n_views: int) -> Iterator[None]:
+    """Inside, every BatchNorm of ``module`` normalises each view's rows (the V contiguous
+    chunks of a one-pass batch) with that view's own statistics, and updates its running
+    statistics once per view: what V separate passes give (BYOL's reference code applies the
+    network once per view, VICReg's and Barlow Twins' call the backbone on each view, and so does
+    the release), while the convolutions still run once on the whole batch (ghost batches)."""
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.__dict__.get("forward") for m in norms]  # a forward patched by someone else stays
+    for m in norms:
+        m.forward = functools.partial(_chunked, m.forward, n_views)
+    try:
+        yield
+    finally:
+        for m, forward in zip(norms, saved):
+            if forward is None:
+                del m.forward
+            else:
+                m.forward = forward
 
 
 def _gather_views(zs: list[Tensor]) -> list[Tensor]:
@@ -87,6 +117,8 @@ class Method(nn.Module):
 
     encoder: nn.Module
     reference_clip = "none"  # the method paper's gradient clipping (train.clip="auto", reference)
+    reference_batchnorm = "joint"  # BatchNorm statistics in the method's reference code: over all views
+    batchnorm: str | None = None  # "joint" | "per-view" | None (the fidelity's; `per_view_bn`)
 
     def __init__(self, encoder: nn.Module, fidelity: str = "reference"):
         super().__init__()
@@ -109,6 +141,16 @@ class Method(nn.Module):
 
     def loss(self, views: list[Tensor], step: int) -> tuple[Tensor, Terms]:
         raise NotImplementedError
+
+    @property
+    def per_view_bn(self) -> bool:
+        """BatchNorm statistics per view: ``batchnorm`` when set, else "per-view" for paper-code
+        (the release calls the backbone once per view) and the method's reference code's choice
+        for reference (BYOL, VICReg, Barlow Twins per view; SimCLR and DINO concatenate views)."""
+        rule = self.batchnorm or ("per-view" if self.fidelity == "paper-code" else self.reference_batchnorm)
+        if rule not in ("joint", "per-view"):
+            raise ValueError(f"method.batchnorm is {rule!r}; expected 'joint', 'per-view' or None")
+        return rule == "per-view"
 
     @property
     def clip_rule(self) -> str:
@@ -184,7 +226,7 @@ class SimCLR(Method):
         return cls(encoder, _projector(m.projector_dims, cfg.encoder.output_dim), m.temperature, m.fidelity)
 
     def loss(self, views, step):
-        zs = _one_pass(nn.Sequential(self.encoder, self.projector), views)
+        zs = _one_pass(nn.Sequential(self.encoder, self.projector), views, self.per_view_bn)
         if dist.is_distributed():
             gs, offset = _gather_views(zs), dist.rank() * zs[0].shape[0]
             return _pairwise(len(zs), lambda i, j: nt_xent_loss(
@@ -203,6 +245,8 @@ class BYOL(_TeacherStudent):
     and lives inside this module (hence inside the DDP wrapper). ``use_predictor=False`` removes
     it: the symmetric student/teacher pair then collapses (notebook 03).
     """
+
+    reference_batchnorm = "per-view"  # its reference code calls the network on each view
 
     def __init__(self, encoder: nn.Module, projector: nn.Module, predictor: nn.Module | None,
                  base_momentum: float = 0.996, total_steps: int = 1, steps_per_epoch: int = 1,
@@ -229,8 +273,8 @@ class BYOL(_TeacherStudent):
         """Reference: the paper's symmetrised loss, the SUM of both directions (Grill et al. 2020,
         Eq. 2: L + L~), averaged over view pairs for V > 2; paper-code: their mean, as the
         release (half the reference, which matters under LARS or a fixed clip)."""
-        ps = _one_pass(nn.Sequential(self.encoder, self.projector, self.predictor), views)
-        zs = _one_pass(self.teacher, views)
+        ps = _one_pass(nn.Sequential(self.encoder, self.projector, self.predictor), views, self.per_view_bn)
+        zs = _one_pass(self.teacher, views, self.per_view_bn)
         loss, terms = _mean_over_pairs([byol_loss(ps[i], zs[j], fidelity=self.fidelity)
                                         for i in range(len(views)) for j in range(len(views)) if i != j])
         return (loss if self.fidelity == "paper-code" else 2 * loss), terms
@@ -346,8 +390,8 @@ class DINO(_TeacherStudent):
     def loss(self, views, step):
         globals_ = list(views)
         crops = globals_ + (self.local_crops(globals_, step) if self.n_local_crops else [])
-        student = _one_pass(nn.Sequential(self.encoder, self.head), crops)
-        teacher = _one_pass(self.teacher, globals_)
+        student = _one_pass(nn.Sequential(self.encoder, self.head), crops, self.per_view_bn)
+        teacher = _one_pass(self.teacher, globals_, self.per_view_bn)
         center, t_temp = self._center_in_force(), self.teacher_temp(step)
         self._teacher_rows = torch.cat(teacher, dim=0).detach()  # the center moves in after_step
         return _mean_over_pairs([dino_loss(student[j], teacher[i], center, self.student_temp, t_temp,
@@ -388,6 +432,8 @@ class VICReg(Method):
     Coefficients None take the fidelity's values (reference 25 / 25 / 1, paper-code 1 / 1 / 1).
     """
 
+    reference_batchnorm = "per-view"  # its reference code calls the network on each view
+
     def __init__(self, encoder: nn.Module, projector: nn.Module, inv_coeff: float | None = None,
                  var_coeff: float | None = None, cov_coeff: float | None = None, fidelity: str = "reference"):
         super().__init__(encoder, fidelity)
@@ -401,7 +447,7 @@ class VICReg(Method):
                    m.cov_coeff, m.fidelity)
 
     def loss(self, views, step):
-        zs = _gather_views(_one_pass(nn.Sequential(self.encoder, self.projector), views))
+        zs = _gather_views(_one_pass(nn.Sequential(self.encoder, self.projector), views, self.per_view_bn))
         return _pairwise(len(zs), lambda i, j: vicreg_loss(zs[i], zs[j], **self.coeffs, fidelity=self.fidelity))
 
 
@@ -412,6 +458,8 @@ class BarlowTwins(Method):
     The cross-correlation is standardised over the global batch (`gather_with_grad`).
     ``lambd`` None takes the fidelity's value (reference 5e-3, paper-code 1.0 on means).
     """
+
+    reference_batchnorm = "per-view"  # its reference code calls the network on each view
 
     def __init__(self, encoder: nn.Module, projector: nn.Module, lambd: float | None = None,
                  fidelity: str = "reference"):
@@ -425,7 +473,7 @@ class BarlowTwins(Method):
         return cls(encoder, _projector(m.projector_dims, cfg.encoder.output_dim), m.lambd, m.fidelity)
 
     def loss(self, views, step):
-        zs = _gather_views(_one_pass(nn.Sequential(self.encoder, self.projector), views))
+        zs = _gather_views(_one_pass(nn.Sequential(self.encoder, self.projector), views, self.per_view_bn))
         return _pairwise(len(zs), lambda i, j: barlow_twins_loss(zs[i], zs[j], self.lambd, fidelity=self.fidelity))
 
 
@@ -446,4 +494,7 @@ def build_method(cfg: RunConfig) -> Method:
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; valid methods: {', '.join(METHODS)}")
     torch.manual_seed(cfg.train.seed)  # same initial weights for the same config
-    return METHODS[name].from_config(build_encoder(cfg.encoder, cfg.audio), cfg)
+    method = METHODS[name].from_config(build_encoder(cfg.encoder, cfg.audio), cfg)
+    method.batchnorm = cfg.method.batchnorm
+    method.per_view_bn  # validates the setting
+    return method

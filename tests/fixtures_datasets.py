@@ -203,3 +203,34 @@ def make_csv_dataset(root: Path, with_split: bool = True, seconds: float = 4.5) 
         lines.append(f"{r['path']},{field}" + (f",{r['split']}" if with_split else ""))
     (root / "labels.csv").write_text("\n".join(lines) + "\n")
     return rows
+
+
+def make_jamendo_partial(root: Path, n_missing: int, n_present: int, audio_dir: str = "audio",
+                         audio: bool = False) -> list[str]:
+    """A partial MTG-Jamendo copy: the TSVs list ``n_missing + n_present`` tracks (train, then one
+    valid and one test at the end) and only the LAST ``n_present`` files exist, under
+    ``audio_dir``: 0-byte placeholders (reader tests) or real 4.5 s clips (``audio=True``).
+    Returns the relative paths as listed (PATH column)."""
+    root = Path(root)
+    tsv_dir = root / "data" / "splits" / "split-0"
+    tsv_dir.mkdir(parents=True, exist_ok=True)
+    total = n_missing + n_present
+    lines = {s: ["TRACK_ID\tARTIST_ID\tALBUM_ID\tPATH\tDURATION\tTAGS"] for s in ("train", "validation", "test")}
+    rels = []
+    for k in range(total):
+        split = "test" if k == total - 1 else "validation" if k == total - 2 else "train"
+        num = 1000 + k
+        rel = f"{num % 100:02d}/{num}.mp3"
+        lines[split].append("\t".join([f"track_{num:07d}", "artist_000001", "album_000001", rel, "200.0",
+                                       JAMENDO_TAGS[k % len(JAMENDO_TAGS)]]))
+        rels.append(rel)
+        if k >= n_missing:
+            path = root / audio_dir / rel
+            if audio:
+                write_audio(path, 4.5, seed=k)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(b"")
+    for split, rows in lines.items():
+        (tsv_dir / f"autotagging_top50tags-{split}.tsv").write_bytes(("\r\n".join(rows) + "\r\n").encode())
+    return rels

@@ -3,25 +3,37 @@
 ``{train,valid,test}_filtered.txt``: one ``genre/genre.000NN.wav`` a line (443 / 197 / 290
 tracks), under the root or under ``GTZAN_split/`` (jongpillee/music_dataset_split) or ``splits/``. Audio under the root, ``genres/``,
 ``genres_original/`` (the Kaggle copy) or ``Data/genres_original/``; the original ``.au`` files
-are accepted where the ``.wav`` named in the list is absent. Single-label, 10 genres; the
+are accepted where the ``.wav`` named in the list is absent. The audio folder is the one under
+which most listed files exist (all entries counted), and it is printed. Single-label, 10 genres; the
 label matrix is one-hot and the store meta says ``task: single_label`` (metric: accuracy).
 One variant only (``filtered``).
 """
 
 from __future__ import annotations
 
+import posixpath
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from workbench.data.ingest import DatasetTable, find_file, resolve_entry
+from workbench.data.ingest import DatasetTable, detect_layout, find_file, resolve_entry
 
 GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
 SPLITS = ("train", "valid", "test")
 EXPECTED = {"train": 443, "valid": 197, "test": 290}
 _LIST_DIRS = ("", "GTZAN_split", "music_dataset_split/GTZAN_split", "splits", "split", "gtzan_split")
 _AUDIO_DIRS = ("", "genres", "genres_original", "Data/genres_original", "wav")
+
+
+def _audio_dir(root: Path, entries: list[str]) -> str:
+    """The audio folder under which most listed files exist (``.wav`` or ``.au``), counted over
+    every entry: in a partial copy the first ones may be absent; printed."""
+    layouts = {}
+    for d in _AUDIO_DIRS:
+        layouts[d] = [(posixpath.join(d, e), posixpath.join(d, posixpath.splitext(e)[0] + ".au"))
+                      for e in (e.replace("\\", "/") for e in entries)]
+    return detect_layout(root, layouts, "GTZAN", describe=lambda d: f"{d or '.'}/<genre>/")
 
 
 def read(root: Path, variant: str | None = None) -> DatasetTable:
@@ -36,8 +48,7 @@ def read(root: Path, variant: str | None = None) -> DatasetTable:
                                     f"{', '.join(repr(d or '.') for d in _LIST_DIRS)})")
         with open(path, encoding="utf-8") as f:
             entries += [(split, line.strip(), path.name) for line in f if line.strip()]
-    audio_dir = next((d for d in _AUDIO_DIRS if entries and any(
-        (root / d / e).is_file() or (root / d / e).with_suffix(".au").is_file() for _, e, _ in entries[:50])), "")
+    audio_dir = _audio_dir(root, [e for _, e, _ in entries])
     base = root / audio_dir if audio_dir else root
     ids, paths, splits = [], [], []
     labels = np.zeros((len(entries), len(GENRES)), dtype=np.uint8)

@@ -7,19 +7,21 @@ TAGS``; from the sixth column on, one ``category---tag`` a column (a trailing ``
 They sit under the root or under ``data/splits/split-0/`` (the repository layout).
 
 Audio: full tracks ``NN/ID.mp3`` or the low-quality copy ``NN/ID.low.mp3``, under the root or
-under ``audio/`` / ``audio-low/``; the layout is detected from the files present. Tracks are
+under ``audio/`` / ``audio-low/``; the layout is the one under which most listed files exist
+(counted over all rows, so a partial copy is still found), and it is printed. Tracks are
 minutes long (some over an hour): `DataConfig.max_seconds` caps what is decoded.
 Tag names keep their category (``genre---rock``); tag families are the categories.
 """
 
 from __future__ import annotations
 
+import posixpath
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from workbench.data.ingest import DatasetTable, find_file, resolve_entry
+from workbench.data.ingest import DatasetTable, detect_layout, find_file, resolve_entry
 
 VARIANTS = ("top50", "genre", "instrument", "moodtheme", "all")
 _FILE_STEM = {"top50": "autotagging_top50tags", "genre": "autotagging_genre",
@@ -59,14 +61,12 @@ def read_tsv(path: Path) -> list[tuple[str, str, float, list[str]]]:
 
 
 def _audio_layout(root: Path, rows: list[tuple[str, str, float, list[str]]]) -> tuple[str, str]:
-    """(audio folder relative to root, suffix '.mp3' | '.low.mp3') from the first files found."""
-    for _, rel, _, _ in rows[:200]:
-        stem = rel[:-4] if rel.endswith(".mp3") else rel
-        for d in _AUDIO_DIRS:
-            for suffix in (".mp3", ".low.mp3"):
-                if (root / d / (stem + suffix)).is_file():
-                    return d, suffix
-    return "", ".mp3"  # nothing found: every file will be reported missing
+    """(audio folder relative to root, suffix '.mp3' | '.low.mp3') under which most listed files
+    exist, counted over every row (a partial copy may lack the first ones); printed."""
+    stems = [rel[:-4] if rel.endswith(".mp3") else rel for _, rel, _, _ in rows]
+    layouts = {(d, suffix): [posixpath.join(d, stem + suffix) for stem in stems]
+               for d in _AUDIO_DIRS for suffix in (".mp3", ".low.mp3")}
+    return detect_layout(root, layouts, "MTG-Jamendo", describe=lambda k: f"{k[0] or '.'}/NN/ID{k[1]}")
 
 
 def read(root: Path, variant: str | None = None) -> DatasetTable:

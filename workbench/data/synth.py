@@ -34,7 +34,7 @@ from scipy.signal import oaconvolve
 
 from workbench.config import CorpusConfig, config_hash, data_dir
 from workbench.data import synth_instruments as si
-from workbench.data.store import AudioStore, StoreError, StoreWriter
+from workbench.data.store import AudioStore, StoreError, StoreWriter, build_lock, worker_init_die_with_parent
 from workbench.data.synth_styles import STYLES, bass_line, comp_line
 
 SPLITS = ("pool", "train", "valid", "test")
@@ -323,18 +323,16 @@ def build_corpus(cfg: CorpusConfig, root: Path | None = None, progress: bool = T
     1 = in this process) and written through `StoreWriter`: the folder only appears, complete,
     at the end. An interrupted generation leaves ``<root>.partial`` that the next call resumes
     (tracks are deterministic, so the result is the same bytes as an uninterrupted run).
-    A lock file serialises concurrent builders of the same corpus.
+    A lock file serialises concurrent builders of the same corpus (`build_lock`: forked workers
+    never hold it, and they exit when this process dies).
     """
-    import fcntl
-
     from tqdm.auto import tqdm
 
     root = Path(root) if root is not None else corpus_root(cfg)
     if (root / "COMPLETE").is_file():
         return _open(root)
     root.parent.mkdir(parents=True, exist_ok=True)
-    with open(root.with_name(root.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with build_lock(root):
         if (root / "COMPLETE").is_file():  # built by another process while we waited
             return _open(root)
         if root.exists():  # never produced by StoreWriter (it renames a complete folder); start over
@@ -363,7 +361,8 @@ def build_corpus(cfg: CorpusConfig, root: Path | None = None, progress: bool = T
             if n_workers > 1 and len(todo) >= 8:
                 # fork: workers need no re-import of the caller's script (a script without a
                 # __main__ guard would rebuild the corpus in each spawned worker) and start at once
-                pool = ProcessPoolExecutor(n_workers, mp_context=get_context("fork"))
+                pool = ProcessPoolExecutor(n_workers, mp_context=get_context("fork"),
+                                           initializer=worker_init_die_with_parent)
                 results = pool.map(_make_track, todo, chunksize=1)
             else:
                 pool, results = None, map(_make_track, todo)

@@ -25,8 +25,9 @@ import fixtures_datasets as fx  # noqa: E402
 from workbench.config import DataConfig  # noqa: E402
 from workbench.data import gtzan, jamendo, mtat  # noqa: E402
 from workbench.data import folder as folder_reader  # noqa: E402
-from workbench.data import ingest as ingest_mod  # noqa: E402
-from workbench.data.ingest import UnsafePathError, ingest, read_report, read_table  # noqa: E402
+from workbench.data import decode  # noqa: E402
+from workbench.data.ingest import ingest, read_report, read_table  # noqa: E402
+from workbench.data.table import UnsafePathError  # noqa: E402
 from workbench.data.store import AudioStore  # noqa: E402
 
 SR = 16_000
@@ -160,7 +161,7 @@ def test_ingest_reports_broken_files_and_aligns_labels(mtat_tree, data_home, mon
         assert store.lengths[i] == int(4.5 * SR)
         assert np.abs(store.audio(i)).max() > 0.9  # real audio, peak-normalised
     # A finished store is reused without decoding anything.
-    monkeypatch.setattr(ingest_mod, "load_audio", lambda *a, **kw: pytest.fail("decoded a reused store"))
+    monkeypatch.setattr(decode, "load_audio", lambda *a, **kw: pytest.fail("decoded a reused store"))
     again, _ = _ingest(DataConfig(dataset="mtat", root=str(root), variant="B"), workers=1)
     assert again.root == store.root
 
@@ -168,7 +169,7 @@ def test_ingest_reports_broken_files_and_aligns_labels(mtat_tree, data_home, mon
 def test_resume_after_interrupted_ingestion(mtat_tree, tmp_path, monkeypatch):
     root, _ = mtat_tree
     cfg = DataConfig(dataset="mtat", root=str(root), variant="A")
-    real_load, calls = ingest_mod.load_audio, []
+    real_load, calls = decode.load_audio, []
 
     def counting_load(path, *a, **kw):
         calls.append(path)
@@ -179,14 +180,14 @@ def test_resume_after_interrupted_ingestion(mtat_tree, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return counting_load(path, *a, **kw)
 
-    monkeypatch.setattr(ingest_mod, "load_audio", counting_load)
+    monkeypatch.setattr(decode, "load_audio", counting_load)
     monkeypatch.setenv("WORKBENCH_DATA", str(tmp_path / "whole"))
     whole, _ = _ingest(cfg)
     n_decoded_whole = len(calls)
 
     calls.clear()
     monkeypatch.setenv("WORKBENCH_DATA", str(tmp_path / "cut"))
-    monkeypatch.setattr(ingest_mod, "load_audio", dying_load)
+    monkeypatch.setattr(decode, "load_audio", dying_load)
     with pytest.raises(KeyboardInterrupt):
         ingest(cfg, workers=1, progress=False)
     partial = list((tmp_path / "cut" / "stores").glob("*.partial"))
@@ -195,7 +196,7 @@ def test_resume_after_interrupted_ingestion(mtat_tree, tmp_path, monkeypatch):
     assert len(kept_before) >= 2
 
     calls.clear()
-    monkeypatch.setattr(ingest_mod, "load_audio", counting_load)
+    monkeypatch.setattr(decode, "load_audio", counting_load)
     resumed, _ = _ingest(cfg)
     assert resumed.root.name == whole.root.name
     assert len(calls) == n_decoded_whole - len(kept_before)  # tracks kept before the kill are not decoded again

@@ -21,7 +21,7 @@ import fixtures_datasets as fx  # noqa: E402
 
 from workbench.config import DataConfig  # noqa: E402
 from workbench.data import gtzan, jamendo  # noqa: E402
-from workbench.data import ingest as ingest_mod  # noqa: E402
+from workbench.data import decode  # noqa: E402
 from workbench.data.ingest import ingest, read_report  # noqa: E402
 from workbench.data.store import build_lock  # noqa: E402
 
@@ -98,8 +98,8 @@ def test_finished_store_updated_when_files_appear(tmp_path, data_home, monkeypat
     assert again.root == first.root and "reusing" in out and "7 tracks kept, 1 left out (1 missing)" in out
 
     fx.write_audio(root / missing, 4.5, seed=7)  # the missing file arrives
-    real_load, decoded = ingest_mod.load_audio, []
-    monkeypatch.setattr(ingest_mod, "load_audio", lambda p, *a, **kw: decoded.append(p) or real_load(p, *a, **kw))
+    real_load, decoded = decode.load_audio, []
+    monkeypatch.setattr(decode, "load_audio", lambda p, *a, **kw: decoded.append(p) or real_load(p, *a, **kw))
     updated, _ = _ingest(cfg)
     out = capsys.readouterr().out
     assert "1 listed file(s) changed" in out and f"{missing}: missing -> " in out
@@ -122,12 +122,12 @@ def test_finished_store_updated_when_files_appear(tmp_path, data_home, monkeypat
 def test_random_bytes_au_refused_as_corrupt(tmp_path):
     path = tmp_path / "x.au"
     path.write_bytes(np.random.default_rng(0).integers(0, 256, 200_000, dtype=np.uint8).tobytes())
-    _, audio, reason, _ = ingest_mod._decode((0, str(path), SR, None))
+    _, audio, reason, _ = decode._decode((0, str(path), SR, None))
     assert audio is None and reason.startswith("corrupt: no .au header"), reason
     # The same bytes under a name without a known header: refused by libsndfile or as RAW.
     raw = tmp_path / "y.raw"
     raw.write_bytes(path.read_bytes())
-    _, audio, reason, _ = ingest_mod._decode((0, str(raw), SR, None))
+    _, audio, reason, _ = decode._decode((0, str(raw), SR, None))
     assert audio is None and reason.startswith("corrupt"), reason
 
 
@@ -135,10 +135,10 @@ def test_truncated_mp3_is_corrupt_not_too_short(tmp_path):
     good = fx.write_audio(tmp_path / "whole.mp3", 20.0, seed=3)
     cut = tmp_path / "cut.mp3"
     cut.write_bytes(good.read_bytes()[: good.stat().st_size // 10])
-    _, audio, reason, _ = ingest_mod._decode((0, str(cut), SR, None))
+    _, audio, reason, _ = decode._decode((0, str(cut), SR, None))
     assert audio is None and reason.startswith("corrupt: truncated, decoded"), reason
     assert "20.00 s its header announces" in reason
-    _, audio, reason, _ = ingest_mod._decode((0, str(good), SR, 5.0))  # a cap is not a truncation
+    _, audio, reason, _ = decode._decode((0, str(good), SR, 5.0))  # a cap is not a truncation
     assert reason is None and audio.size == 5 * SR
 
 
@@ -148,9 +148,9 @@ def test_reason_words_are_unified(tmp_path):
              "too short": fx.write_audio(tmp_path / "s.wav", 2.0),
              "silent": fx.write_audio(tmp_path / "z.wav", 5.0, kind="silent")}
     for word, path in cases.items():
-        reason = ingest_mod._decode((0, str(path), SR, None))[2]
-        assert reason.startswith(word + ":") and ingest_mod.reason_kind(reason) == word, reason
-    assert ingest_mod.reason_kind("known broken MTAT clip 35644; empty: the file has 0 bytes") == "empty"
+        reason = decode._decode((0, str(path), SR, None))[2]
+        assert reason.startswith(word + ":") and decode.reason_kind(reason) == word, reason
+    assert decode.reason_kind("known broken MTAT clip 35644; empty: the file has 0 bytes") == "empty"
 
 
 def test_decoder_stderr_is_captured(tmp_path, capfd):
@@ -158,7 +158,7 @@ def test_decoder_stderr_is_captured(tmp_path, capfd):
     cut = tmp_path / "cut.mp3"
     cut.write_bytes(good.read_bytes()[: good.stat().st_size // 10])
     capfd.readouterr()
-    _, _, reason, noise = ingest_mod._decode((0, str(cut), SR, None))
+    _, _, reason, noise = decode._decode((0, str(cut), SR, None))
     assert "Xing" not in capfd.readouterr().err  # nothing reached the terminal
     if noise:  # depends on the libmpg123 build; when it speaks, the report keeps it
         assert "decoder said" in reason
@@ -182,13 +182,14 @@ def test_loud_warning_when_most_files_are_missing(tmp_path, data_home, capsys):
 _BUILD = textwrap.dedent("""
     import sys, time
     from workbench.config import DataConfig
-    from workbench.data import ingest as m
-    real = m.load_audio
+    from workbench.data import decode
+    from workbench.data.ingest import ingest
+    real = decode.load_audio
     def slow(*a, **kw):
         time.sleep(0.3)
         return real(*a, **kw)
-    m.load_audio = slow  # forked workers see it
-    m.ingest(DataConfig(dataset="folder", root=sys.argv[1]), workers=2, progress=False)
+    decode.load_audio = slow  # forked workers see it
+    ingest(DataConfig(dataset="folder", root=sys.argv[1]), workers=2, progress=False)
     print("DONE", flush=True)
 """)
 

@@ -30,9 +30,9 @@ __all__ = [
     # re-exported from workbench.augment_wave
     "Generator", "Augmentation", "Gain", "PolarityInversion", "Noise", "LowPass", "HighPass", "BandPass",
     "HighLowPass", "RandomEQ", "TimeShift", "Delay", "MixBatch", "Reverb", "PitchShift",
-    # spectrogram augmentations, chains, notebook view
+    # spectrogram augmentations, chains
     "TimeMask", "FrequencyMask", "RandomResizedCrop", "Mixup", "Chain", "paper_chain", "clmr_chain",
-    "byol_a_chain", "CHAINS", "build_chain", "preview",
+    "byol_a_chain", "CHAINS", "build_chain",
 ]
 
 

@@ -140,7 +140,7 @@ def extract_embeddings(source, store: AudioStore, split: str, cfg: RunConfig, ke
                           z["chunk_track"] if keep_chunks else None, path.stem)
     idx = store.indices(split)
     device = runs.device(cfg)
-    tracks, chunks, owner, buf, buf_owner = [], [], [], [], []
+    chunks, owner, buf, buf_owner = [], [], [], []
     bs = cfg.eval.batch_size
 
     def flush() -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from workbench.data.ingest import DatasetTable, resolve_entry
+from workbench.data.table import DatasetTable, resolve_entry
 
 AUDIO_EXTENSIONS = (".wav", ".mp3", ".flac", ".ogg", ".opus", ".au", ".aif", ".aiff")
 SPLIT_SEED = 0

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from workbench.data.ingest import DatasetTable, detect_layout, find_file, resolve_entry
+from workbench.data.table import DatasetTable, detect_layout, find_file, resolve_entry
 
 GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
 SPLITS = ("train", "valid", "test")

@@ -32,28 +32,22 @@ outside the dataset root (``..`` or a symlink leading out) is refused with an er
 from __future__ import annotations
 
 import collections
-import contextlib
 import csv
 import hashlib
 import importlib
 import json
 import os
-import posixpath
 import shutil
-import sys
-import tempfile
 import warnings
-from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import soundfile as sf
 
-from workbench.audio import load_audio
 from workbench.config import DataConfig, data_dir
-from workbench.data.store import AudioStore, StoreWriter, build_lock, worker_init_die_with_parent
+from workbench.data.decode import REASONS, decoded_tracks, reason_kind
+from workbench.data.store import AudioStore, StoreWriter, build_lock
+from workbench.data.table import DatasetTable
 
 # Dataset name -> module whose ``read(root, variant) -> DatasetTable`` parses its metadata.
 # Module names rather than functions: the readers import `DatasetTable` from here.
@@ -64,141 +58,10 @@ READERS = {
     "folder": "workbench.data.folder",
     "csv": "workbench.data.folder",
 }
-TASKS = ("multi_label", "single_label", "none")
-SEGMENT_SECONDS = 4.0  # one view segment (paper); a shorter file cannot give a view
 STORE_FORMAT = 1  # bump when what the store holds for the same inputs changes
-REASONS = ("missing", "empty", "corrupt", "too short", "silent")  # first word of every report reason
 ALARM_LEFT_OUT = 0.5  # above this share of listed tracks left out, a loud warning (wrong root?)
-TRUNCATED = 0.5  # decoded length below this share of the header's length: truncated, corrupt
 SOURCES = "sources.csv"  # path, size, mtime_ns of every listed file at build time (-1: missing)
 DECODER_MESSAGES = "decoder_messages.csv"
-# Magic bytes of the containers that always have a header (an MP3 may start with junk).
-_MAGIC = {".wav": (b"RIFF", b"RF64", b"BW64"), ".au": (b".snd",), ".snd": (b".snd",),
-          ".flac": (b"fLaC", b"ID3"), ".ogg": (b"OggS",), ".opus": (b"OggS",), ".aif": (b"FORM",),
-          ".aiff": (b"FORM",)}
-
-
-class UnsafePathError(ValueError):
-    """A metadata entry that is absolute or resolves outside the dataset root."""
-
-
-@dataclass
-class DatasetTable:
-    """What a reader returns: one row a listed track, labels aligned with the rows.
-
-    ``tracks`` columns: track_id (str, unique), path (str, relative to ``root``, POSIX), split
-    (train | valid | test | pool); extra columns (e.g. clip_id) are copied into the store.
-    ``labels`` (N, K) uint8 with row i for ``tracks.iloc[i]``. ``expected`` maps split -> the
-    published number of tracks (None when unknown). ``known_broken`` maps a path to the reason it
-    is known to be broken (MTAT's three clips).
-    """
-
-    dataset: str  # family: mtat | jamendo | gtzan | folder | csv
-    variant: str | None
-    root: Path
-    tracks: pd.DataFrame
-    labels: np.ndarray
-    tag_names: list[str]
-    task: str
-    tag_families: dict[str, list[str]] = field(default_factory=dict)
-    expected: dict[str, int] = field(default_factory=dict)
-    known_broken: dict[str, str] = field(default_factory=dict)
-    pretrain_splits: list[str] = field(default_factory=lambda: ["train"])
-
-    def __post_init__(self) -> None:
-        n, k = len(self.tracks), len(self.tag_names)
-        self.labels = np.asarray(self.labels, dtype=np.uint8).reshape(n, k)
-        missing = {"track_id", "path", "split"} - set(self.tracks.columns)
-        if missing:
-            raise ValueError(f"{self.name}: table lacks columns {sorted(missing)}")
-        dup = self.tracks["track_id"][self.tracks["track_id"].duplicated()]
-        if len(dup):
-            raise ValueError(f"{self.name}: duplicate track ids, e.g. {dup.iloc[0]!r}")
-        if self.task not in TASKS:
-            raise ValueError(f"{self.name}: task {self.task!r} not in {TASKS}")
-
-    @property
-    def name(self) -> str:
-        """Dataset name as it appears in the store meta and every result row, e.g. ``mtat-A``."""
-        return self.dataset if not self.variant else f"{self.dataset}-{self.variant}"
-
-    def counts(self) -> dict[str, int]:
-        return {s: int(c) for s, c in self.tracks["split"].value_counts(sort=False).items()}
-
-
-def resolve_entry(root: str | os.PathLike, entry: str, source: str = "metadata") -> Path:
-    """The file a metadata entry names, refused unless it lies under ``root``.
-
-    Refused (`UnsafePathError` naming the entry and the file it came from): an absolute path
-    (POSIX or Windows), any ``..`` component, and a path whose symlinks resolve outside the root.
-    The file itself need not exist (a missing file is reported at decoding, not here).
-    """
-    text = str(entry).strip()
-    if (not text or PurePosixPath(text).is_absolute() or PureWindowsPath(text).is_absolute()
-            or PureWindowsPath(text).drive):
-        raise UnsafePathError(f"entry {entry!r} in {source} is an absolute or empty path; "
-                              f"only paths relative to the dataset root {root} are accepted")
-    parts = PurePosixPath(text.replace("\\", "/")).parts
-    if ".." in parts:
-        raise UnsafePathError(f"entry {entry!r} in {source} contains '..'; paths must stay under "
-                              f"the dataset root {root}")
-    root_real = Path(root).resolve()
-    path = Path(root).joinpath(*parts)
-    real = path.resolve()
-    if real != root_real and root_real not in real.parents:
-        raise UnsafePathError(f"entry {entry!r} in {source} resolves to {real}, outside the dataset "
-                              f"root {root_real} (a symlink leading out?): refused")
-    return path
-
-
-def find_file(root: Path, names: list[str], subdirs: tuple[str, ...] = ("",)) -> Path | None:
-    """The first of ``subdir/name`` that exists under root (readers accept a few usual layouts)."""
-    for sub in subdirs:
-        for name in names:
-            p = root / sub / name
-            if p.is_file():
-                return p
-    return None
-
-
-def detect_layout(root: Path, layouts: dict, name: str, describe=str):
-    """The candidate layout under which most listed files exist, printed with its count.
-
-    ``layouts`` maps a key (in order of preference: ties go to the first) to one entry a listed
-    track: a path relative to root, or a tuple of alternative paths (any one existing counts).
-    Every row counts, not the first few: in a partial copy the first files may be the missing
-    ones. Existence comes from one ``scandir`` a parent folder (cached), not one stat a file.
-    """
-    listing: dict[str, set[str]] = {}
-
-    def exists(rel: str) -> bool:
-        parent, base = posixpath.split(rel)
-        if parent not in listing:
-            try:
-                with os.scandir(root / parent if parent else root) as it:
-                    listing[parent] = {e.name for e in it if e.is_file()}
-            except OSError:
-                listing[parent] = set()
-        return base in listing[parent]
-
-    def safe(rel: str) -> bool:
-        return bool(rel) and not rel.startswith(("/", "\\")) and ".." not in rel.split("/")
-
-    hits = {}
-    for key, entries in layouts.items():
-        hits[key] = sum(any(safe(r) and exists(r) for r in ((e,) if isinstance(e, str) else e))
-                        for e in entries)
-    best = max(hits, key=lambda k: hits[k])  # max keeps the first of equal counts
-    n = len(next(iter(layouts.values()), []))
-    others = ", ".join(f"{describe(k)}: {c}" for k, c in hits.items() if k != best and c)
-    if hits[best] == 0:
-        print(f"[{name}] no listed audio file found under {root} in any known layout "
-              f"({', '.join(describe(k) for k in layouts)}); every track will be reported missing",
-              flush=True)
-    else:
-        print(f"[{name}] audio layout {describe(best)}: {hits[best]} of {n} listed files found"
-              + (f" (other layouts: {others})" if others else ""), flush=True)
-    return best
 
 
 def read_table(data_cfg: DataConfig) -> DatasetTable:
@@ -234,153 +97,6 @@ def store_root(table: DatasetTable, data_cfg: DataConfig, sample_rate: int) -> P
     digest = hashlib.sha256(key.encode()).hexdigest()[:10]
     return data_dir() / "stores" / f"{table.name}-{digest}"
 
-
-# --------------------------------------------------------------------------- decoding (workers)
-
-def reason_kind(reason: str) -> str:
-    """The reason word of a report line (one of `REASONS`; 'other' if none), also after a note
-    such as MTAT's ``known broken MTAT clip 35644; empty: ...``."""
-    for part in str(reason).split("; "):
-        for kind in REASONS:
-            if part.startswith(kind):
-                return kind
-    return "other"
-
-
-def _header_problem(path: str) -> str | None:
-    """Why a file whose extension implies a header does not start with it (None: looks fine).
-
-    Random bytes named ``x.au`` would otherwise be read by libsndfile as header-less RAW
-    u-law and kept as 8 kHz noise."""
-    magic = _MAGIC.get(os.path.splitext(path)[1].lower())
-    if magic is None:
-        return None
-    with open(path, "rb") as f:
-        head = f.read(4)
-    if head.startswith(magic):
-        return None
-    return (f"no {os.path.splitext(path)[1]} header: starts with {head!r}, expected "
-            f"{' or '.join(repr(m) for m in magic)}")
-
-
-@contextlib.contextmanager
-def _captured_stderr():
-    """Send the C-level stderr (fd 2) to a temporary file; yields a list that receives its text.
-
-    libmpg123 prints warnings ("Xing stream size off ...") straight to fd 2, which breaks the
-    progress bar; they belong to the file's line in the report instead."""
-    out: list[str] = []
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError, AttributeError):  # no fd 2 (some embedded interpreters)
-        yield out
-        return
-    with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), 2)
-        try:
-            yield out
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            text = " | ".join(line.strip() for line in tmp.read().decode("utf-8", "replace").splitlines()
-                              if line.strip())
-            if text:
-                out.append(text[:500])
-
-
-def _decode(job: tuple[int, str, int, float | None]) -> tuple[int, np.ndarray | None, str | None, str]:
-    """Decode one file in a worker: ``(row, audio float32 (S,) or None, reason it was left out,
-    what the decoder printed)``; every reason starts with one of `REASONS`."""
-    row, path, sample_rate, max_seconds = job
-    if not os.path.exists(path):
-        return row, None, "missing: no such file", ""
-    if os.path.getsize(path) == 0:
-        return row, None, "empty: the file has 0 bytes", ""
-    problem = _header_problem(path)
-    if problem:
-        return row, None, f"corrupt: {problem}", ""
-    with _captured_stderr() as said:
-        try:
-            info = sf.info(path)
-        except Exception:  # load_audio below says why, in the reason
-            info = None
-        if info is not None and info.format == "RAW":
-            return row, None, (f"corrupt: no audio header (libsndfile would read the bytes as "
-                               f"header-less RAW {info.subtype} at {info.samplerate} Hz)"), ""
-        try:
-            x = load_audio(path, sample_rate=sample_rate, max_seconds=max_seconds)
-        except Exception as err:  # any decoder failure on one file must not stop a 25k-file ingestion
-            x, reason = None, getattr(err, "reason", None) or f"{type(err).__name__}: {err}"
-            if "does not exist" in reason:  # libsndfile's words for bytes it cannot recognise
-                reason = "not a decodable audio file (format not recognised by libsndfile)"
-    noise = said[0] if said else ""
-    if x is None:
-        return row, None, f"corrupt: {reason}" + (f"; decoder said: {noise}" if noise else ""), noise
-    return (row, *_check_decoded(x, info, sample_rate, max_seconds, noise), noise)
-
-
-def _check_decoded(x: np.ndarray, info, sample_rate: int, max_seconds: float | None,
-                   noise: str) -> tuple[np.ndarray | None, str | None]:
-    """``(x, None)`` for a usable track, else ``(None, reason)``: truncated, too short, silent."""
-    seconds = x.size / sample_rate
-    if info is not None and info.frames > 0 and info.samplerate > 0:
-        announced = info.frames / info.samplerate
-        if max_seconds is not None:
-            announced = min(announced, max_seconds)
-        if seconds < TRUNCATED * announced:  # e.g. an MP3 cut short: its header knows the length
-            said = f"; decoder said: {noise}" if noise else ""
-            return None, (f"corrupt: truncated, decoded {seconds:.2f} s of the {announced:.2f} s "
-                          f"its header announces{said}")
-    if seconds < SEGMENT_SECONDS:
-        return None, f"too short: {seconds:.2f} s < one {SEGMENT_SECONDS:g} s segment"
-    if not np.any(np.abs(x) > 1e-6):  # load_audio peak-normalises, so only digital silence is all ~0
-        return None, "silent: every sample is zero"
-    return x, None
-
-
-def _decode_chunk(jobs: list[tuple]) -> list[tuple]:
-    return [_decode(j) for j in jobs]
-
-
-def _worker_init() -> None:
-    # One intra-op thread a worker: the workers are the parallelism, and a forked child must not
-    # enter an OpenMP region that its parent's torch already started (libgomp is not fork-safe).
-    # A worker orphaned by a killed parent exits instead of waiting on its queue forever.
-    worker_init_die_with_parent()
-    import torch
-
-    torch.set_num_threads(1)
-
-
-def _decoded(jobs: list[tuple], workers: int, chunk: int):
-    """Yield decoded results in job order; at most ``4 * workers`` chunks in flight (bounded memory)."""
-    if workers <= 1:  # in this process, one file at a time (a patched loader is seen here)
-        for job in jobs:
-            yield _decode(job)
-        return
-    chunks = [jobs[i:i + chunk] for i in range(0, len(jobs), chunk)]
-    pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init)
-    pending: collections.deque[Future] = collections.deque()
-    it = iter(chunks)
-    try:
-        for c in it:
-            pending.append(pool.submit(_decode_chunk, c))
-            if len(pending) >= 4 * workers:
-                break
-        while pending:
-            results = pending.popleft().result()
-            nxt = next(it, None)
-            if nxt is not None:
-                pending.append(pool.submit(_decode_chunk, nxt))
-            yield from results
-        pool.shutdown(wait=True)
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
-
-
-# --------------------------------------------------------------------------- fingerprint of the audio copy
 
 def source_stats(root: str | os.PathLike, paths) -> pd.DataFrame:
     """``path, size, mtime_ns`` of every listed file (-1, -1 when missing): one stat a file,
@@ -556,7 +272,7 @@ def _build(table: DatasetTable, data_cfg: DataConfig, root: Path, stats: pd.Data
         print(f"[ingest] {table.name}: decoding {len(jobs)} files{reused} from {table.root} with {workers} "
               f"worker(s) into {root}", flush=True)
         bar = _progress(len(tracks), len(done), table.name, progress)
-        decoded = _decoded(jobs, workers, chunk=max(1, min(16, len(jobs) // (8 * workers) or 1)))
+        decoded = decoded_tracks(jobs, workers, chunk=max(1, min(16, len(jobs) // (8 * workers) or 1)))
         for i, kind, *arg in steps:
             path, noise = tracks.at[i, "path"], ""
             if kind == "copy":
@@ -639,6 +355,4 @@ def read_report(store: AudioStore) -> pd.DataFrame:
     return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
-__all__ = ["DatasetTable", "UnsafePathError", "READERS", "REASONS", "ingest", "read_table", "read_report",
-           "resolve_entry", "store_root", "find_file", "detect_layout", "reason_kind", "source_stats",
-           "changed_sources"]
+__all__ = ["READERS", "ingest", "read_table", "read_report", "store_root", "source_stats", "changed_sources"]

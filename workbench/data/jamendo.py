@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from workbench.data.ingest import DatasetTable, detect_layout, find_file, resolve_entry
+from workbench.data.table import DatasetTable, detect_layout, find_file, resolve_entry
 
 VARIANTS = ("top50", "genre", "instrument", "moodtheme", "all")
 _FILE_STEM = {"top50": "autotagging_top50tags", "genre": "autotagging_genre",

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from workbench.data.ingest import DatasetTable, find_file, resolve_entry
+from workbench.data.table import DatasetTable, find_file, resolve_entry
 
 VARIANTS = ("A", "A-sota", "B")
 SPLITS = ("train", "valid", "test")

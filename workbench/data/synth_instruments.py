@@ -215,7 +215,6 @@ VOWELS = {"a": (730, 1090, 2440), "e": (530, 1840, 2480), "i": (390, 1990, 2550)
 def voice(midi: int, n: int, gate: int, vel: float, rng: np.random.Generator, p: dict[str, Any]) -> np.ndarray:
     """Sung voice: Rosenberg glottal pulse train (vibrato, jitter, breath) through three formant resonators."""
     f = midi_hz(midi)
-    t = _t(n)
     freq = _vibrato(f, n, 0.012, 5.2, 0.2) * (1.0 + 0.002 * rng.standard_normal(n).cumsum() / np.sqrt(n))
     phase = np.cumsum(freq / SR) % 1.0
     # Rosenberg (1971) pulse: opening 40 % of the period, closing 16 %, closed the rest

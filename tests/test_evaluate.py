@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from workbench.evaluate import (LogMelStats, draws_and_resamples, extract_embeddings, limited_data_subsets, load_subsets,
+from workbench.baselines import LogMelStats
+from workbench.evaluate import (draws_and_resamples, extract_embeddings, limited_data_subsets, load_subsets,
                                 resolve_source, save_subsets)
 from workbench.metrics import accuracy, tagging_metrics
 from workbench.probe import check_split, train_probe
@@ -174,18 +175,18 @@ def test_run_evaluation_writes_report(smoke_cfg, smoke_store, tmp_path):
 def test_supervised_baseline_sees_only_the_draws_labels(smoke_cfg, smoke_store, monkeypatch):
     """In the limited-data curves the supervised encoder is retrained on each draw's tracks: the
     labels it is fitted on are exactly those of the draw (not the whole train split)."""
-    from workbench import evaluate
+    from workbench import baselines, evaluate
 
     cfg = dataclasses.replace(smoke_cfg, eval=dataclasses.replace(smoke_cfg.eval, supervised_epochs=1))
     seen = []
-    real = evaluate.check_split
+    real = baselines.check_split
 
     def spy(y, name):
         if "supervised" in name:
             seen.append(np.asarray(y).copy())
         return real(y, name)
 
-    monkeypatch.setattr(evaluate, "check_split", spy)
+    monkeypatch.setattr(baselines, "check_split", spy)
     _, y_train = smoke_store.split_labels("train")
     subsets = limited_data_subsets(y_train, (0.5, 1.0), draws=2, seed=3)
     full = evaluate.baseline_source("supervised", cfg, smoke_store)
@@ -201,8 +202,8 @@ def test_supervised_baseline_sees_only_the_draws_labels(smoke_cfg, smoke_store, 
 
 def test_supervised_baseline_keeps_the_best_validation_epoch(smoke_cfg, smoke_store, monkeypatch, tmp_path):
     """The supervised encoder returned is the one of the epoch with the best validation score."""
+    from workbench import baselines, evaluate
     from workbench import encoder as encoder_module
-    from workbench import evaluate
 
     monkeypatch.setenv("WORKBENCH_DATA", str(tmp_path))  # a fresh cache: this test must train
     held, snapshots = [], []
@@ -219,10 +220,34 @@ def test_supervised_baseline_keeps_the_best_validation_epoch(smoke_cfg, smoke_st
         return next(scores)
 
     monkeypatch.setattr(encoder_module, "build_encoder", build)
-    monkeypatch.setattr(evaluate, "validation_score", score)
+    monkeypatch.setattr(baselines, "validation_score", score)
     cfg = dataclasses.replace(smoke_cfg, eval=dataclasses.replace(smoke_cfg.eval, supervised_epochs=3, baseline_seed=11))
     src = evaluate.baseline_source("supervised", cfg, smoke_store)
     assert len(snapshots) == 3
     got = src.encoder.state_dict()
     assert all(torch.equal(got[k], snapshots[1][k]) for k in got)
     assert not all(torch.equal(got[k], snapshots[2][k]) for k in got if got[k].is_floating_point())
+
+
+def test_random_baseline_batchnorm_is_calibrated_on_pretraining_audio(smoke_cfg, smoke_store):
+    """The random-init floor normalises with statistics of real inputs: each BatchNorm's running
+    mean and variance are those of its input over the calibration batches (here checked on the
+    stem's first BatchNorm against a direct computation), not the initial 0 / 1."""
+    from workbench.baselines import baseline_source, calibrate_batchnorm
+    from workbench.encoder import build_encoder
+
+    src = baseline_source("random", smoke_cfg, smoke_store)
+    bn = [m for m in src.encoder.modules() if isinstance(m, torch.nn.BatchNorm2d)][0]
+    assert not src.encoder.training and bn.running_mean.abs().max() > 1e-3
+    assert not torch.allclose(bn.running_var, torch.ones_like(bn.running_var))
+
+    torch.manual_seed(0)
+    enc = build_encoder(smoke_cfg.encoder, smoke_cfg.audio)
+    x = torch.randn(6, 1, smoke_cfg.audio.n_mels, smoke_cfg.audio.n_frames) * 10 - 40
+    calibrate_batchnorm(enc, [x[:3], x[3:]])
+    with torch.no_grad():
+        h = enc.conv1(x)  # the stem's first convolution feeds bn1
+        out = enc.bn1(h)
+    torch.testing.assert_close(enc.bn1.running_mean, (h[:3].mean((0, 2, 3)) + h[3:].mean((0, 2, 3))) / 2,
+                               rtol=1e-4, atol=1e-4)
+    assert out.mean((0, 2, 3)).abs().max() < 0.2 and enc.bn1.momentum == 0.1  # centred; momentum restored

@@ -236,6 +236,7 @@ class EvalConfig:
     baselines: tuple[str, ...] = ("random", "handcrafted", "supervised")
     batch_size: int = 64
     baseline_seed: int = 0  # random-init encoder and supervised baseline
+    calibration_batches: int = 4  # random-init encoder: batches of pretraining views for its BatchNorm statistics
     supervised_epochs: int = 20  # supervised baseline: passes of one random 4 s segment per train track
 
 

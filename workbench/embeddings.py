@@ -58,14 +58,6 @@ class EncoderSource:
     config_hash: str
 
 
-class LogMelStats(nn.Module):
-    """Hand-crafted baseline: per-band mean and standard deviation of the log-mel, (B,1,F,T) -> (B, 2F)."""
-
-    def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        assert mel.ndim == 4 and mel.shape[1] == 1, f"LogMelStats expects (B, 1, F, T), got {tuple(mel.shape)}"
-        return torch.cat([mel.mean(-1), mel.std(-1)], -1).flatten(1)
-
-
 def resolve_source(source, cfg: RunConfig, name: str | None = None) -> EncoderSource:
     """A run folder, a released checkpoint ``.pt``, an `EncoderSource` or an nn.Module -> `EncoderSource`."""
     if isinstance(source, EncoderSource):

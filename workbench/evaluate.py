@@ -1,7 +1,7 @@
 """Downstream evaluation: frozen embeddings, probes, paired bootstrap, limited data, baselines.
 
 One harness treats every encoder the same way: the five SSL runs, a released checkpoint, and
-three baselines (a randomly initialised encoder, hand-crafted log-mel statistics, a supervised
+three baselines (`workbench.baselines`: a randomly initialised encoder with calibrated BatchNorm, hand-crafted log-mel statistics, a supervised
 encoder trained end to end on the train labels: in the limited-data curves, on the labels of
 the draw only). Metrics and the bootstrap live in
 `workbench.metrics`, probes in `workbench.probe`, figures in `workbench.plots`.
@@ -22,7 +22,6 @@ variation: each bootstrap resample of the test set is paired with one draw picke
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -30,21 +29,18 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
-from torch import nn
-from tqdm.auto import tqdm
 
 from workbench.config import RunConfig, for_method, config_hash, data_dir, to_dict
 from workbench.data.store import AudioStore
-from workbench.embeddings import (Embeddings, EncoderSource, LogMelStats, sha_file, sha_module, store_id,
-                                  extract_embeddings, extract_segments, gather_segments,
-                                  resolve_source)
+from workbench.baselines import BASELINES, baseline_source, supervised_encoder
+from workbench.embeddings import (Embeddings, EncoderSource, store_id,
+                                  extract_embeddings, extract_segments, resolve_source)
 from workbench.methods import METHODS
 from workbench.metrics import bootstrap
-from workbench.probe import validation_score, check_split, train_probe
-from workbench.runs import device as run_device, ensure_run, save_npz, save_text, save_torch
+from workbench.probe import targets, task_of, train_probe
+from workbench.runs import device as run_device, ensure_run, save_npz, save_text
 
-__all__ = ["Embeddings", "EncoderSource", "LogMelStats", "extract_embeddings", "extract_segments", "resolve_source",
+__all__ = ["Embeddings", "EncoderSource", "extract_embeddings", "extract_segments", "resolve_source",
            "limited_data_subsets", "save_subsets", "load_subsets", "baseline_source", "BASELINES",
            "probe_scores", "run_evaluation"]
 
@@ -118,118 +114,7 @@ def load_subsets(path: Path) -> dict[float, list[np.ndarray]]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Baselines
-
-
-def _random_encoder(cfg: RunConfig, store: AudioStore) -> EncoderSource:
-    from workbench.encoder import build_encoder
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.eval.baseline_seed)
-        enc = build_encoder(cfg.encoder, cfg.audio).eval()
-    return EncoderSource("random", "n/a", enc, cfg.audio, f"random init seed {cfg.eval.baseline_seed}",
-                         sha_module(enc), config_hash(cfg.encoder))
-
-
-def _handcrafted(cfg: RunConfig, store: AudioStore) -> EncoderSource:
-    return EncoderSource("handcrafted", "n/a", LogMelStats(), cfg.audio, "log-mel mean+std",
-                         "handcrafted-" + config_hash(cfg.audio), config_hash(cfg.audio))
-
-
-def _supervised(cfg: RunConfig, store: AudioStore, progress: bool = True,
-                subset: np.ndarray | None = None) -> EncoderSource:
-    """The same encoder trained end to end with BCE on random 4 s segments of the train tracks
-    (each carrying its track's labels); ``eval.supervised_epochs`` passes of one segment a track,
-    keeping the epoch with the best validation score (macro ROC-AUC, or accuracy for a
-    single-label task, on one fixed random segment per valid track), as the probes do.
-
-    ``subset``: positions into the train split (a limited-data draw); the encoder then sees only
-    those tracks' labels, like every probe of that draw, so the upper bound stays honest in the
-    limited-data curves. The checkpoint is cached under ``data_dir()/cache/supervised/``, keyed
-    by the configuration and the subset."""
-    from workbench.audio import MelFrontend
-    from workbench.encoder import build_encoder
-
-    sub = None if subset is None else hashlib.sha256(np.asarray(subset, np.int64).tobytes()).hexdigest()[:12]
-    blob = json.dumps({"enc": to_dict(cfg.encoder), "audio": to_dict(cfg.audio), "store": store_id(store),
-                       "epochs": cfg.eval.supervised_epochs, "seed": cfg.eval.baseline_seed,
-                       "batch": cfg.train.batch_size, "lr": cfg.train.lr, "subset": sub,
-                       "selection": "best valid epoch"}, sort_keys=True)
-    key = hashlib.sha256(blob.encode()).hexdigest()[:10]
-    path = data_dir() / "cache" / "supervised" / f"supervised-{key}.pt"
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.eval.baseline_seed)
-        enc = build_encoder(cfg.encoder, cfg.audio)
-        head = nn.Linear(cfg.encoder.output_dim, store.labels.shape[1])
-    if path.exists():
-        enc.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["encoder"])
-    else:
-        device = run_device(cfg)
-        idx, y = store.split_labels("train")
-        if subset is not None:
-            idx, y = idx[subset], y[subset]
-        check_split(y, "train (supervised baseline)")
-        model = nn.Sequential(MelFrontend.from_config(cfg.audio), enc, head).to(device)
-        opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
-        rng = np.random.default_rng(cfg.eval.baseline_seed)
-        seg = cfg.audio.segment_samples
-        lengths = np.asarray(store.lengths)
-        # validation: one fixed random segment per valid track, scored after every epoch
-        v_idx, v_y = store.split_labels("valid")
-        v_starts = (rng.random(len(v_idx)) * (np.maximum(lengths[v_idx] - seg, 0) + 1)).astype(np.int64)
-        v_x = torch.from_numpy(gather_segments(store, v_idx, v_starts, seg))
-        task = _task(store)
-        bs = max(2, min(cfg.train.batch_size, len(idx)))
-        best, best_state = -math.inf, None
-        for _ in tqdm(range(cfg.eval.supervised_epochs), desc="supervised baseline", disable=not progress, leave=False):
-            model.train()
-            perm = rng.permutation(len(idx))
-            for lo in range(0, len(idx), bs):
-                p = perm[lo:lo + bs]
-                if len(p) < 2:
-                    continue
-                starts = (rng.random(len(p)) * (np.maximum(lengths[idx[p]] - seg, 0) + 1)).astype(np.int64)
-                x = torch.from_numpy(gather_segments(store, idx[p], starts, seg)).to(device)
-                loss = nn.functional.binary_cross_entropy_with_logits(
-                    model(x), torch.from_numpy(y[p].astype(np.float32)).to(device))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-            model.eval()
-            with torch.no_grad():
-                scores = torch.cat([model(v_x[i:i + bs].to(device)).float().cpu()
-                                    for i in range(0, len(v_x), bs)]).numpy()
-            score = validation_score(task, _targets(v_y, task), scores)
-            if score > best:
-                best, best_state = score, {k: v.detach().cpu().clone() for k, v in enc.state_dict().items()}
-        enc.load_state_dict(best_state)
-        enc = enc.cpu().eval()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_torch({"encoder": enc.state_dict(), "config": to_dict(cfg)}, path)
-    return EncoderSource("supervised", "n/a", enc.eval(), cfg.audio, str(path), sha_file(path), key)
-
-
-BASELINES = {"random": _random_encoder, "handcrafted": _handcrafted, "supervised": _supervised}
-
-
-def baseline_source(name: str, cfg: RunConfig, store: AudioStore) -> EncoderSource:
-    """One of `BASELINES` as an `EncoderSource`; a wrong name lists the valid ones."""
-    if name not in BASELINES:
-        raise ValueError(f"unknown baseline {name!r}; expected one of {', '.join(BASELINES)}")
-    return BASELINES[name](cfg, store)
-
-
-
-# ---------------------------------------------------------------------------------------------
 # The comparison
-
-
-def _task(store: AudioStore) -> str:
-    return "single_label" if store.meta.get("task") in ("single_label", "single-label") else "multi_label"
-
-
-def _targets(y: np.ndarray, task: str) -> np.ndarray:
-    return y.argmax(1) if task == "single_label" else y
 
 
 def probe_scores(src: EncoderSource, store: AudioStore, cfg: RunConfig,
@@ -238,13 +123,13 @@ def probe_scores(src: EncoderSource, store: AudioStore, cfg: RunConfig,
     split; returns {(fraction, draw): test scores (N_test, K)}.
 
     The supervised baseline is the one encoder that sees labels: for a draw below 100 % it is
-    retrained on that draw's tracks only (`_supervised` with ``subset``) before its probe.
+    retrained on that draw's tracks only (`supervised_encoder` with ``subset``) before its probe.
     """
     if src.name == "supervised" and src.fidelity == "n/a":
         out = {}
         for f, draws in subsets.items():
             for d, pos in enumerate(draws):
-                sub_src = src if f == 1.0 else _supervised(cfg, store, progress, subset=pos)
+                sub_src = src if f == 1.0 else supervised_encoder(cfg, store, progress, subset=pos)
                 out[(f, d)] = _probe_scores(sub_src, store, cfg, {f: [pos]}, progress)[(f, 0)]
         return out
     return _probe_scores(src, store, cfg, subsets, progress)
@@ -252,9 +137,9 @@ def probe_scores(src: EncoderSource, store: AudioStore, cfg: RunConfig,
 
 def _probe_scores(src: EncoderSource, store: AudioStore, cfg: RunConfig,
                   subsets: dict[float, list[np.ndarray]], progress: bool = True) -> dict[tuple[float, int], np.ndarray]:
-    task = _task(store)
+    task = task_of(store)
     emb = {s: extract_embeddings(src, store, s, cfg, progress=progress) for s in SPLITS}
-    y = {s: _targets(store.labels[emb[s].indices], task) for s in SPLITS}
+    y = {s: targets(store.labels[emb[s].indices], task) for s in SPLITS}
     if cfg.probe.protocol == "paper-code":
         seg_emb, seg_owner = extract_segments(src, store, "train", cfg, progress=progress)
     out = {}
@@ -314,10 +199,10 @@ def run_evaluation(cfg: RunConfig, runs: list[Path], out_dir: Path | None = None
     timings["baselines"] = time.perf_counter() - t
     labels = _labels(sources)
 
-    task = _task(store)
+    task = task_of(store)
     train_idx, y_train = store.split_labels("train")
     fractions = tuple(sorted(set(cfg.eval.fractions) | {1.0}))
-    subsets = limited_data_subsets(_targets(y_train, task), fractions, cfg.eval.draws, cfg.eval.subset_seed,
+    subsets = limited_data_subsets(targets(y_train, task), fractions, cfg.eval.draws, cfg.eval.subset_seed,
                                    cfg.eval.subset_rule)
     save_subsets(out / "subsets.json", subsets, train_idx, seed=cfg.eval.subset_seed, draws=cfg.eval.draws,
                  store=store_id(store), subset_rule=cfg.eval.subset_rule)
@@ -328,7 +213,7 @@ def run_evaluation(cfg: RunConfig, runs: list[Path], out_dir: Path | None = None
 
     t = time.perf_counter()
     _, y_test = store.split_labels("test")
-    y_test = _targets(y_test, task)
+    y_test = targets(y_test, task)
     rows, limited, arrays = [], [], {}
     for f, draws in subsets.items():
         per_draw = [bootstrap(y_test, {lab: scores[lab][(f, d)] for lab in labels},

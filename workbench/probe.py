@@ -85,6 +85,16 @@ class Probe:
         return out.numpy().astype(np.float64)
 
 
+def task_of(store) -> str:
+    """"single_label" or "multi_label": the task a store's metadata declares (multi-label by default)."""
+    return "single_label" if store.meta.get("task") in ("single_label", "single-label") else "multi_label"
+
+
+def targets(y: np.ndarray, task: str) -> np.ndarray:
+    """Probe targets of (N, K) labels: class ids (N,) for a single-label task, else the matrix."""
+    return y.argmax(1) if task == "single_label" else y
+
+
 def validation_score(task: str, y: np.ndarray, scores: np.ndarray) -> float:
     """The early-stopping score: macro ROC-AUC (multi-label) or accuracy (single-label)."""
     return tagging_metrics(y, scores)["roc_auc"] if task == "multi_label" else accuracy(y, scores)

@@ -171,3 +171,25 @@ def test_a_partial_of_another_generator_is_discarded(tiny, tmp_path):
     store = build_corpus(TINY, root=root, progress=False, workers=1)
     assert (root / "audio.i16").read_bytes() == (tiny.root / "audio.i16").read_bytes()
     assert len(store) == len(tiny)
+
+
+def test_reverb_no_longer_gives_the_style_away(monkeypatch):
+    """The room is drawn independently of the style: the reverb times of ambient and classical
+    tracks (once 2.5-4 s and 1.5-2.5 s, separable by reverb alone: AUC 1.0) now overlap fully."""
+    from sklearn.metrics import roc_auc_score
+
+    from workbench.data import synth
+
+    seen: list[float] = []
+    real = synth.si.room_impulse_response
+    monkeypatch.setattr(synth.si, "room_impulse_response", lambda rng, rt60: seen.append(rt60) or real(rng, rt60))
+    rt60 = {}
+    for style in ("ambient", "classical", "hiphop"):
+        seen.clear()
+        for seed in range(30):
+            generate_track(900 + seed, style=style, seconds=5.0)
+        rt60[style] = list(seen)
+    assert all(0.4 <= r <= 4.0 for rs in rt60.values() for r in rs)
+    for a, b in (("ambient", "classical"), ("ambient", "hiphop"), ("classical", "hiphop")):
+        auc = roc_auc_score([1] * 30 + [0] * 30, rt60[a] + rt60[b])
+        assert 0.25 < auc < 0.75, (a, b, auc)  # a reverb-only feature is near chance

@@ -35,7 +35,7 @@ from scipy.signal import oaconvolve
 from workbench.config import CorpusConfig, config_hash, data_dir
 from workbench.data import synth_instruments as si
 from workbench.data.store import AudioStore, StoreError, StoreWriter, build_lock, worker_init_die_with_parent
-from workbench.data.synth_styles import STYLES, bass_line, comp_line
+from workbench.data.synth_styles import ROOM_RT60, STYLES, bass_line, comp_line
 
 SPLITS = ("pool", "train", "valid", "test")
 SCORES = "scores.jsonl"
@@ -230,7 +230,7 @@ def _render(tr: _Track, rng: np.random.Generator, sample_rate: int) -> np.ndarra
         level = {"drums": 0.9, "bass": 0.8}.get(inst, 0.6 if inst != tr.lead else 0.9)
         mix += level * 10 ** (rng.uniform(-4, 4) / 20) * stem / (np.sqrt(np.mean(stem ** 2)) + 1e-9)
     mix = mix[:n_total]
-    ir = si.room_impulse_response(rng, rng.uniform(*STYLES[tr.style].rt60))
+    ir = si.room_impulse_response(rng, room_rt60(rng))
     wet = oaconvolve(mix, ir)[:n_total]  # overlap-add FFT convolution: a long signal, a shorter IR
     mix = mix + rng.uniform(0.15, 0.45) * wet * np.sqrt(np.mean(mix ** 2) / (np.mean(wet ** 2) + 1e-12))
     mix /= np.abs(mix).max() + 1e-9
@@ -262,6 +262,12 @@ def _tags(tr: _Track) -> list[str]:
         tags.append("quiet")
     tags.append("solo" if len(present) == 1 else "ensemble")
     return tags
+
+
+def room_rt60(rng: np.random.Generator) -> float:
+    """A track's reverb time: log-uniform over `ROOM_RT60`, independent of its style."""
+    lo, hi = ROOM_RT60
+    return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
 
 
 def generate_track(seed: int, style: str | None = None, seconds: float | None = None, sample_rate: int = 16_000,

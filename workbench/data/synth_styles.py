@@ -3,7 +3,9 @@
 A `Style` is a genre-like recipe: tempo range, mode prior, chord progressions (scale degrees,
 one chord a bar), drum patterns (one character a 16th), instrumentation priors (overlapping
 between styles on purpose, so an instrument never gives a style away), bass and accompaniment
-figures, dynamics, brightness and room. `bass_line` and `comp_line` turn a figure name and a
+figures, dynamics and brightness. The room is NOT a style's: every track's reverb time is drawn
+from one range (`ROOM_RT60`), so reverb alone never gives a style away (it used to: classical
+1.5-2.5 s and ambient 2.5-4 s were separable by their room). `bass_line` and `comp_line` turn a figure name and a
 chord into one bar of notes. Used by `workbench.data.synth`.
 """
 
@@ -12,6 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+# Reverb time RT60 (s) of every track, drawn log-uniformly whatever its style.
+ROOM_RT60 = (0.4, 4.0)
+
 
 @dataclass(frozen=True)
 class Style:
@@ -27,7 +33,6 @@ class Style:
     lead_density: float  # probability of a melody onset on each 8th (16th when lead_step is 1)
     dynamics: tuple[float, float]
     brightness: tuple[float, float]
-    rt60: tuple[float, float]
     beats: int = 4
     lead_step: int = 2  # melody grid in 16ths
     sevenths: float = 0.1
@@ -49,57 +54,56 @@ STYLES: dict[str, Style] = {
                   (ROCK_BEAT, _p(kick="x-----x-x-------", snare="----x-------x--.", hat="x-x-x-x-x-x-x-x-"),
                    _p(kick="x-------x-x-----", snare="----x-------x---", ride="x-o-x-o-x-o-x-o-", crash="x---------------")),
                   dict(drums=.95, bass=.9, guitar=.9, piano=.25, organ=.3, voice=.55, strings=.12, brass=.1, pad=.12,
-                       flute=.03, bells=.03, marimba=.02), "roots8", "strum", .35, (.55, 1.0), (.45, .95), (.5, 1.2)),
+                       flute=.03, bells=.03, marimba=.02), "roots8", "strum", .35, (.55, 1.0), (.45, .95)),
     "pop": Style((88, 128), 0.3, ((0, 4, 5, 3), (5, 3, 0, 4), (0, 5, 3, 4), (3, 0, 4, 5)),
                  (BACKBEAT, _p(kick="x--x----x-------", clap="----x-------x---", hat="xoxoxoxoxoxoxoxo"),
                   _p(kick="x-------x--x----", snare="----x-------x---", hat="--o---o---o---o-")),
                  dict(drums=.9, bass=.85, guitar=.5, piano=.6, pad=.4, strings=.3, voice=.65, bells=.15, brass=.15,
-                      organ=.1, flute=.1, marimba=.1), "roots", "block", .45, (.4, .9), (.4, .85), (.5, 1.3),
+                      organ=.1, flute=.1, marimba=.1), "roots", "block", .45, (.4, .9), (.4, .85),
                  sevenths=.2, p_solo=.05, solo=("piano", "guitar")),
     "jazz": Style((70, 190), 0.45, ((1, 4, 0, 0), (0, 5, 1, 4), (2, 5, 1, 4), (0, 3, 1, 4)),
                   (_p(ride="x---x-.xx---x-.x", hat="----x-------x---", kick="x---------.-----", snare="------.-------.-"),
                    _p(ride="x---x--xx---x--x", hat="----x-------x---", snare="--.-----.--.----")),
                   dict(drums=.85, bass=.95, piano=.8, brass=.55, guitar=.35, organ=.25, voice=.35, flute=.25, strings=.1,
-                       bells=.05, marimba=.1, pad=.02), "walking", "jazz", .55, (.3, .8), (.3, .75), (.6, 1.4),
+                       bells=.05, marimba=.1, pad=.02), "walking", "jazz", .55, (.3, .8), (.3, .75),
                   sevenths=1.0, swing=.33, p_solo=.12, solo=("piano", "guitar")),
     "electronic": Style((118, 140), 0.6, ((0, 5, 2, 6), (0, 0, 5, 5), (0, 6, 5, 6), (5, 3, 0, 4)),
                         (_p(kick="x---x---x---x---", clap="----x-------x---", open_hat="--x---x---x---x-", hat="xxxxxxxxxxxxxxxx"),
                          _p(kick="x---x---x---x---", snare="----x-------x---", hat="o-x-o-x-o-x-o-x-")),
                         dict(drums=.98, bass=.95, pad=.8, bells=.4, piano=.3, strings=.2, voice=.3, guitar=.05, brass=.1,
-                             organ=.1, marimba=.2, flute=.05), "octaves", "arp16", .4, (.5, 1.0), (.4, 1.0), (.6, 1.5),
+                             organ=.1, marimba=.2, flute=.05), "octaves", "arp16", .4, (.5, 1.0), (.4, 1.0),
                         kit="electronic", sevenths=.3),
     "classical": Style((60, 140), 0.45, ((0, 3, 4, 0), (0, 1, 4, 0), (0, 5, 3, 4), (0, 4, 5, 2), (3, 4, 0, 0)),
                        (), dict(strings=.85, piano=.5, flute=.5, brass=.35, bells=.1, organ=.2, marimba=.05, voice=.2,
-                                bass=.4, guitar=.1, drums=.0, pad=.05), "sustain", "arp", .5, (.15, .8), (.2, .7),
-                       (1.5, 2.5), beats=3, p_solo=.25, solo=("piano", "guitar", "organ")),
+                                bass=.4, guitar=.1, drums=.0, pad=.05), "sustain", "arp", .5, (.15, .8), (.2, .7), beats=3, p_solo=.25, solo=("piano", "guitar", "organ")),
     "folk": Style((80, 130), 0.35, ((0, 3, 0, 4), (0, 4, 0, 4), (0, 3, 4, 0), (5, 3, 0, 4)),
                   (_p(kick="x-----------", hat="o---o---o---", rim="----x---x---"),
                    _p(kick="x-----x-----", hat="o-o-o-o-o-o-")),
                   dict(guitar=.95, voice=.65, flute=.35, strings=.3, piano=.2, bass=.5, drums=.35, marimba=.1,
-                       organ=.05, bells=.05, brass=.05, pad=.05), "roots", "arp", .45, (.2, .7), (.3, .7), (.5, 1.2),
+                       organ=.05, bells=.05, brass=.05, pad=.05), "roots", "arp", .45, (.2, .7), (.3, .7),
                   beats=3, p_solo=.2, solo=("guitar",)),
     "ambient": Style((55, 85), 0.5, ((0, 3), (0, 5), (3, 0, 5, 4)),
                      (_p(kick="x---------------", hat="--------o-------"),),
                      dict(pad=.95, bells=.6, strings=.45, piano=.4, flute=.25, voice=.2, marimba=.15, guitar=.2, bass=.35,
-                          drums=.15, organ=.1, brass=.05), "sustain", "arp", .18, (.1, .5), (.05, .55), (2.5, 4.0),
+                          drums=.15, organ=.1, brass=.05), "sustain", "arp", .18, (.1, .5), (.05, .55),
                      sevenths=.5, p_solo=.15, solo=("piano", "bells"), kit="electronic", chord_bars=2),
     "funk": Style((90, 118), 0.6, ((0, 0, 0, 3), (0, 3, 0, 3), (1, 4, 1, 4)),
                   (_p(kick="x--x--x---x--x--", snare="----x--.-.--x--.", hat="xoxoxoxoxoxoxoxo"),
                    _p(kick="x-x---x--x--x---", snare="----x-.-.---x-..", hat="x-x-x-x-x-x-x-x-", open_hat="-------x-------x")),
                   dict(drums=.98, bass=.98, guitar=.85, organ=.5, brass=.6, piano=.4, voice=.5, pad=.1, strings=.1,
-                       flute=.05, bells=.02, marimba=.05), "synco", "stabs", .35, (.5, 1.0), (.5, 1.0), (.4, 1.0),
+                       flute=.05, bells=.02, marimba=.05), "synco", "stabs", .35, (.5, 1.0), (.5, 1.0),
                   lead_step=1, sevenths=.8),
     "hiphop": Style((75, 98), 0.7, ((0, 5), (0, 3, 5, 4), (0, 0, 5, 6)),
                     (_p(kick="x-----x---x-----", snare="----x-------x---", hat="x-x-x-x-x-x-x-x-"),
                      _p(kick="x------x-xx-----", clap="----x-------x---", hat="x-x-x-x-x-x-x-xx")),
                     dict(drums=1.0, bass=.9, piano=.5, voice=.6, pad=.4, strings=.3, bells=.25, organ=.2, brass=.2,
-                         guitar=.2, flute=.1, marimba=.1), "hiphop", "block", .35, (.4, .9), (.3, .8), (.4, 1.0),
+                         guitar=.2, flute=.1, marimba=.1), "hiphop", "block", .35, (.4, .9), (.3, .8),
                     sevenths=.5, swing=.25, kit="electronic"),
     "latin": Style((110, 150), 0.5, ((1, 4, 0, 0), (0, 3, 1, 4), (0, 5, 1, 4)),
                    (_p(kick="x--x----x--x----", rim="x--x--x---x-x---", hat="o-o-o-o-o-o-o-o-"),
                     _p(kick="x--xx--xx--xx--x", rim="--x--x---x--x---", hat="oooooooooooooooo")),
                    dict(drums=.9, bass=.9, guitar=.8, piano=.6, marimba=.35, flute=.4, brass=.4, voice=.5, strings=.15,
-                        organ=.1, bells=.05, pad=.05), "tumbao", "bossa", .45, (.35, .85), (.4, .85), (.5, 1.2),
+                        organ=.1, bells=.05, pad=.05), "tumbao", "bossa", .45, (.35, .85), (.4, .85),
                    sevenths=.7),
 }
 

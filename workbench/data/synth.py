@@ -41,7 +41,7 @@ SPLITS = ("pool", "train", "valid", "test")
 SCORES = "scores.jsonl"
 # Bump when the generator's output changes: a corpus made by another version is reported (the
 # folder name hashes the config only, so runs trained on an existing corpus keep finding it).
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: the room's reverb drawn independently of the style
 
 INSTRUMENT_TAGS = ("drums", "bass", "guitar", "piano", "bells", "strings", "brass", "pad", "organ", "voice",
                    "flute", "marimba")
@@ -295,8 +295,10 @@ def generate_track(seed: int, style: str | None = None, seconds: float | None = 
 # --------------------------------------------------------------------------- the corpus on disk
 
 def corpus_root(cfg: CorpusConfig) -> Path:
-    """``data_dir()/corpus/synth-<hash of the generation parameters>``."""
-    return data_dir() / "corpus" / f"synth-{config_hash(cfg)}"
+    """``data_dir()/corpus/synth-<hash of the generation parameters>[-g<generator version>]``: a new
+    generator makes a new corpus instead of reusing audio the old one made."""
+    suffix = f"-g{GENERATOR_VERSION}" if GENERATOR_VERSION > 1 else ""
+    return data_dir() / "corpus" / f"synth-{config_hash(cfg)}{suffix}"
 
 
 def _plan(cfg: CorpusConfig) -> list[tuple]:

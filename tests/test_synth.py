@@ -157,8 +157,12 @@ def test_process_pool_gives_the_same_corpus(tmp_path):
 
 
 def test_headroom_check_runs_on_the_smoke_corpus(smoke_store):
+    """Tags are learnable from the audio even at smoke size (24 train / 12 test tracks): a mean
+    and std of the log-mel with a logistic regression gets 0.63 macro ROC-AUC (deterministic);
+    a generator whose tags no longer follow its audio sits at 0.5."""
     out = synth.headroom_check(smoke_store)
-    assert 0.0 <= out["macro_roc_auc"] <= 1.0 and out["n_tags"] > 10
+    assert out["macro_roc_auc"] > 0.58 and out["macro_roc_auc_clean"] >= out["macro_roc_auc"] - 0.02
+    assert out["per_family"]["style"] > 0.65 and out["n_tags"] > 10
 
 
 def test_a_partial_of_another_generator_is_discarded(tiny, tmp_path):

@@ -96,7 +96,10 @@ def test_mtat_split_a_pub_pickles(mtat_tree):
     table = mtat.read(root, "A")
     assert table.name == "mtat-A"
     assert table.tag_names[:3] == ["guitar", "classical", "slow"] and table.tag_names[-1] == "choral"
-    assert len(table.tag_names) == 50
+    assert len(table.tag_names) == 50 == len(set(table.tag_names))
+    # one canonical name per tag across splits: MTAT's own spelling, as B and A-sota write it
+    assert {"no vocals", "new age", "female voice", "male vocal"} <= set(table.tag_names)
+    assert not any(c.isupper() for t in table.tag_names for c in t)
     for split in ("train", "valid", "test"):
         rows = table.tracks["split"] == split
         assert table.tracks.loc[rows, "path"].tolist() == info["a"][split]  # .npy -> .mp3, list order kept
@@ -338,3 +341,10 @@ def test_end_to_end_smoke_ingest_pretrain_probe(tmp_path, smoke_cfg):
     assert np.isfinite(results["point"]).all()
     assert json.loads((store.root / "meta.json").read_text())["dataset"] == "mtat-B"
     assert isinstance(AudioStore.open(store.root), AudioStore)
+
+
+def test_mtat_canonical_tag_names():
+    from workbench.data.mtat import canonical_tag
+
+    assert [canonical_tag(t) for t in ("noVocals", "newAge", "femaleVoice", "no vocals", "guitar")] == \
+        ["no vocals", "new age", "female voice", "no vocals", "guitar"]

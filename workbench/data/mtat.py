@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -116,6 +117,13 @@ def _detect_variant(root: Path) -> str:
                             "for A-sota, annotations_final.csv for split B)")
 
 
+def canonical_tag(name: str) -> str:
+    """One name per tag across splits: MTAT's own spelling (annotations_final.csv, used by split B
+    and A-sota), lower case with spaces. Split A's list writes some in camelCase (``noVocals``,
+    ``newAge``, ``femaleVoice``): ``canonical_tag("noVocals") == "no vocals"``."""
+    return re.sub(r"(?<=[a-z])([A-Z])", lambda m: " " + m.group(1).lower(), name.strip()).lower()
+
+
 def read(root: Path, variant: str | None = None) -> DatasetTable:
     root = Path(root)
     variant = variant or _detect_variant(root)
@@ -137,7 +145,7 @@ def read(root: Path, variant: str | None = None) -> DatasetTable:
         if rel in KNOWN_BROKEN:
             known[p] = f"known broken MTAT clip {KNOWN_BROKEN[rel]}"
     return DatasetTable(dataset="mtat", variant=variant, root=root, tracks=tracks, labels=labels,
-                        tag_names=list(tags), task="multi_label", expected=dict(EXPECTED[variant]),
+                        tag_names=[canonical_tag(t) for t in tags], task="multi_label", expected=dict(EXPECTED[variant]),
                         known_broken=known, pretrain_splits=["train"])
 
 

@@ -35,9 +35,21 @@ GLOBAL_BATCH = 8
 STEPS = 2
 
 
-def _config(name: str):
+# Every method, and the layouts beyond two views: 3 views (pairwise losses, ordered pairs of the
+# student/teacher methods) and DINO's local crops (cropped from the global batch, sliced per rank).
+CASES = {**{m: {} for m in METHODS},
+         "simclr-3views": {"name": "simclr", "n_views": 3},
+         "byol-3views": {"name": "byol", "n_views": 3},
+         "vicreg-3views": {"name": "vicreg", "n_views": 3},
+         "dino-local-crops": {"name": "dino", "n_local_crops": 2}}
+
+
+def _config(case: str):
+    spec = dict(CASES[case])
+    name, n_views = spec.pop("name", case), spec.pop("n_views", 2)
     cfg = load_profile("smoke")
-    return replace(cfg, method=replace(cfg.method, name=name), audio=replace(cfg.audio, n_mels=64, segment_seconds=2.0),
+    return replace(cfg, method=replace(cfg.method, name=name, **spec), views=replace(cfg.views, n_views=n_views),
+                   audio=replace(cfg.audio, n_mels=64, segment_seconds=2.0),
                    train=replace(cfg.train, steps=STEPS, steps_per_epoch=1))
 
 
@@ -140,7 +152,7 @@ def ddp_results(tmp_path_factory):
     done = [Path(f"{path}.done{r}") for r in range(WORLD)]
     for attempt in (1, 2):
         try:
-            torch.multiprocessing.spawn(_worker, args=(_free_port(), list(METHODS), path), nprocs=WORLD, join=True)
+            torch.multiprocessing.spawn(_worker, args=(_free_port(), list(CASES), path), nprocs=WORLD, join=True)
             break
         except torch.multiprocessing.ProcessExitedException:
             # A rank killed by a signal: either at start-up (the free port found above taken
@@ -155,7 +167,7 @@ def ddp_results(tmp_path_factory):
     return torch.load(path, weights_only=True)
 
 
-@pytest.mark.parametrize("name", list(METHODS))
+@pytest.mark.parametrize("name", list(CASES))
 def test_two_processes_equal_one(name, ddp_results, float64):
     cfg = _config(name)
     method = build_method(cfg)

@@ -300,7 +300,8 @@ class DINO(_TeacherStudent):
     random from the global mel views and stretched back to the global frame count, as DINO
     resizes its local crops to a fixed size; this keeps one backbone pass for all views and the
     attention pool's positional embedding. Only the student sees them. Their randomness is
-    seeded by (seed, step, rank) so a resumed run draws the same crops.
+    seeded by (seed, step) and drawn for the global batch (each rank its slice), so a resumed
+    run, and a run on several processes, draws the same crops.
     ``use_centering=False`` disables centering (a deliberate collapse, notebook 03).
 
     Reference fidelity adds DINO's own stabilisers: the last (prototype) layer's gradient is
@@ -364,11 +365,14 @@ class DINO(_TeacherStudent):
         """``n_local_crops`` tensors (B, 1, F, T): random shorter segments, stretched to T frames."""
         B, _, n_mels, T = views[0].shape
         L = min(self.local_crop_frames, T)
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + step * 101 + dist.rank())
+        # drawn for the global batch and sliced, as the views are: a 2-process run crops what one
+        # process would (tests/test_dist.py)
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + step * 101)
+        mine = slice(dist.rank() * B, (dist.rank() + 1) * B)
         crops = []
         for c in range(self.n_local_crops):
             src = views[c % len(views)]
-            starts = torch.randint(0, T - L + 1, (B,), generator=g)
+            starts = torch.randint(0, T - L + 1, (B * dist.world_size(),), generator=g)[mine]
             idx = (starts[:, None] + torch.arange(L)[None, :]).to(src.device)  # (B, L)
             cut = torch.gather(src, 3, idx[:, None, None, :].expand(B, 1, n_mels, L))
             crops.append(F.interpolate(cut, size=(n_mels, T), mode="bilinear", align_corners=False))

@@ -251,3 +251,33 @@ def test_random_baseline_batchnorm_is_calibrated_on_pretraining_audio(smoke_cfg,
     torch.testing.assert_close(enc.bn1.running_mean, (h[:3].mean((0, 2, 3)) + h[3:].mean((0, 2, 3))) / 2,
                                rtol=1e-4, atol=1e-4)
     assert out.mean((0, 2, 3)).abs().max() < 0.2 and enc.bn1.momentum == 0.1  # centred; momentum restored
+
+
+def test_seed_configs_spread_and_labels(smoke_cfg):
+    import pandas as pd
+
+    from workbench.embeddings import EncoderSource
+    from workbench.evaluate import _labels, seed_configs, seed_spread
+    from workbench.methods import METHODS
+
+    cfg = dataclasses.replace(smoke_cfg, eval=dataclasses.replace(smoke_cfg.eval, seeds=3))
+    runs = seed_configs(cfg)
+    assert [(c.method.name, c.train.seed) for c in runs[:3]] == [("simclr", 0), ("simclr", 1), ("simclr", 2)]
+    assert len(runs) == 3 * len(METHODS)
+
+    def src(name, fidelity="reference", variant="", seed=0):
+        return EncoderSource(name, fidelity, None, smoke_cfg.audio, "", "", "", variant, seed)
+
+    assert _labels([src("simclr"), src("simclr", seed=1), src("byol", variant="ema0-nopredictor"),
+                    src("dino", "paper-code"), src("random", "n/a", seed=None)]) == \
+        ["simclr", "simclr@s1", "byol[ema0-nopredictor]", "dino/paper-code", "random"]
+
+    rows = [dict(method=m, fraction=1.0, metric="roc_auc", point=p, ci_low=p - 0.02, ci_high=p + 0.02)
+            for m, p in (("simclr", 0.80), ("simclr@s1", 0.82), ("simclr@s2", 0.78), ("random", 0.70))]
+    rows.append(dict(method="simclr", fraction=0.5, metric="roc_auc", point=0.1, ci_low=0.0, ci_high=0.2))
+    spread = seed_spread(pd.DataFrame(rows))
+    assert list(spread.method) == ["simclr"]  # one seed only: not listed
+    row = spread.iloc[0]
+    assert row.seeds == 3 and row.mean_over_seeds == pytest.approx(0.80) and row.seed_std == pytest.approx(0.02)
+    assert (row.seed_min, row.seed_max, row.bootstrap_ci_low) == (0.78, 0.82, pytest.approx(0.78))
+    assert seed_spread(pd.DataFrame(rows[3:])) is None

@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", nargs="*", default=[], help="run folders or released checkpoints (*.pt)")
     p.add_argument("--protocol", choices=("mlp", "linear", "paper-code"), default=None)
     p.add_argument("--fractions", default=None, help="e.g. 0.01,0.05,0.1,0.2,1.0")
+    p.add_argument("--seeds", type=int, default=None,
+                   help="pretraining seeds per method when --runs is not given (eval.seeds; default 1)")
     p.add_argument("--out", default=None, help="report folder (default: data/reports/<dataset>-<profile>)")
 
     p = sub.add_parser("ingest", help="decode a real dataset once into the audio store")
@@ -71,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the main job: corpus, five methods, evaluation, report, notebooks")
     _add_common(p)
     p.add_argument("--skip-notebooks", action="store_true")
+    p.add_argument("--seeds", type=int, default=None, help="pretraining seeds per method (eval.seeds; default 1)")
     return parser
 
 
@@ -88,6 +91,10 @@ def main(argv: list[str] | None = None) -> None:
 
 def run(args: argparse.Namespace) -> None:
     cfg = _config(args)
+    if getattr(args, "seeds", None) is not None:
+        if args.seeds < 1:
+            raise ValueError(f"--seeds is {args.seeds}; expected a whole number >= 1")
+        cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, seeds=args.seeds))
     announce(cfg, f"python -m workbench {args.command}")
 
     if args.command == "corpus":

@@ -229,6 +229,7 @@ class EvalConfig:
     bootstrap_resamples: int = 1000
     bootstrap_seed: int = 0
     fractions: tuple[float, ...] = (0.01, 0.05, 0.1, 0.2, 1.0)
+    seeds: int = 1  # pretraining seeds per method (train.seed, train.seed + 1, ...); --seeds N
     draws: int = 4  # random draws per fraction below 1
     subset_seed: int = 0
     subset_rule: str = "uniform"  # the paper: uniform at random | "coverage": one positive per tag first

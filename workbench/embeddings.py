@@ -56,6 +56,8 @@ class EncoderSource:
     checkpoint: str  # file or description
     checkpoint_hash: str
     config_hash: str
+    variant: str = ""  # a run's deliberate departure (method.variant), shown in its label
+    seed: int | None = None  # a run's pretraining seed (train.seed)
 
 
 def resolve_source(source, cfg: RunConfig, name: str | None = None) -> EncoderSource:
@@ -70,7 +72,8 @@ def resolve_source(source, cfg: RunConfig, name: str | None = None) -> EncoderSo
         encoder, run_cfg = runs.load_encoder(path)
         ckpt = path / "checkpoint.pt"
         return EncoderSource(name or run_cfg.method.name, run_cfg.method.fidelity, encoder.eval(), run_cfg.audio,
-                             str(ckpt), sha_file(ckpt), config_hash(run_cfg))
+                             str(ckpt), sha_file(ckpt), config_hash(run_cfg), run_cfg.method.variant,
+                             run_cfg.train.seed)
     if path.suffix == ".pt" and path.exists():
         from workbench.encoder import RELEASE_NAMES, load_released
 

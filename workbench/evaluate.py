@@ -22,6 +22,7 @@ variation: each bootstrap resample of the test set is paired with one draw picke
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -156,9 +157,13 @@ def _probe_scores(src: EncoderSource, store: AudioStore, cfg: RunConfig,
     return out
 
 
-def _labels(sources: list[EncoderSource]) -> list[str]:
-    """Unique table labels: the method name, with the fidelity when it is not the default."""
-    labels = [s.name if s.fidelity in ("reference", "n/a") else f"{s.name}/{s.fidelity}" for s in sources]
+def _labels(sources: list[EncoderSource], seed: int = 0) -> list[str]:
+    """Unique table labels: the method name, with ``[variant]`` for a deliberate departure, the
+    fidelity when it is not the default, and ``@s<seed>`` for a pretraining seed other than
+    ``seed`` (the config's): ``byol[ema0-nopredictor]``, ``dino/paper-code``, ``simclr@s1``."""
+    labels = [s.name + (f"[{s.variant}]" if s.variant else "")
+              + ("" if s.fidelity in ("reference", "n/a") else f"/{s.fidelity}")
+              + ("" if s.seed is None or s.seed == seed else f"@s{s.seed}") for s in sources]
     seen: dict[str, int] = {}
     for i, lab in enumerate(labels):
         seen[lab] = seen.get(lab, 0) + 1
@@ -191,13 +196,13 @@ def run_evaluation(cfg: RunConfig, runs: list[Path], out_dir: Path | None = None
 
     t = time.perf_counter()
     if not runs:
-        runs = [ensure_run(for_method(cfg, m)) for m in METHODS]
+        runs = [ensure_run(c) for c in seed_configs(cfg)]
     sources = [resolve_source(r, cfg) for r in runs]
     timings["runs"] = time.perf_counter() - t
     t = time.perf_counter()
     sources += [baseline_source(b, cfg, store) for b in cfg.eval.baselines]
     timings["baselines"] = time.perf_counter() - t
-    labels = _labels(sources)
+    labels = _labels(sources, cfg.train.seed)
 
     task = task_of(store)
     train_idx, y_train = store.split_labels("train")
@@ -237,6 +242,9 @@ def run_evaluation(cfg: RunConfig, runs: list[Path], out_dir: Path | None = None
                                  probe_hash=config_hash(cfg.probe)))
     table = pd.DataFrame(rows)
     table.to_csv(out / "results.csv", index=False)
+    seeds = seed_spread(table)
+    if seeds is not None:
+        seeds.to_csv(out / "seeds.csv", index=False)
     clean = _clean_label_scores(store, {lab: scores[lab][(1.0, 0)] for lab in labels}, cfg)
     if clean is not None:
         clean.to_csv(out / "results_clean.csv", index=False)
@@ -264,6 +272,31 @@ def _markdown(df: pd.DataFrame) -> str:
     return head + "\n".join("| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False))
 
 
+def seed_configs(cfg: RunConfig) -> list[RunConfig]:
+    """The runs a comparison needs: every method, ``eval.seeds`` pretraining seeds each
+    (``train.seed``, ``train.seed + 1``, ...), in method order then seed order."""
+    return [dataclasses.replace(c, train=dataclasses.replace(c.train, seed=cfg.train.seed + k))
+            for c in (for_method(cfg, m) for m in METHODS) for k in range(cfg.eval.seeds)]
+
+
+def seed_spread(table: pd.DataFrame) -> pd.DataFrame | None:
+    """Full-data rows of methods with several pretraining seeds (labels ``m``, ``m@s1``, ...):
+    per method and metric the mean over seeds, their standard deviation and range, beside the
+    first seed's bootstrap interval, so a method difference can be told from seed noise. None
+    when every method has one seed."""
+    full = table[table.fraction == 1.0].assign(base=lambda d: d.method.str.replace(r"@s\d+$", "", regex=True))
+    rows = []
+    for (base, metric), g in full.groupby(["base", "metric"], sort=False):
+        if len(g) < 2:
+            continue
+        first = g[g.method == base]
+        rows.append(dict(method=base, metric=metric, seeds=len(g), mean_over_seeds=g.point.mean(),
+                         seed_std=g.point.std(ddof=1), seed_min=g.point.min(), seed_max=g.point.max(),
+                         bootstrap_ci_low=float(first.ci_low.iloc[0]) if len(first) else float("nan"),
+                         bootstrap_ci_high=float(first.ci_high.iloc[0]) if len(first) else float("nan")))
+    return pd.DataFrame(rows) if rows else None
+
+
 def _clean_label_scores(store: AudioStore, scores: dict[str, np.ndarray], cfg: RunConfig) -> pd.DataFrame | None:
     """Full-data test scores against the CLEAN tags (the embedded corpus keeps the tags before
     label dropout in ``tags_clean``): what the encoders know, beside the weak-label (MTAT-like)
@@ -278,6 +311,14 @@ def _clean_label_scores(store: AudioStore, scores: dict[str, np.ndarray], cfg: R
                               ci_low=float(np.nanpercentile(b.resamples[k][m], 2.5)),
                               ci_high=float(np.nanpercentile(b.resamples[k][m], 97.5)))
                          for k in b.metrics for m in scores])
+
+
+def _seeds_section(out: Path) -> str:
+    path = out / "seeds.csv"
+    if not path.exists():
+        return ""
+    return ("## Pretraining seeds (full data): spread over seeds beside the first seed's bootstrap interval\n\n"
+            f"{_markdown(pd.read_csv(path))}\n\n")
 
 
 def _clean_section(out: Path) -> str:
@@ -315,7 +356,7 @@ Seeds: corpus {cfg.corpus.seed}, pretraining {cfg.train.seed}, probe {cfg.probe.
 
 ![paired differences](paired_differences.png)
 
-{_clean_section(out)}## Limited data (point estimate, mean over draws)
+{_clean_section(out)}{_seeds_section(out)}## Limited data (point estimate, mean over draws)
 
 {_markdown(lim.reset_index())}
 

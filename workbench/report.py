@@ -62,10 +62,9 @@ def run_demo(cfg, notebooks: bool = True) -> Path:
     import shutil
     import time
 
-    from workbench.config import data_dir, for_method, to_dict
+    from workbench.config import data_dir, to_dict
     from workbench.data import open_dataset
-    from workbench.evaluate import run_evaluation
-    from workbench.methods import METHODS
+    from workbench.evaluate import run_evaluation, seed_configs
     from workbench.runs import ensure_run
 
     timings: dict[str, float] = {}
@@ -75,10 +74,11 @@ def run_demo(cfg, notebooks: bool = True) -> Path:
     print(store, flush=True)
 
     runs = []
-    for name in METHODS:
+    for run_cfg in seed_configs(cfg):  # every method, eval.seeds pretraining seeds each
         t = time.perf_counter()
-        runs.append(ensure_run(for_method(cfg, name)))
-        timings[f"pretrain:{name}"] = time.perf_counter() - t
+        runs.append(ensure_run(run_cfg))
+        seed = "" if run_cfg.train.seed == cfg.train.seed else f"@s{run_cfg.train.seed}"
+        timings[f"pretrain:{run_cfg.method.name}{seed}"] = time.perf_counter() - t
 
     t = time.perf_counter()
     out = run_evaluation(cfg, runs, out_dir=None)

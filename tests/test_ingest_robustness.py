@@ -23,7 +23,7 @@ from workbench.config import DataConfig  # noqa: E402
 from workbench.data import gtzan, jamendo  # noqa: E402
 from workbench.data import decode  # noqa: E402
 from workbench.data.ingest import ingest, read_report  # noqa: E402
-from workbench.data.store import build_lock  # noqa: E402
+from workbench.locks import build_lock  # noqa: E402
 
 SR = 16_000
 
@@ -254,7 +254,7 @@ def test_waiting_builder_names_the_holder(tmp_path, capsys):
     target = tmp_path / "store"
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import time
-        from workbench.data.store import build_lock
+        from workbench.locks import build_lock
         with build_lock({str(target)!r}):
             print("held", flush=True)
             time.sleep(1.5)

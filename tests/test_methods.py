@@ -177,7 +177,7 @@ def test_per_view_batchnorm_equals_separate_passes(smoke_cfg, smoke_views):
     outputs and running statistics alike (BYOL's apply_once_fn per view)."""
     import copy
 
-    from workbench.methods import _one_pass
+    from workbench.multiview import one_pass as _one_pass
 
     net = build_method(_cfg(smoke_cfg, "vicreg")).train()
     a, b = net, copy.deepcopy(net)

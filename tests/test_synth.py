@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from workbench.config import CorpusConfig
-from workbench.data import synth
+from workbench.data import corpus, synth
 from workbench.data.store import AudioStore
-from workbench.data.synth import (INSTRUMENT_TAGS, STYLES, TAG_FAMILIES, TAGS, build_corpus, clean_labels,
-                                  generate_track, load_scores)
+from workbench.data.corpus import build_corpus, clean_labels, load_scores
+from workbench.data.synth import INSTRUMENT_TAGS, STYLES, TAG_FAMILIES, TAGS, generate_track
 
 TINY = CorpusConfig(seed=3, n_pool=2, n_train=3, n_valid=2, n_test=2, label_dropout=0.3)
 SR = 16_000
@@ -119,14 +119,14 @@ def test_second_build_reuses_the_corpus(tiny, monkeypatch):
     def boom(item):
         raise AssertionError("the corpus was generated again")
 
-    monkeypatch.setattr(synth, "_make_track", boom)
+    monkeypatch.setattr(corpus, "_make_track", boom)
     again = build_corpus(TINY, root=tiny.root, progress=False, workers=1)
     assert again.root == tiny.root and os.stat(tiny.root / "audio.i16").st_mtime_ns == mtime
 
 
 def test_interrupted_build_is_never_taken_for_whole(tiny, tmp_path, monkeypatch):
     root = tmp_path / "crash"
-    real, calls = synth._make_track, []
+    real, calls = corpus._make_track, []
 
     def crash_after_three(item):
         calls.append(item)
@@ -134,13 +134,13 @@ def test_interrupted_build_is_never_taken_for_whole(tiny, tmp_path, monkeypatch)
             raise KeyboardInterrupt("simulated crash")
         return real(item)
 
-    monkeypatch.setattr(synth, "_make_track", crash_after_three)
+    monkeypatch.setattr(corpus, "_make_track", crash_after_three)
     with pytest.raises(KeyboardInterrupt):
         build_corpus(TINY, root=root, progress=False, workers=1)
     assert not (root / "COMPLETE").exists()
     with pytest.raises((FileNotFoundError, ValueError)):
         AudioStore.open(root)
-    monkeypatch.setattr(synth, "_make_track", real)
+    monkeypatch.setattr(corpus, "_make_track", real)
     store = build_corpus(TINY, root=root, progress=False, workers=1)
     assert (root / "COMPLETE").is_file()
     # the resumed build is byte for byte the uninterrupted one
@@ -152,7 +152,7 @@ def test_interrupted_build_is_never_taken_for_whole(tiny, tmp_path, monkeypatch)
 def test_process_pool_gives_the_same_corpus(tmp_path):
     cfg = CorpusConfig(seed=3, n_pool=8, n_train=1, n_valid=0, n_test=0)
     a = build_corpus(cfg, root=tmp_path / "pool", progress=False, workers=2)
-    b_audio, _, _ = synth._make_track(synth._plan(cfg)[7])[3:6]
+    b_audio, _, _ = corpus._make_track(corpus._plan(cfg)[7])[3:6]
     assert np.allclose(a.audio(7), b_audio / np.abs(b_audio).max(), atol=1e-4)
 
 
@@ -160,7 +160,7 @@ def test_headroom_check_runs_on_the_smoke_corpus(smoke_store):
     """Tags are learnable from the audio even at smoke size (24 train / 12 test tracks): a mean
     and std of the log-mel with a logistic regression gets 0.63 macro ROC-AUC (deterministic);
     a generator whose tags no longer follow its audio sits at 0.5."""
-    out = synth.headroom_check(smoke_store)
+    out = corpus.headroom_check(smoke_store)
     assert out["macro_roc_auc"] > 0.58 and out["macro_roc_auc_clean"] >= out["macro_roc_auc"] - 0.02
     assert out["per_family"]["style"] > 0.65 and out["n_tags"] > 10
 

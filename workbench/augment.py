@@ -22,12 +22,12 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from workbench.augment_wave import (Augmentation, BandPass, Delay, Gain, Generator, HighLowPass, HighPass, LowPass,
-                                    MixBatch, Noise, PitchShift, PolarityInversion, RandomEQ, Reverb, TimeShift,
-                                    _FFTFilter, _filter_run, _partner, _uniform)
+from workbench.augment_filters import BandPass, HighLowPass, HighPass, LowPass, RandomEQ, _FFTFilter, _filter_run
+from workbench.augment_wave import (Augmentation, Delay, Gain, Generator, MixBatch, Noise, PitchShift, PolarityInversion,
+                                    Reverb, TimeShift, _partner, _uniform)
 
 __all__ = [
-    # re-exported from workbench.augment_wave
+    # re-exported from workbench.augment_wave and workbench.augment_filters
     "Generator", "Augmentation", "Gain", "PolarityInversion", "Noise", "LowPass", "HighPass", "BandPass",
     "HighLowPass", "RandomEQ", "TimeShift", "Delay", "MixBatch", "Reverb", "PitchShift",
     # spectrogram augmentations, chains

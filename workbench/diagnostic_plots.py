@@ -1,6 +1,7 @@
 """Training and diagnostic figures (result figures are in `workbench.plots`): what notebooks
 02_pretraining, 03_collapse and 04_umap call.
 
+00_corpus: a track's score as a piano roll (`plot_score`).
 01_augmentations: named clips as waveform, log-mel and audio player (`preview`).
 02_pretraining: loss curves of several runs redrawn while they train (`LiveLossPlot`).
 
@@ -31,7 +32,7 @@ from workbench.config import DiagnosticsConfig
 from workbench.diagnostics import held_out_batch, read_warnings, singular_values
 
 __all__ = [
-    "preview", "LiveLossPlot", "collapse_configs", "held_out_views", "run_spectra", "plot_training_diagnostics", "plot_spectra",
+    "plot_score", "preview", "LiveLossPlot", "collapse_configs", "held_out_views", "run_spectra", "plot_training_diagnostics", "plot_spectra",
     "segment_similarity_by_distance", "family_labels", "umap_coordinates", "plot_maps", "nearest_neighbours",
 ]
 
@@ -264,6 +265,27 @@ def nearest_neighbours(x: np.ndarray, query: int, k: int = 3) -> tuple[np.ndarra
     sim[query] = -np.inf
     order = np.argsort(-sim)[:k]
     return order, sim[order]
+
+
+# ----------------------------------------------------------------------------------- 00_corpus
+def plot_score(score: dict[str, Any], ax=None, seconds: float | None = None):
+    """Piano roll of a track's score: one colour an instrument, drums as ticks at the bottom."""
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.gca()
+    from workbench.data.synth import INSTRUMENT_TAGS
+
+    colours = dict(zip(INSTRUMENT_TAGS, plt.cm.tab20.colors))
+    for inst in score["instruments"]:
+        ev = np.array([e[:3] for e in score["events"] if e[3] == inst and (seconds is None or e[0] < seconds)], float)
+        if len(ev):
+            y = ev[:, 2] if inst != "drums" else ev[:, 2] - 20
+            ax.barh(y, ev[:, 1], left=ev[:, 0], height=0.8, color=colours[inst], alpha=0.75, label=inst)
+    key = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")[score["key"] % 12]
+    ax.set(xlabel="time (s)", ylabel="midi pitch (drums: GM number - 20)",
+           title=f"{score['style']}, {score['tempo']:.0f} bpm, {key} {score['mode']}")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
+    return ax
 
 
 # ----------------------------------------------------------------------------------- 01_augmentations

@@ -303,7 +303,7 @@ def _clean_label_scores(store: AudioStore, scores: dict[str, np.ndarray], cfg: R
     scores of results.csv. None for a store without clean tags."""
     if "tags_clean" not in store.tracks.columns:
         return None
-    from workbench.data.synth import clean_labels
+    from workbench.data.corpus import clean_labels
 
     test_idx, _ = store.split_labels("test")
     b = bootstrap(clean_labels(store)[test_idx], scores, cfg.eval.bootstrap_resamples, cfg.eval.bootstrap_seed)

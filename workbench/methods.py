@@ -9,33 +9,24 @@ Hooks: ``before_optimizer_step(step)`` (DINO freezes its last layer), ``after_st
 and ``clip_rule`` (how the trainer clips gradients). ``forward`` is ``training_step`` so a
 method can be wrapped by DistributedDataParallel as it is.
 
-Shared rules (docs/paper.md):
-- All views of a batch go through the backbone in ONE forward pass (``torch.cat`` on the batch
-  axis, then split), never a Python loop over views. BatchNorm therefore normalises over all
-  views of the batch together. The reference code of BYOL (``apply_once_fn`` per view), and the
-  released code, call the backbone once per view, so their BatchNorm sees one view at a time;
-  this is a known departure of the workbench (docs/paper.md, "Known departures of the workbench").
-- V > 2 views: the loss is averaged over view pairs, as the paper's code does: unordered pairs
-  for the symmetric losses (SimCLR, VICReg, Barlow Twins), ordered pairs (prediction of view j
-  from view i, i != j) for the student/teacher ones (BYOL, DINO).
-- Statistics over the batch use the *global* batch: embeddings go through
-  `workbench.dist.gather_with_grad` before NT-Xent (negatives from every rank), VICReg and
-  Barlow Twins. BYOL and DINO losses are per-example means (DDP's gradient averaging does the
-  rest); DINO's center is all-reduced inside `DINOCenter.update`.
-- ``fidelity`` ("reference" | "paper-code") goes to every loss, to the EMA schedule, to DINO's
-  temperatures and last-layer freeze and to the clipping rule (docs/paper.md departures 1-5).
+Shared rules (the view layout itself is in `workbench.multiview`):
+- All views of a batch go through the backbone in ONE forward pass. BatchNorm statistics are
+  per view where the method's reference code passes views separately (BYOL, VICReg, Barlow
+  Twins; every method under paper-code, as the release), over all views otherwise (SimCLR and
+  DINO concatenate their views): `Method.per_view_bn`, ``method.batchnorm``.
+- V > 2 views: unordered pairs for the symmetric losses (SimCLR, VICReg, Barlow Twins), ordered
+  pairs (view j predicted from view i) for the student/teacher ones (BYOL, DINO).
+- Batch statistics use the *global* batch (`gather_views` before NT-Xent, VICReg and Barlow
+  Twins); BYOL and DINO losses are per-example means; DINO's center is all-reduced.
+- ``fidelity`` ("reference" | "paper-code") goes to every loss, the EMA schedule, DINO's
+  temperatures and last-layer freeze, the clipping rule and the BatchNorm rule (docs/paper.md).
 
 Construct from a config with `build_method(cfg)`; the classes take explicit arguments.
 """
 
 from __future__ import annotations
 
-import functools
-from contextlib import contextmanager, nullcontext
-from typing import Callable, Iterator
-
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from workbench import dist
@@ -43,73 +34,7 @@ from workbench.config import FIDELITIES, RunConfig
 from workbench.heads import EMATeacher
 from workbench.losses import (DINOCenter, Terms, barlow_twins_loss, byol_loss, dino_loss, ema_momentum,
                               nt_xent_loss, vicreg_loss)
-
-
-# ----------------------------------------------------------------------------------- helpers
-def _check_views(views: list[Tensor], min_views: int = 2) -> None:
-    if not isinstance(views, (list, tuple)) or len(views) < min_views:
-        raise ValueError(f"expected a list of at least {min_views} views, got {type(views).__name__} "
-                         f"of length {len(views) if isinstance(views, (list, tuple)) else '-'}")
-    shape = views[0].shape
-    for v in views:
-        if v.dim() != 4 or v.shape[1] != 1 or v.shape != shape:
-            raise ValueError(f"views must be (B, 1, F, T) tensors of one shape; got "
-                             f"{[tuple(u.shape) for u in views]}")
-
-
-def _one_pass(module: nn.Module, views: list[Tensor], per_view: bool = False) -> list[Tensor]:
-    """V tensors (B, ...) -> module(cat) split back into V tensors (B, ...): one forward pass.
-    ``per_view``: BatchNorm statistics per view (`per_view_statistics`), as V passes would give."""
-    x = torch.cat(list(views), dim=0)
-    with per_view_statistics(module, len(views)) if per_view and module.training else nullcontext():
-        out = module(x)
-    return list(out.split(views[0].shape[0], dim=0))
-
-
-def _chunked(forward: Callable[[Tensor], Tensor], n_views: int, x: Tensor) -> Tensor:
-    return torch.cat([forward(chunk) for chunk in x.chunk(n_views, dim=0)], dim=0)
-
-
-@contextmanager
-def per_view_statistics(module: nn.Module, n_views: int) -> Iterator[None]:
-    """Inside, every BatchNorm of ``module`` normalises each view's rows (the V contiguous
-    chunks of a one-pass batch) with that view's own statistics, and updates its running
-    statistics once per view: what V separate passes give (BYOL's reference code applies the
-    network once per view, VICReg's and Barlow Twins' call the backbone on each view, and so does
-    the release), while the convolutions still run once on the whole batch (ghost batches)."""
-    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [m.__dict__.get("forward") for m in norms]  # a forward patched by someone else stays
-    for m in norms:
-        m.forward = functools.partial(_chunked, m.forward, n_views)
-    try:
-        yield
-    finally:
-        for m, forward in zip(norms, saved):
-            if forward is None:
-                del m.forward
-            else:
-                m.forward = forward
-
-
-def _gather_views(zs: list[Tensor]) -> list[Tensor]:
-    """V local (B, D) -> V global (W*B, D) with one collective (rows stay aligned across views)."""
-    if not dist.is_distributed():
-        return zs
-    stacked = dist.gather_with_grad(torch.stack(zs, dim=1))  # (W*B, V, D)
-    return list(stacked.unbind(dim=1))
-
-
-def _mean_over_pairs(results: list[tuple[Tensor, Terms]]) -> tuple[Tensor, Terms]:
-    """Mean loss and mean terms of per-pair results."""
-    loss = torch.stack([r[0] for r in results]).mean()
-    terms = {k: torch.stack([r[1][k].detach().float() for r in results]).mean() for k in results[0][1]}
-    return loss, terms
-
-
-def _pairwise(n_views: int, loss_fn: Callable[[int, int], tuple[Tensor, Terms]]) -> tuple[Tensor, Terms]:
-    """``loss_fn(i, j)`` averaged over the V(V-1)/2 view pairs i < j, as the release averages
-    V > 2 views; returns (loss, detached mean terms)."""
-    return _mean_over_pairs([loss_fn(i, j) for i in range(n_views) for j in range(i + 1, n_views)])
+from workbench.multiview import check_views, gather_views, local_crops, mean_over_pairs, one_pass, pairwise
 
 
 class Method(nn.Module):
@@ -134,7 +59,7 @@ class Method(nn.Module):
     def training_step(self, views: list[Tensor], step: int) -> tuple[Tensor, Terms]:
         """V views (B, 1, F, T) -> (loss, logs): ``loss`` of the method, ``logs`` its detached
         terms and ``loss``."""
-        _check_views(views)
+        check_views(views)
         self.step = step
         loss, terms = self.loss(views, step)
         return loss, {"loss": loss.detach(), **terms}
@@ -226,12 +151,12 @@ class SimCLR(Method):
         return cls(encoder, _projector(m.projector_dims, cfg.encoder.output_dim), m.temperature, m.fidelity)
 
     def loss(self, views, step):
-        zs = _one_pass(nn.Sequential(self.encoder, self.projector), views, self.per_view_bn)
+        zs = one_pass(nn.Sequential(self.encoder, self.projector), views, self.per_view_bn)
         if dist.is_distributed():
-            gs, offset = _gather_views(zs), dist.rank() * zs[0].shape[0]
-            return _pairwise(len(zs), lambda i, j: nt_xent_loss(
+            gs, offset = gather_views(zs), dist.rank() * zs[0].shape[0]
+            return pairwise(len(zs), lambda i, j: nt_xent_loss(
                 zs[i], zs[j], self.temperature, global_views=(gs[i], gs[j]), rank_offset=offset))
-        return _pairwise(len(zs), lambda i, j: nt_xent_loss(zs[i], zs[j], self.temperature))
+        return pairwise(len(zs), lambda i, j: nt_xent_loss(zs[i], zs[j], self.temperature))
 
     def schedule_state(self):
         return {"temperature": self.temperature}
@@ -273,9 +198,9 @@ class BYOL(_TeacherStudent):
         """Reference: the paper's symmetrised loss, the SUM of both directions (Grill et al. 2020,
         Eq. 2: L + L~), averaged over view pairs for V > 2; paper-code: their mean, as the
         release (half the reference, which matters under LARS or a fixed clip)."""
-        ps = _one_pass(nn.Sequential(self.encoder, self.projector, self.predictor), views, self.per_view_bn)
-        zs = _one_pass(self.teacher, views, self.per_view_bn)
-        loss, terms = _mean_over_pairs([byol_loss(ps[i], zs[j], fidelity=self.fidelity)
+        ps = one_pass(nn.Sequential(self.encoder, self.projector, self.predictor), views, self.per_view_bn)
+        zs = one_pass(self.teacher, views, self.per_view_bn)
+        loss, terms = mean_over_pairs([byol_loss(ps[i], zs[j], fidelity=self.fidelity)
                                         for i in range(len(views)) for j in range(len(views)) if i != j])
         return (loss if self.fidelity == "paper-code" else 2 * loss), terms
 
@@ -362,21 +287,8 @@ class DINO(_TeacherStudent):
         return self.warmup_teacher_temp + frac * (self.teacher_temp_final - self.warmup_teacher_temp)
 
     def local_crops(self, views: list[Tensor], step: int) -> list[Tensor]:
-        """``n_local_crops`` tensors (B, 1, F, T): random shorter segments, stretched to T frames."""
-        B, _, n_mels, T = views[0].shape
-        L = min(self.local_crop_frames, T)
-        # drawn for the global batch and sliced, as the views are: a 2-process run crops what one
-        # process would (tests/test_dist.py)
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + step * 101)
-        mine = slice(dist.rank() * B, (dist.rank() + 1) * B)
-        crops = []
-        for c in range(self.n_local_crops):
-            src = views[c % len(views)]
-            starts = torch.randint(0, T - L + 1, (B * dist.world_size(),), generator=g)[mine]
-            idx = (starts[:, None] + torch.arange(L)[None, :]).to(src.device)  # (B, L)
-            cut = torch.gather(src, 3, idx[:, None, None, :].expand(B, 1, n_mels, L))
-            crops.append(F.interpolate(cut, size=(n_mels, T), mode="bilinear", align_corners=False))
-        return crops
+        """``n_local_crops`` tensors (B, 1, F, T), seeded by (seed, step) (`multiview.local_crops`)."""
+        return local_crops(views, self.n_local_crops, self.local_crop_frames, self.seed * 1_000_003 + step * 101)
 
     def logits(self, mel: Tensor) -> tuple[Tensor, Tensor]:
         """(B, 1, F, T) -> (student logits (B, K), teacher logits (B, K)), before temperatures."""
@@ -394,11 +306,11 @@ class DINO(_TeacherStudent):
     def loss(self, views, step):
         globals_ = list(views)
         crops = globals_ + (self.local_crops(globals_, step) if self.n_local_crops else [])
-        student = _one_pass(nn.Sequential(self.encoder, self.head), crops, self.per_view_bn)
-        teacher = _one_pass(self.teacher, globals_, self.per_view_bn)
+        student = one_pass(nn.Sequential(self.encoder, self.head), crops, self.per_view_bn)
+        teacher = one_pass(self.teacher, globals_, self.per_view_bn)
         center, t_temp = self._center_in_force(), self.teacher_temp(step)
         self._teacher_rows = torch.cat(teacher, dim=0).detach()  # the center moves in after_step
-        return _mean_over_pairs([dino_loss(student[j], teacher[i], center, self.student_temp, t_temp,
+        return mean_over_pairs([dino_loss(student[j], teacher[i], center, self.student_temp, t_temp,
                                            fidelity=self.fidelity)
                                  for i in range(len(teacher)) for j in range(len(student)) if i != j])
 
@@ -451,8 +363,8 @@ class VICReg(Method):
                    m.cov_coeff, m.fidelity)
 
     def loss(self, views, step):
-        zs = _gather_views(_one_pass(nn.Sequential(self.encoder, self.projector), views, self.per_view_bn))
-        return _pairwise(len(zs), lambda i, j: vicreg_loss(zs[i], zs[j], **self.coeffs, fidelity=self.fidelity))
+        zs = gather_views(one_pass(nn.Sequential(self.encoder, self.projector), views, self.per_view_bn))
+        return pairwise(len(zs), lambda i, j: vicreg_loss(zs[i], zs[j], **self.coeffs, fidelity=self.fidelity))
 
 
 # ----------------------------------------------------------------------------------- Barlow Twins
@@ -477,8 +389,8 @@ class BarlowTwins(Method):
         return cls(encoder, _projector(m.projector_dims, cfg.encoder.output_dim), m.lambd, m.fidelity)
 
     def loss(self, views, step):
-        zs = _gather_views(_one_pass(nn.Sequential(self.encoder, self.projector), views, self.per_view_bn))
-        return _pairwise(len(zs), lambda i, j: barlow_twins_loss(zs[i], zs[j], self.lambd, fidelity=self.fidelity))
+        zs = gather_views(one_pass(nn.Sequential(self.encoder, self.projector), views, self.per_view_bn))
+        return pairwise(len(zs), lambda i, j: barlow_twins_loss(zs[i], zs[j], self.lambd, fidelity=self.fidelity))
 
 
 METHODS: dict[str, type[Method]] = {

@@ -32,6 +32,7 @@ from torch import nn
 
 from workbench import dist
 from workbench.config import RunConfig, data_dir, from_dict, to_dict
+from workbench.locks import pid_alive
 
 if TYPE_CHECKING:
     from workbench.methods import Method
@@ -160,16 +161,6 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
 
 
 # ----------------------------------------------------------------------------------- the lock
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def acquire_lock(run_dir: Path) -> Path:
     """Create ``run_dir/lock`` (pid, host) exclusively; a lock of a dead pid on this host is stale."""
     lock = run_dir / "lock"
@@ -183,7 +174,7 @@ def acquire_lock(run_dir: Path) -> Path:
             except (OSError, json.JSONDecodeError):
                 owner = {}
             pid, host = int(owner.get("pid", -1)), owner.get("host")
-            if host == me["host"] and pid > 0 and not _pid_alive(pid):
+            if host == me["host"] and pid > 0 and not pid_alive(pid):
                 warnings.warn(f"removing stale lock of dead process {pid} in {run_dir}")
                 lock.unlink(missing_ok=True)
                 continue

@@ -25,7 +25,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-corpus", action="store_true", help="skip the whole-corpus build")
     args = parser.parse_args(argv)
 
-    from workbench.data.synth import STYLES, build_corpus, generate_track
+    from workbench.data.corpus import build_corpus
+    from workbench.data.synth import STYLES, generate_track
 
     cfg = load_profile(args.profile)
     announce(cfg, "bench synth")

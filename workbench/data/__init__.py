@@ -13,7 +13,7 @@ from workbench.data.store import AudioStore
 
 def open_dataset(cfg: RunConfig) -> AudioStore:
     if cfg.data.dataset == "synth":
-        from workbench.data.synth import build_corpus
+        from workbench.data.corpus import build_corpus
 
         return build_corpus(cfg.corpus)
     from workbench.data.ingest import ingest

@@ -20,7 +20,7 @@ import numpy as np
 import soundfile as sf
 
 from workbench.audio import load_audio
-from workbench.data.store import worker_init_die_with_parent
+from workbench.locks import worker_init_die_with_parent
 
 SEGMENT_SECONDS = 4.0  # one view segment (paper); a shorter file cannot give a view
 REASONS = ("missing", "empty", "corrupt", "too short", "silent")  # first word of every report reason

@@ -46,7 +46,8 @@ import pandas as pd
 
 from workbench.config import DataConfig, data_dir
 from workbench.data.decode import REASONS, decoded_tracks, reason_kind
-from workbench.data.store import AudioStore, StoreWriter, build_lock
+from workbench.data.store import AudioStore, StoreWriter
+from workbench.locks import build_lock
 from workbench.data.table import DatasetTable
 
 # Dataset name -> module whose ``read(root, variant) -> DatasetTable`` parses its metadata.

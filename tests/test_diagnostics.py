@@ -195,6 +195,8 @@ def test_healthy_smoke_run_is_quiet(smoke_cfg) -> None:
     rows = read_metrics(run).query("kind == 'diagnostics'")
     assert len(rows) >= 2 and {"embed_std", "proj_rank", "dino_kl", "sched_teacher_temp"} <= set(rows.columns)
     assert _flags(run) == set()
+    # beside collapse, usefulness: the online k-NN probe on labeled train / valid tracks, and LiDAR
+    assert rows["probe_knn_auc"].between(0.0, 1.0).all() and rows["embed_lidar"].gt(0).all()
 
 
 def test_monitor_fires_on_dino_without_centering(smoke_cfg) -> None:
@@ -208,3 +210,31 @@ def test_monitor_fires_on_dino_without_centering(smoke_cfg) -> None:
     healthy = ensure_run(pairs["dino"], progress=False)
     assert "dino_kl" in _flags(collapsed)
     assert "dino_kl" not in _flags(healthy)
+
+
+def test_lidar_counts_the_directions_that_separate_samples():
+    """k directions of spread between samples, small noise between views: LiDAR close to k;
+    views that differ as much as samples do: LiDAR far below the RankMe of the same matrix."""
+    from workbench.diagnostics import effective_rank, lidar
+
+    g = torch.Generator().manual_seed(0)
+    n, d, k = 400, 16, 4
+    centres = torch.zeros(n, d)
+    centres[:, :k] = torch.randn(n, k, generator=g)
+    views = [centres + 0.05 * torch.randn(n, d, generator=g) for _ in range(3)]
+    assert abs(lidar(views) - k) < 0.5
+    noisy = [centres + 3.0 * torch.randn(n, d, generator=g) for _ in range(2)]
+    assert lidar(noisy) < 0.6 * effective_rank(noisy[0]) and lidar(noisy) < lidar(views)
+    with pytest.raises(ValueError, match="V >= 2"):
+        lidar(views[:1])
+
+
+def test_knn_probe_auc_separates_learnable_from_random_labels():
+    from workbench.probe import knn_probe_auc
+
+    g = torch.Generator().manual_seed(0)
+    y = (torch.rand(300, 3, generator=g) < 0.5).numpy().astype(np.uint8)
+    emb = torch.from_numpy(y.astype(np.float32)) * 4 + 0.5 * torch.randn(300, 3, generator=g)  # tags readable
+    assert knn_probe_auc(emb[:200], y[:200], emb[200:], y[200:]) > 0.95
+    rand = torch.randn(300, 3, generator=g)  # embeddings that know nothing of the tags
+    assert abs(knn_probe_auc(rand[:200], y[:200], rand[200:], y[200:]) - 0.5) < 0.1

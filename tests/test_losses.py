@@ -465,3 +465,38 @@ def test_losses_compute_in_float32_under_bf16_autocast():
     for name, value in outs.items():
         assert value.dtype == torch.float32, name
         torch.testing.assert_close(value, exact[name], rtol=1e-6, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------------- collapse remedies
+def test_sinkhorn_knopp_balances_prototypes_and_rows():
+    """Rows (samples) sum to exactly 1; every prototype's column tends to N/K as iterations grow,
+    even when the teacher puts nearly all mass on one prototype (what centering fails against)."""
+    from workbench.losses import sinkhorn_knopp
+
+    g = torch.Generator().manual_seed(0)
+    n, k = 64, 8
+    logits = torch.randn(n, k, generator=g, dtype=torch.float64)
+    logits[:, 0] += 3.0  # a dominant prototype
+    errors = []
+    for iters in (1, 3, 10, 50):
+        q = sinkhorn_knopp(logits, teacher_temp=0.1, n_iterations=iters)
+        torch.testing.assert_close(q.sum(dim=1), torch.ones(n, dtype=torch.float64), rtol=1e-10, atol=1e-10)
+        errors.append(float((q.sum(dim=0) - n / k).abs().max()))
+    assert errors[-1] < 1e-3 and errors == sorted(errors, reverse=True)  # converges monotonically here
+    plain = torch.softmax(logits / 0.1, dim=1).sum(dim=0)
+    assert float(plain[0]) > 0.9 * n  # the plain sharpened teacher sends almost everything to prototype 0
+    q = sinkhorn_knopp(logits + 1000.0, teacher_temp=0.04)  # no overflow: a shift of the logits cancels
+    torch.testing.assert_close(q, sinkhorn_knopp(logits, teacher_temp=0.04))
+
+
+def test_koleo_known_value_and_gradient_spreads():
+    from workbench.losses import koleo_loss
+
+    square = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]], dtype=torch.float64) * 3.0
+    loss, _ = koleo_loss(square)
+    assert float(loss) == pytest.approx(-math.log(math.sqrt(2.0)), abs=1e-6)
+    z = torch.tensor([[1.0, 0.0], [1.0, 0.05], [-1.0, 0.0]], requires_grad=True)
+    koleo_loss(z)[0].backward()
+    assert z.grad[0, 1] > 0 > z.grad[1, 1]  # descent pushes the two near points apart
+    with pytest.raises(ValueError, match="B >= 2"):
+        koleo_loss(torch.zeros(1, 3))

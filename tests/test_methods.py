@@ -201,3 +201,18 @@ def test_batchnorm_rule_follows_the_fidelity(smoke_cfg):
     assert not build_method(_cfg(smoke_cfg, "byol", batchnorm="joint")).per_view_bn
     with pytest.raises(ValueError, match="method.batchnorm is 'ghost'"):
         build_method(_cfg(smoke_cfg, "byol", batchnorm="ghost"))
+
+
+def test_dino_remedies_switch_on(smoke_cfg, smoke_views):
+    """Sinkhorn-Knopp replaces the EMA center (which then stays untouched); KoLeo adds its term."""
+    plain = build_method(_cfg(smoke_cfg, "dino"))
+    sk = build_method(_cfg(smoke_cfg, "dino", sinkhorn_iterations=3, koleo_weight=0.1))
+    sk.load_state_dict(plain.state_dict())
+    views = smoke_views[0]
+    loss_plain, _ = plain.training_step(views, 1)
+    loss_sk, logs = sk.training_step(views, 1)
+    assert torch.isfinite(loss_sk) and "koleo" in logs and not torch.isclose(loss_sk, loss_plain)
+    sk.after_step(1)
+    assert sk.center.center.abs().sum() == 0
+    loss_sk.backward()
+    assert sk.encoder.conv1.weight.grad is not None

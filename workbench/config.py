@@ -148,6 +148,11 @@ class MethodConfig:
     freeze_last_layer_epochs: int | None = None
     center_momentum: float = 0.9
     use_centering: bool = True  # False = a deliberate collapse (notebook 03)
+    # Remedies against collapse (the study's future work), off by default: Sinkhorn-Knopp
+    # iterations instead of the EMA center (SwAV, Caron et al. 2020; DINOv2, Oquab et al. 2023: 3)
+    # and the KoLeo spreading term's weight (Sablayrolles et al. 2019; DINOv2: 0.1)
+    sinkhorn_iterations: int = 0
+    koleo_weight: float = 0.0
     n_local_crops: int = 0
     local_crop_seconds: float = 1.0
     # VICReg (Bardes et al. 2022): 25 / 25 / 1; None = the fidelity's values (paper-code: 1 / 1 / 1)
@@ -192,6 +197,7 @@ class TrainConfig:
 class DiagnosticsConfig:
     every: int = 500  # steps between diagnostics on the held-out batch
     held_out_batch: int = 256
+    probe_tracks: int = 128  # online k-NN probe: train tracks (and half as many valid ones); 0 = off
     stop_on_collapse: bool = False
     # per-dim std of L2-normalised embeddings below 0.15 / sqrt(D): whatever D, about a mean
     # cosine of 0.98 between different tracks (the summed variance is 1 - |mean|^2)

@@ -99,6 +99,36 @@ def effective_rank(z: Tensor, eps: float = 1e-7, center: bool = False) -> float:
     return float(np.exp(-(p * np.log(p)).sum()))
 
 
+def lidar(views: list[Tensor], delta: float = 1e-4, eps: float = 1e-7) -> float:
+    """LiDAR (Thilak et al. 2024, "LiDAR: Sensing Linear Probing Performance in Joint Embedding SSL
+    Architectures", https://arxiv.org/abs/2312.04000): the effective rank of the linear
+    discriminant of the embedding, each sample a class and its V views the class's members.
+
+    views: V >= 2 tensors (N, D), row i of each from sample i. With mu_i the mean of sample i's
+    views and mu their mean: S_b = sum_i (mu_i - mu)(mu_i - mu)^T / (N - 1) (between samples),
+    S_w = sum_i,v (z_iv - mu_i)(z_iv - mu_i)^T / (N (V - 1)) + delta I (within a sample, across
+    its views); L = S_w^{-1/2} S_b S_w^{-1/2}; with lambda its eigenvalues and
+    p = lambda / ||lambda||_1 + eps, LiDAR = exp(-sum p log p). Where RankMe counts the
+    directions the embedding uses, LiDAR counts those that separate samples more than views of
+    one sample differ: k for samples spread in k directions with small view noise.
+    """
+    if len(views) < 2 or any(v.dim() != 2 or v.shape != views[0].shape for v in views):
+        raise ValueError(f"lidar expects V >= 2 view embeddings (N, D) of one shape, got {[tuple(v.shape) for v in views]}")
+    z = torch.stack([v.detach().double().cpu() for v in views], dim=1)  # (N, V, D)
+    n, v, d = z.shape
+    mu_i = z.mean(dim=1)  # (N, D)
+    between = (mu_i - mu_i.mean(dim=0)).T @ (mu_i - mu_i.mean(dim=0)) / max(n - 1, 1)
+    diff = (z - mu_i[:, None]).reshape(-1, d)
+    within = diff.T @ diff / (n * (v - 1)) + delta * torch.eye(d, dtype=z.dtype)
+    w_val, w_vec = torch.linalg.eigh(within)
+    w_inv_sqrt = w_vec @ torch.diag(w_val.clamp(min=1e-12).rsqrt()) @ w_vec.T
+    lam = torch.linalg.eigvalsh(w_inv_sqrt @ between @ w_inv_sqrt).clamp(min=0.0)
+    if lam.sum() <= 0:
+        return 0.0
+    p = lam / lam.sum() + eps
+    return float(torch.exp(-(p * p.log()).sum()))
+
+
 def alignment(z1: Tensor, z2: Tensor, alpha: float = 2.0) -> float:
     """z1, z2: (N, D) embeddings of paired views (row i of both from one track).
 
@@ -219,7 +249,8 @@ def held_out_batch(cfg: Any, store: Any, batch: int | None = None):
 
 # ----------------------------------------------------------------------------------- all figures
 def compute_diagnostics(method: torch.nn.Module, views: list[Tensor],
-                        track_idx: Tensor | np.ndarray | None = None, batch_norm: str = "batch") -> dict[str, float]:
+                        track_idx: Tensor | np.ndarray | None = None, batch_norm: str = "batch",
+                        probe: tuple[Tensor, np.ndarray, Tensor, np.ndarray] | None = None) -> dict[str, float]:
     """Every figure of ``method`` on a held-out batch: views, a list of V >= 1 mel tensors
     (B, 1, F, T) (row i of each from one track); track_idx (B,) optional, excludes pairs of
     one track from ``cos_between``.
@@ -233,7 +264,10 @@ def compute_diagnostics(method: torch.nn.Module, views: list[Tensor],
     every track to nearly the same vector (cosine 0.9999 at step 4 of a healthy smoke run)
     and every run would look collapsed. Keys are
     ``embed_*`` (backbone), ``proj_*`` (projector), ``dino_*`` (DINO only) and ``sched_*``
-    (``schedule_state()``: EMA momentum, temperatures in force).
+    (``schedule_state()``: EMA momentum, temperatures in force), ``*_lidar`` (`lidar`, over the
+    views) and, given ``probe`` = (train mel (N, 1, F, T), train labels (N, K), valid mel,
+    valid labels) of labeled tracks never in the test split, ``probe_knn_auc``: the online k-NN
+    probe of the backbone embedding (`workbench.probe.knn_probe_auc`), usefulness beside collapse.
     """
     if not views or any(v.dim() != 4 or v.shape[1] != 1 or v.shape != views[0].shape for v in views):
         raise ValueError(f"compute_diagnostics expects a list of mel views (B, 1, F, T) of one shape, got "
@@ -254,7 +288,15 @@ def compute_diagnostics(method: torch.nn.Module, views: list[Tensor],
             for prefix, fn in (("embed", method.embed), ("proj", method.project)):
                 zs = fn(mel).float().split(views[0].shape[0])
                 figures.update(embedding_figures(zs[0], prefix, zs[1] if len(zs) > 1 else None, track_idx))
+                if len(zs) > 1:
+                    figures[f"{prefix}_lidar"] = lidar(list(zs))
             figures.update(method.figures(views))  # method-specific (DINO's)
+            if probe is not None:
+                from workbench.probe import knn_probe_auc
+
+                x_train, y_train, x_valid, y_valid = probe
+                figures["probe_knn_auc"] = knn_probe_auc(method.embed(x_train).float(), y_train,
+                                                         method.embed(x_valid).float(), y_valid)
             figures.update({f"sched_{k}": float(v) for k, v in method.schedule_state().items()})
     finally:
         for m, was_training in modes.items():

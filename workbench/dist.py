@@ -108,6 +108,16 @@ def all_reduce_sum(x: Tensor) -> Tensor:
 
 
 @torch.no_grad()
+def all_reduce_max(x: Tensor) -> Tensor:
+    """Maximum of ``x`` over ranks (a new tensor, no gradient); ``x`` itself without a group."""
+    if not is_distributed() or world_size() == 1:
+        return x
+    y = x.detach().clone()
+    dist.all_reduce(y, op=dist.ReduceOp.MAX)
+    return y
+
+
+@torch.no_grad()
 def all_reduce_mean(x: Tensor) -> Tensor:
     """Mean of ``x`` over ranks (a new tensor, no gradient); ``x`` itself without a group."""
     if not is_distributed() or world_size() == 1:

@@ -168,11 +168,77 @@ def dino_loss(student_logits: Tensor, teacher_logits: Tensor, center: Tensor, st
     _check_fidelity(fidelity)
     with torch.autocast(device_type=student_logits.device.type, enabled=False):
         t = F.softmax((_f32(teacher_logits.detach()) - _f32(center)) / teacher_temp, dim=-1)
+    return dino_cross_entropy(student_logits, t, student_temp, fidelity=fidelity)
+
+
+def dino_cross_entropy(student_logits: Tensor, targets: Tensor, student_temp: float = 0.1, *,
+                       fidelity: str = "reference") -> tuple[Tensor, Terms]:
+    """mean_i sum_k -t_ik log s_ik, s = softmax(student / student_temp): the student side of
+    `dino_loss`, for any teacher targets (B, K) whose rows sum to 1 (the centred, sharpened
+    softmax of `dino_loss`, or `sinkhorn_knopp`'s balanced assignment). ``fidelity`` as in
+    `dino_loss` (paper-code: the release's clamped log). Returns (loss, {})."""
+    if student_logits.dim() != 2 or student_logits.shape != targets.shape:
+        raise ValueError(f"dino_cross_entropy expects student logits and targets (B, K) of one shape, got "
+                         f"{tuple(student_logits.shape)} and {tuple(targets.shape)}")
+    _check_fidelity(fidelity)
+    with torch.autocast(device_type=student_logits.device.type, enabled=False):
+        t = _f32(targets.detach())
         if fidelity == "paper-code":
             log_s = torch.clamp(torch.log(F.softmax(_f32(student_logits) / student_temp, dim=-1)), min=-100)
         else:
             log_s = F.log_softmax(_f32(student_logits) / student_temp, dim=-1)
         return torch.sum(-t * log_s, dim=-1).mean(), {}
+
+
+@torch.no_grad()
+def sinkhorn_knopp(teacher_logits: Tensor, teacher_temp: float, n_iterations: int = 3) -> Tensor:
+    """Balanced soft assignment of the teacher's rows to the K prototypes, instead of centering.
+
+    SwAV (Caron et al. 2020, https://arxiv.org/abs/2006.09882, ``distributed_sinkhorn``) and
+    DINOv2 (Oquab et al. 2023, https://arxiv.org/abs/2304.07193,
+    ``SinkhornKnoppTeacher``): Q = exp(logits / teacher_temp)^T (K, N), scaled to sum 1, then
+    ``n_iterations`` times: every prototype's row to total 1/K, every sample's column to total
+    1/N; returned as (N, K) times N. teacher_logits: (N, K) local rows (N summed over ranks
+    through `workbench.dist`). After the last step each returned row (a sample) sums to exactly
+    1, and each prototype's column sums to N/K up to the residual of the last row step: no
+    prototype can take the whole batch, which is what prevents the one-prototype collapse.
+    """
+    if teacher_logits.dim() != 2:
+        raise ValueError(f"sinkhorn_knopp expects teacher logits (N, K), got {tuple(teacher_logits.shape)}")
+    with torch.autocast(device_type=teacher_logits.device.type, enabled=False):
+        logits = teacher_logits.detach().double()
+        logits = logits - dist.all_reduce_max(logits.max())  # a global constant: overflow-safe, cancels
+        q = torch.exp(logits / teacher_temp).t()  # (K, N)
+        n = q.shape[1] * dist.world_size()
+        k = q.shape[0]
+        q /= dist.all_reduce_sum(q.sum())
+        for _ in range(n_iterations):
+            q /= dist.all_reduce_sum(q.sum(dim=1, keepdim=True))  # each prototype: 1/K of the mass
+            q /= k
+            q /= q.sum(dim=0, keepdim=True)  # each sample: 1/N (its own column, no collective)
+            q /= n
+        return (q * n).t().to(teacher_logits.dtype)
+
+
+def koleo_loss(z: Tensor, eps: float = 1e-8) -> tuple[Tensor, Terms]:
+    """KoLeo regulariser: -mean_i log(min_{j != i} ||u_i - u_j||), u = z / ||z||.
+
+    Sablayrolles et al. 2019 ("Spreading vectors for similarity search",
+    https://arxiv.org/abs/1806.03198), as DINOv2 applies it to the student's embedding
+    (``KoLeoLoss``, weight 0.1): a differential entropy estimator whose minimisation spreads
+    the batch over the sphere, so no two samples collapse onto one point. z: (B, D), B >= 2
+    (local rows: neighbours within the rank's batch, as DINOv2). Known value: 4 points at
+    90 degrees on a circle are sqrt(2) from their nearest neighbour, loss -log(sqrt(2)).
+    Returns (loss, {})."""
+    if z.dim() != 2 or z.shape[0] < 2:
+        raise ValueError(f"koleo_loss expects (B, D) with B >= 2, got {tuple(z.shape)}")
+    with torch.autocast(device_type=z.device.type, enabled=False):
+        u = F.normalize(_f32(z), dim=1, eps=eps)
+        sim = u @ u.t()
+        sim.fill_diagonal_(-2.0)  # never one's own neighbour
+        nearest = sim.argmax(dim=1)
+        d = (u - u[nearest]).norm(dim=1)
+        return -torch.log(d + eps).mean(), {}
 
 
 def vicreg_loss(z1: Tensor, z2: Tensor, inv_coeff: float | None = None, var_coeff: float | None = None,

@@ -32,8 +32,8 @@ from torch import Tensor, nn
 from workbench import dist
 from workbench.config import FIDELITIES, RunConfig
 from workbench.heads import EMATeacher
-from workbench.losses import (DINOCenter, Terms, barlow_twins_loss, byol_loss, dino_loss, ema_momentum,
-                              nt_xent_loss, vicreg_loss)
+from workbench.losses import (DINOCenter, Terms, barlow_twins_loss, byol_loss, dino_cross_entropy, ema_momentum,
+                              koleo_loss, nt_xent_loss, sinkhorn_knopp, vicreg_loss)
 from workbench.multiview import check_views, gather_views, local_crops, mean_over_pairs, one_pass, pairwise
 
 
@@ -228,6 +228,11 @@ class DINO(_TeacherStudent):
     seeded by (seed, step) and drawn for the global batch (each rank its slice), so a resumed
     run, and a run on several processes, draws the same crops.
     ``use_centering=False`` disables centering (a deliberate collapse, notebook 03).
+    The paper's future work, clustering that does not collapse, as switches (off by default):
+    ``sinkhorn_iterations > 0`` replaces the EMA center by a Sinkhorn-Knopp balanced assignment
+    of the teacher (SwAV; DINOv2, 3 iterations, `sinkhorn_knopp`); ``koleo_weight > 0`` adds the
+    KoLeo spreading term on the student's backbone embedding of the global views (DINOv2, 0.1,
+    `koleo_loss`).
 
     Reference fidelity adds DINO's own stabilisers: the last (prototype) layer's gradient is
     dropped for the first ``freeze_last_layer_steps`` steps (main_dino.py
@@ -242,9 +247,11 @@ class DINO(_TeacherStudent):
                  teacher_temp: float = 0.04, warmup_teacher_temp: float = 0.02, warmup_teacher_steps: int = 0,
                  center_momentum: float = 0.9, use_centering: bool = True, n_local_crops: int = 0,
                  local_crop_frames: int = 32, seed: int = 0, fidelity: str = "reference",
-                 ema_schedule: str = "cosine", freeze_last_layer_steps: int = 0):
+                 ema_schedule: str = "cosine", freeze_last_layer_steps: int = 0, sinkhorn_iterations: int = 0,
+                 koleo_weight: float = 0.0):
         super().__init__(encoder, fidelity)
         self.head = head
+        self.sinkhorn_iterations, self.koleo_weight = sinkhorn_iterations, koleo_weight
         self.teacher = EMATeacher(encoder, head)
         self.center = DINOCenter(n_prototypes, momentum=center_momentum)
         self._schedule(base_momentum, total_steps, steps_per_epoch, ema_schedule)
@@ -277,7 +284,7 @@ class DINO(_TeacherStudent):
                    m.student_temp, teacher_temp, warmup_temp,
                    m.warmup_teacher_temp_epochs * cfg.train.steps_per_epoch, m.center_momentum,
                    m.use_centering, m.n_local_crops, frames, cfg.train.seed, m.fidelity, m.ema_schedule,
-                   freeze * cfg.train.steps_per_epoch)
+                   freeze * cfg.train.steps_per_epoch, m.sinkhorn_iterations, m.koleo_weight)
 
     def teacher_temp(self, step: int) -> float:
         """Linear warm-up from ``warmup_teacher_temp`` to ``teacher_temp``, then constant."""
@@ -306,13 +313,23 @@ class DINO(_TeacherStudent):
     def loss(self, views, step):
         globals_ = list(views)
         crops = globals_ + (self.local_crops(globals_, step) if self.n_local_crops else [])
-        student = one_pass(nn.Sequential(self.encoder, self.head), crops, self.per_view_bn)
+        embedded = one_pass(self.encoder, crops, self.per_view_bn)
+        student = one_pass(self.head, embedded, self.per_view_bn)
         teacher = one_pass(self.teacher, globals_, self.per_view_bn)
-        center, t_temp = self._center_in_force(), self.teacher_temp(step)
-        self._teacher_rows = torch.cat(teacher, dim=0).detach()  # the center moves in after_step
-        return mean_over_pairs([dino_loss(student[j], teacher[i], center, self.student_temp, t_temp,
-                                           fidelity=self.fidelity)
-                                 for i in range(len(teacher)) for j in range(len(student)) if i != j])
+        t_temp = self.teacher_temp(step)
+        if self.sinkhorn_iterations:  # balanced assignment instead of the EMA center (DINOv2)
+            targets = sinkhorn_knopp(torch.cat(teacher), t_temp, self.sinkhorn_iterations).split(len(teacher[0]))
+        else:
+            center = self._center_in_force()
+            self._teacher_rows = torch.cat(teacher, dim=0).detach()  # the center moves in after_step
+            targets = [torch.softmax((t.detach().float() - center) / t_temp, dim=-1) for t in teacher]
+        loss, terms = mean_over_pairs([dino_cross_entropy(student[j], targets[i], self.student_temp,
+                                                          fidelity=self.fidelity)
+                                       for i in range(len(teacher)) for j in range(len(student)) if i != j])
+        if self.koleo_weight:  # spread the student's global embeddings over the sphere (DINOv2)
+            koleo = torch.stack([koleo_loss(h)[0] for h in embedded[:len(globals_)]]).mean()
+            loss, terms = loss + self.koleo_weight * koleo, {**terms, "koleo": koleo.detach()}
+        return loss, terms
 
     def before_optimizer_step(self, step: int) -> None:
         """No gradient for the prototypes during the first ``freeze_last_layer_steps`` steps."""

@@ -378,18 +378,24 @@ class TrainingMonitor:
 
     def __init__(self, cfg: RunConfig, folder: runs.RunFolder, data: TrainingData, device: torch.device):
         from workbench.diagnostics import CollapseMonitor, held_out_batch
+        from workbench.probe import probe_batch
 
         self.cfg, self.folder = cfg, folder
         self.monitor = CollapseMonitor(cfg.diagnostics, folder.dir.name)
         batch = held_out_batch(cfg, data.store)
         mel = data.pipeline.frontend(torch.cat([w.to(device) for w in batch.views], dim=0))
         self.views, self.tracks = list(mel.split(batch.views[0].shape[0], dim=0)), batch.track_idx
+        probe = probe_batch(cfg, data.store)  # the online probe's labeled tracks (train / valid)
+        self.probe = None if probe is None else (
+            data.pipeline.frontend(torch.from_numpy(probe[0]).to(device)), probe[1],
+            data.pipeline.frontend(torch.from_numpy(probe[2]).to(device)), probe[3])
 
     def check(self, step: int, method: Method, precision: Precision) -> str | None:
         from workbench.diagnostics import compute_diagnostics
 
         with precision.autocast():  # no_grad, modes and BatchNorm buffers are handled (and restored) there
-            figures = {k: float(v) for k, v in compute_diagnostics(method, self.views, self.tracks).items()}
+            figures = {k: float(v) for k, v in compute_diagnostics(method, self.views, self.tracks,
+                                                                    probe=self.probe).items()}
         found = self.monitor.check(step, figures)  # prints them
         self.folder.log({"kind": "diagnostics", "step": step, **figures})
         for w in found:

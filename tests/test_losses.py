@@ -482,7 +482,7 @@ def test_sinkhorn_knopp_balances_prototypes_and_rows():
         q = sinkhorn_knopp(logits, teacher_temp=0.1, n_iterations=iters)
         torch.testing.assert_close(q.sum(dim=1), torch.ones(n, dtype=torch.float64), rtol=1e-10, atol=1e-10)
         errors.append(float((q.sum(dim=0) - n / k).abs().max()))
-    assert errors[-1] < 1e-3 and errors == sorted(errors, reverse=True)  # converges monotonically here
+    assert errors[-1] < 0.01 * n / k and errors == sorted(errors, reverse=True)  # converges monotonically here
     plain = torch.softmax(logits / 0.1, dim=1).sum(dim=0)
     assert float(plain[0]) > 0.9 * n  # the plain sharpened teacher sends almost everything to prototype 0
     q = sinkhorn_knopp(logits + 1000.0, teacher_temp=0.04)  # no overflow: a shift of the logits cancels

@@ -98,23 +98,23 @@ def gather_with_grad(x: Tensor) -> Tensor:
 
 
 @torch.no_grad()
+def _all_reduce(x: Tensor, op) -> Tensor:
+    """``op`` of ``x`` over ranks (a new tensor, no gradient); ``x`` itself without a group."""
+    if not is_distributed() or world_size() == 1:
+        return x
+    y = x.detach().clone()
+    dist.all_reduce(y, op=op)
+    return y
+
+
 def all_reduce_sum(x: Tensor) -> Tensor:
     """Sum of ``x`` over ranks (a new tensor, no gradient); ``x`` itself without a group."""
-    if not is_distributed() or world_size() == 1:
-        return x
-    y = x.detach().clone()
-    dist.all_reduce(y, op=dist.ReduceOp.SUM)
-    return y
+    return _all_reduce(x, dist.ReduceOp.SUM)
 
 
-@torch.no_grad()
 def all_reduce_max(x: Tensor) -> Tensor:
     """Maximum of ``x`` over ranks (a new tensor, no gradient); ``x`` itself without a group."""
-    if not is_distributed() or world_size() == 1:
-        return x
-    y = x.detach().clone()
-    dist.all_reduce(y, op=dist.ReduceOp.MAX)
-    return y
+    return _all_reduce(x, dist.ReduceOp.MAX)
 
 
 @torch.no_grad()

@@ -313,20 +313,10 @@ def _clean_label_scores(store: AudioStore, scores: dict[str, np.ndarray], cfg: R
                          for k in b.metrics for m in scores])
 
 
-def _seeds_section(out: Path) -> str:
-    path = out / "seeds.csv"
-    if not path.exists():
-        return ""
-    return ("## Pretraining seeds (full data): spread over seeds beside the first seed's bootstrap interval\n\n"
-            f"{_markdown(pd.read_csv(path))}\n\n")
-
-
-def _clean_section(out: Path) -> str:
-    path = out / "results_clean.csv"
-    if not path.exists():
-        return ""
-    return ("## Full training data, scored against the clean tags (before label dropout)\n\n"
-            f"{_markdown(pd.read_csv(path))}\n\n")
+def _csv_section(out: Path, name: str, title: str) -> str:
+    """A report section with the table of ``out/name``; empty when the file was not written."""
+    path = out / name
+    return f"## {title}\n\n{_markdown(pd.read_csv(path))}\n\n" if path.exists() else ""
 
 
 def _write_report(out: Path, cfg: RunConfig, table: pd.DataFrame, timings: dict[str, float], store) -> None:
@@ -356,7 +346,9 @@ Seeds: corpus {cfg.corpus.seed}, pretraining {cfg.train.seed}, probe {cfg.probe.
 
 ![paired differences](paired_differences.png)
 
-{_clean_section(out)}{_seeds_section(out)}## Limited data (point estimate, mean over draws)
+{_csv_section(out, "results_clean.csv", "Full training data, scored against the clean tags (before label dropout)")}\
+{_csv_section(out, "seeds.csv", "Pretraining seeds (full data): spread over seeds beside the first seed's bootstrap interval")}\
+## Limited data (point estimate, mean over draws)
 
 {_markdown(lim.reset_index())}
 

@@ -65,7 +65,7 @@ def pretrain(cfg: RunConfig, name: str | None = None, resume: bool = False, prog
         if tc.compile:
             method.encoder.compile()
         monitor = TrainingMonitor(cfg, folder, data, device) if cfg.diagnostics.every else None
-        log = IntervalLog(folder, callback)
+        log = IntervalLog(folder, callback, device)
         bar = tqdm(total=tc.steps, initial=start, desc=cfg.method.name, dynamic_ncols=True,
                    disable=not (progress and dist.is_main()))
         stopped = None
@@ -330,14 +330,15 @@ class IntervalLog:
     give a metrics row (means over the steps taken), and a non-finite loss or gradient stops the
     run naming its step and the last good checkpoint."""
 
-    def __init__(self, folder: runs.RunFolder, callback: Callable[[dict], None] | None):
+    def __init__(self, folder: runs.RunFolder, callback: Callable[[dict], None] | None, device: torch.device):
         self.folder, self.callback = folder, callback
+        self._flags = torch.tensor([0.0, 1.0], device=device)  # "skipped" values: no host copy per step
         self.window: list[dict[str, Tensor]] = []
         self.t0, self.clips = time.perf_counter(), 0
 
     def add(self, logs: dict[str, Tensor], loss: Tensor, grad_norm: Tensor, skipped: bool, clips: int) -> None:
         self.window.append({**logs, "loss": loss.detach(), "grad_norm": grad_norm.detach(),
-                            "skipped": torch.tensor(float(skipped), device=loss.device)})
+                            "skipped": self._flags[int(skipped)]})
         self.clips += clips
 
     def exclude(self, seconds: float) -> None:

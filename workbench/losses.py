@@ -166,9 +166,15 @@ def dino_loss(student_logits: Tensor, teacher_logits: Tensor, center: Tensor, st
     if center.shape != (1, student_logits.shape[1]):
         raise ValueError(f"dino_loss expects center (1, {student_logits.shape[1]}), got {tuple(center.shape)}")
     _check_fidelity(fidelity)
-    with torch.autocast(device_type=student_logits.device.type, enabled=False):
-        t = F.softmax((_f32(teacher_logits.detach()) - _f32(center)) / teacher_temp, dim=-1)
-    return dino_cross_entropy(student_logits, t, student_temp, fidelity=fidelity)
+    return dino_cross_entropy(student_logits, dino_targets(teacher_logits, center, teacher_temp), student_temp,
+                              fidelity=fidelity)
+
+
+def dino_targets(teacher_logits: Tensor, center: Tensor, teacher_temp: float) -> Tensor:
+    """DINO's teacher targets (B, K): softmax((teacher - center) / teacher_temp), detached, in
+    float32 whatever the autocast (the centred, sharpened teacher of `dino_loss`)."""
+    with torch.autocast(device_type=teacher_logits.device.type, enabled=False):
+        return F.softmax((_f32(teacher_logits.detach()) - _f32(center)) / teacher_temp, dim=-1)
 
 
 def dino_cross_entropy(student_logits: Tensor, targets: Tensor, student_temp: float = 0.1, *,

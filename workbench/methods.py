@@ -32,8 +32,8 @@ from torch import Tensor, nn
 from workbench import dist
 from workbench.config import FIDELITIES, RunConfig
 from workbench.heads import EMATeacher
-from workbench.losses import (DINOCenter, Terms, barlow_twins_loss, byol_loss, dino_cross_entropy, ema_momentum,
-                              koleo_loss, nt_xent_loss, sinkhorn_knopp, vicreg_loss)
+from workbench.losses import (DINOCenter, Terms, barlow_twins_loss, byol_loss, dino_cross_entropy, dino_targets,
+                              ema_momentum, koleo_loss, nt_xent_loss, sinkhorn_knopp, vicreg_loss)
 from workbench.multiview import check_views, gather_views, local_crops, mean_over_pairs, one_pass, pairwise
 
 
@@ -322,7 +322,7 @@ class DINO(_TeacherStudent):
         else:
             center = self._center_in_force()
             self._teacher_rows = torch.cat(teacher, dim=0).detach()  # the center moves in after_step
-            targets = [torch.softmax((t.detach().float() - center) / t_temp, dim=-1) for t in teacher]
+            targets = [dino_targets(t, center, t_temp) for t in teacher]
         loss, terms = mean_over_pairs([dino_cross_entropy(student[j], targets[i], self.student_temp,
                                                           fidelity=self.fidelity)
                                        for i in range(len(teacher)) for j in range(len(student)) if i != j])

@@ -21,12 +21,16 @@ import socket
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from workbench import dist
+from workbench.data.prefetch import Prefetcher
+from workbench.data.store import AudioStore, StoreWriter
+from workbench.data.views import ViewSampler
 from workbench.config import load_profile
 from workbench.methods import METHODS, build_method
 
@@ -105,22 +109,34 @@ def _run(method: nn.Module, model: nn.Module, cfg, shard: slice) -> dict:
     return out
 
 
-def _worker(rank: int, port: int, names: list[str], path: str) -> None:
+def _worker(rank: int, port: int, names: list[str], path: str, store_root: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     torch.set_default_dtype(torch.float64)
     torch.distributed.init_process_group("gloo", rank=rank, world_size=WORLD)
     try:
         results = {name: _run_ddp(name, rank) for name in names}  # every DDP module freed on return
+        results["sampled"] = _sample_as_a_rank(store_root)
         gc.collect()
-        if rank == 0:
-            torch.save(results, path)
+        torch.save(results, path if rank == 0 else f"{path}.rank{rank}")
         # Both ranks leave together: a rank that tears gloo down while its peer still has a
         # pending operation makes the peer abort ("terminate called without an active exception").
         torch.distributed.barrier()
         Path(f"{path}.done{rank}").touch()  # every collective of this rank has completed
     finally:
         torch.distributed.destroy_process_group()
+
+
+SAMPLER_STEPS, SAMPLER_BATCH = 5, 8
+
+
+def _sample_as_a_rank(store_root: str) -> list[dict]:
+    """This process's rows of SAMPLER_STEPS global batches, through the trainer's data path
+    (rank and world from the process group, 2 batches prefetched, 2 gathering threads)."""
+    store = AudioStore.open(store_root)
+    sampler = ViewSampler(store, np.arange(len(store)), seed=3, rank=dist.rank(), world=dist.world_size())
+    with Prefetcher(sampler, SAMPLER_BATCH, depth=2, workers=2) as batches:
+        return [{"tracks": b.track_idx, "starts": b.starts} for b in (batches.next() for _ in range(SAMPLER_STEPS))]
 
 
 def _run_ddp(name: str, rank: int) -> dict:
@@ -147,12 +163,22 @@ def float64():
 
 
 @pytest.fixture(scope="module")
-def ddp_results(tmp_path_factory):
+def sampler_store(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    w = StoreWriter(tmp_path_factory.mktemp("ddp-store") / "s", 1_000, ["x"])
+    for i in range(12):
+        w.add(f"t{i}", rng.uniform(-1, 1, size=int(rng.integers(12_000, 20_000))), "pool", [0])
+    return w.commit()
+
+
+@pytest.fixture(scope="module")
+def ddp_results(tmp_path_factory, sampler_store):
     path = str(tmp_path_factory.mktemp("ddp") / "rank0.pt")
     done = [Path(f"{path}.done{r}") for r in range(WORLD)]
     for attempt in (1, 2):
         try:
-            torch.multiprocessing.spawn(_worker, args=(_free_port(), list(CASES), path), nprocs=WORLD, join=True)
+            torch.multiprocessing.spawn(_worker, args=(_free_port(), list(CASES), path, str(sampler_store.root)),
+                                        nprocs=WORLD, join=True)
             break
         except torch.multiprocessing.ProcessExitedException:
             # A rank killed by a signal: either at start-up (the free port found above taken
@@ -164,7 +190,23 @@ def ddp_results(tmp_path_factory):
                 break
             if attempt == 2:
                 raise
-    return torch.load(path, weights_only=True)
+    results = torch.load(path, weights_only=True)
+    results["sampled_by_rank"] = [results.pop("sampled")] + [
+        torch.load(f"{path}.rank{r}", weights_only=True)["sampled"] for r in range(1, WORLD)]
+    return results
+
+
+def test_two_processes_draw_disjoint_slices_of_one_global_batch(ddp_results, sampler_store):
+    """torch.distributed with 2 gloo processes: at every step the ranks' tracks are disjoint and
+    together they are the batch one process draws with the same seed (rows in rank order)."""
+    alone = ViewSampler(sampler_store, np.arange(len(sampler_store)), seed=3)
+    for step in range(SAMPLER_STEPS):
+        whole = alone.sample(SAMPLER_BATCH)
+        parts = [rank_batches[step] for rank_batches in ddp_results["sampled_by_rank"]]
+        tracks = [set(p["tracks"].tolist()) for p in parts]
+        assert not tracks[0] & tracks[1], f"step {step + 1}: a track on both ranks"
+        assert torch.equal(torch.cat([p["tracks"] for p in parts]), whole.track_idx)
+        assert torch.equal(torch.cat([p["starts"] for p in parts]), whole.starts)
 
 
 @pytest.mark.parametrize("name", list(CASES))

@@ -59,9 +59,12 @@ class _Kill(Exception):
 
 def test_killed_and_resumed_equals_uninterrupted(smoke_cfg, smoke_store):
     """DINO (EMA teacher, center, temperature schedule): 4 steps straight vs 3 steps, a kill
-    (the checkpoint of step 2 is the last one), resume to 4: identical weights and optimiser."""
-    cfg = _cfg(smoke_cfg, "method.name=dino", "train.steps=4", "train.checkpoint_every=2", "diagnostics.every=0")
-    full = train.pretrain(cfg, name="resume-full", progress=False)
+    (the checkpoint of step 2 is the last one), resume to 4: identical weights and optimiser.
+    The data path prefetches 3 batches with 2 gathering threads, so at the kill batches 4-6 sit
+    sampled in the queue; the straight run samples on the training thread: the same weights."""
+    cfg = _cfg(smoke_cfg, "method.name=dino", "train.steps=4", "train.checkpoint_every=2", "diagnostics.every=0",
+               "train.prefetch=3", "train.data_workers=2")
+    full = train.pretrain(apply_overrides(cfg, ["train.prefetch=0"]), name="resume-full", progress=False)
 
     def kill_at_3(row):
         if row["step"] == 3:

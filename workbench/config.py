@@ -185,6 +185,14 @@ class TrainConfig:
     checkpoint_every: int = 1_000
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
+    # the data path (workbench.data.prefetch), which never changes a batch: batches sampled ahead
+    # in a background thread (0 = on the training thread); where views are gathered: "device" (the
+    # store's samples on the GPU), "host", or "auto" (device on CUDA when the samples take under a
+    # quarter of the free GPU memory); threads gathering on the host (0 = auto: one on CPU, every
+    # core but two up to 8 on a GPU host)
+    prefetch: int = 2
+    gather_on: str = "auto"
+    data_workers: int = 0
     deterministic: bool = False
     # a step whose loss or gradient is not finite: "stop" the run (named step, last good checkpoint
     # kept) or "skip" it as torch.amp.GradScaler does (no optimiser step, counted in metrics as

@@ -41,8 +41,9 @@ if TYPE_CHECKING:
 # compares them (evaluation and probe settings may change between a cut and its resume).
 TRAINING_SECTIONS = ("audio", "corpus", "data", "views", "encoder", "method", "train", "diagnostics")
 # ... less the settings that never change a run's weights: notebook 03's budget for the collapse
-# runs it derives (`diagnostic_plots.collapse_configs` turns them into those runs' train settings).
-NOT_TRAINING = {"diagnostics": ("collapse_steps", "collapse_lr")}
+# runs it derives (`diagnostic_plots.collapse_configs` turns them into those runs' train settings)
+# and the data path's threads (`workbench.data.prefetch`: the same batches either way).
+NOT_TRAINING = {"diagnostics": ("collapse_steps", "collapse_lr"), "train": ("prefetch", "gather_on", "data_workers")}
 
 
 class RunLockedError(RuntimeError):

@@ -3,7 +3,7 @@
 ``pretrain(cfg)`` trains ``cfg.method.name`` on the views of ``cfg.data`` and writes its run
 folder (`workbench.runs`: config, metrics, warnings, checkpoints, DONE, the lock).
 
-One step: sample the views (numpy sampler) -> waveform augmentation on the device -> log-mel
+One step: take the views sampled in the background (`workbench.data.prefetch`) -> waveform augmentation on the device -> log-mel
 front end -> spectrogram augmentation -> ``method(views, step)`` under autocast -> backward ->
 ``before_optimizer_step`` (DINO's frozen last layer) -> clip (the method's rule) -> optimiser
 step -> ``after_step`` (EMA teacher, DINO center; not on a skipped step). Steps are numbered
@@ -52,9 +52,9 @@ def pretrain(cfg: RunConfig, name: str | None = None, resume: bool = False, prog
     device = runs.device(cfg)
     check_train_config(cfg, device, dist.world_size())
     with torch_flags(device, tc.deterministic), \
-            runs.RunFolder(runs.runs_dir() / (name or runs.run_name(cfg))) as folder:
+            runs.RunFolder(runs.runs_dir() / (name or runs.run_name(cfg))) as folder, \
+            TrainingData(cfg, device) as data:
         ckpt = folder.open(cfg, resume, dist.world_size())
-        data = TrainingData(cfg, device)
         method = build_method(cfg).to(device)
         if tc.channels_last:  # also pays on CPU (oneDNN): 1.5x on the paper model (python -m workbench.bench train)
             method = method.to(memory_format=torch.channels_last)
@@ -113,6 +113,8 @@ def check_train_config(cfg: RunConfig, device: torch.device, world: int) -> None
     if tc.precision == "fp16" and device.type != "cuda":
         raise ValueError(f"train.precision fp16 needs a CUDA device (GradScaler); this run is on {device.type}: "
                          f"use fp32 or bf16")
+    if tc.gather_on not in ("auto", "device", "host"):
+        raise ValueError(f"train.gather_on is {tc.gather_on!r}; expected auto, device or host")
     if tc.clip not in CLIP_RULES:
         raise ValueError(f"train.clip is {tc.clip!r}; expected one of {', '.join(CLIP_RULES)}")
 
@@ -137,27 +139,38 @@ def torch_flags(device: torch.device, deterministic: bool) -> Iterator[None]:
 
 
 class TrainingData:
-    """The store, this rank's slice of each global batch, the augmentation generator and the
-    on-device view pipeline: ``next_views()`` gives the V mel views (B/W, 1, F, T) of a step."""
+    """The store, this rank's slice of each global batch (sampled ``train.prefetch`` batches
+    ahead in background threads, `workbench.data.prefetch`), the augmentation generator and the
+    on-device view pipeline: ``next_views()`` gives the V mel views (B/W, 1, F, T) of a step.
+    ``wait_seconds``: the time steps waited for their batch. Use with ``with`` (stops the threads)."""
 
     def __init__(self, cfg: RunConfig, device: torch.device):
         from workbench.data import open_dataset, pretrain_indices
+        from workbench.data.prefetch import Prefetcher, auto_workers
         from workbench.data.views import ViewSampler
 
         rank, world = dist.rank(), dist.world_size()
         self.store = open_dataset(cfg)
-        self.sampler = ViewSampler.from_config(self.store, pretrain_indices(self.store), cfg, rank=rank, world=world)
+        sampler = ViewSampler.from_config(self.store, pretrain_indices(self.store), cfg, rank=rank, world=world)
+        workers = cfg.train.data_workers or auto_workers(device.type)
+        on = self.store.on_device(device) if gather_on_device(cfg.train.gather_on, self.store, device) else None
+        self.batches = Prefetcher(sampler, cfg.train.batch_size, cfg.train.prefetch, workers,
+                                  pin=device.type == "cuda" and on is None, on=on)
         self.generator = torch.Generator(device=device).manual_seed(cfg.train.seed + 7_919 * (rank + 1))
         self.pipeline = ViewPipeline(cfg, device, cfg.train.channels_last)
-        self.device, self.batch_size = device, cfg.train.batch_size
+        self.device = device
         self.clips_per_step = cfg.train.batch_size * cfg.views.n_views
 
+    @property
+    def wait_seconds(self) -> float:
+        return self.batches.wait_seconds
+
     def next_views(self) -> list[Tensor]:
-        return self.pipeline(self.sampler.sample(self.batch_size).views, self.generator, self.device)
+        return self.pipeline(self.batches.next().views, self.generator, self.device)
 
     def rng_state(self) -> dict:
         state = {"torch": torch.get_rng_state(), "augment": self.generator.get_state(),
-                 "sampler": json.dumps(self.sampler.state_dict(), default=int)}
+                 "sampler": json.dumps(self.batches.state_dict(), default=int)}
         if torch.cuda.is_available():
             state["cuda"] = torch.cuda.get_rng_state()
         return state
@@ -165,9 +178,25 @@ class TrainingData:
     def set_rng_state(self, state: dict) -> None:
         torch.set_rng_state(state["torch"])
         self.generator.set_state(state["augment"])
-        self.sampler.load_state_dict(json.loads(state["sampler"]))
+        self.batches.load_state_dict(json.loads(state["sampler"]))
         if "cuda" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state(state["cuda"])
+
+    def __enter__(self) -> "TrainingData":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.batches.close()
+
+
+def gather_on_device(gather_on: str, store, device: torch.device) -> bool:
+    """``train.gather_on``: "device", "host", or "auto" = device on CUDA when the store's samples
+    take under a quarter of the free memory (the rest is the model's)."""
+    if gather_on != "auto":
+        return gather_on == "device"
+    from workbench.data.store import DeviceSamples
+
+    return device.type == "cuda" and DeviceSamples.bytes_needed(store) < torch.cuda.mem_get_info(device)[0] / 4
 
 
 class Precision:

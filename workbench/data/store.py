@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
+import torch
 import pandas as pd
 
 # int16 full scale; float audio in [-1, 1] maps to [-32767, 32767] (symmetric, no -32768).
@@ -128,11 +129,14 @@ class AudioStore:
         idx = self.indices(split)
         return idx, self.labels[idx]
 
-    def segments(self, track_idx: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
+    def segments(self, track_idx: np.ndarray, starts: np.ndarray, length: int,
+                 out: np.ndarray | None = None) -> np.ndarray:
         """Gather B segments at once: track_idx (B,), starts (B,) in samples -> float32 (B, length).
 
         One fancy-indexing read over a sliding-window view of the memmap (no per-track loop and
-        no (B, length) index array).
+        no (B, length) index array). ``out`` (B, length) float32 receives the result (a slice of
+        a pinned buffer, say); NumPy releases the GIL in both copies, so threads gathering
+        disjoint rows run in parallel (`workbench.data.prefetch`).
         """
         track_idx = np.asarray(track_idx, dtype=np.int64)
         starts = np.asarray(starts, dtype=np.int64)
@@ -142,8 +146,10 @@ class AudioStore:
         length = int(length)
         if length <= 0:
             raise ValueError(f"segments: length must be positive, got {length}")
+        if out is not None and (out.shape != (len(track_idx), length) or out.dtype != np.float32):
+            raise ValueError(f"segments: out must be float32 {(len(track_idx), length)}, got {out.dtype} {out.shape}")
         if len(track_idx) == 0:
-            return np.zeros((0, length), dtype=np.float32)
+            return np.zeros((0, length), dtype=np.float32) if out is None else out
         if track_idx.min() < 0 or track_idx.max() >= len(self):
             raise IndexError(f"segments: track index out of range [0, {len(self)})")
         over = (starts < 0) | (starts + length > self.lengths[track_idx])
@@ -152,9 +158,15 @@ class AudioStore:
             raise ValueError(f"segments: segment {j} [{starts[j]}, {starts[j] + length}) is outside "
                              f"track {track_idx[j]} of {self.lengths[track_idx[j]]} samples")
         windows = np.lib.stride_tricks.sliding_window_view(self.samples, length)
-        out = windows[self.offsets[track_idx] + starts].astype(np.float32)
-        out *= np.float32(1.0 / _SCALE)
+        raw = windows[self.offsets[track_idx] + starts]  # int16 (B, length)
+        if out is None:
+            out = np.empty(raw.shape, dtype=np.float32)
+        np.multiply(raw, np.float32(1.0 / _SCALE), out=out)
         return out
+
+    def on_device(self, device: str | torch.device) -> "DeviceSamples":
+        """The samples copied to ``device`` as int16, for gathering views there (`DeviceSamples`)."""
+        return DeviceSamples(self, device)
 
     def __repr__(self) -> str:
         counts = self.tracks["split"].value_counts()
@@ -330,3 +342,37 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, np.ndarray):
         return o.tolist()
     raise TypeError(f"{type(o).__name__} is not JSON serialisable")
+
+
+class DeviceSamples:
+    """Every sample of a store on a device (int16, 2 bytes a sample: the embedded demo corpus
+    0.5 GB, MagnaTagATune about 12 GB), and `segments` gathering there: a batch of views costs
+    no host work but the draw of its indices and no host-to-device copy of audio. This is what
+    lets one GPU be fed at its compute rate (``python -m workbench.bench data``); a store larger
+    than the device's memory stays on the host (threads, pinned memory: `workbench.data.prefetch`).
+    """
+
+    def __init__(self, store: AudioStore, device: str | torch.device):
+        self.device = torch.device(device)
+        self.samples = torch.empty(len(store.samples), dtype=torch.int16, device=self.device)
+        chunk = 1 << 26  # 128 MB of int16 at a time: no host copy of the whole memmap
+        for lo in range(0, len(store.samples), chunk):
+            self.samples[lo:lo + chunk].copy_(torch.from_numpy(np.array(store.samples[lo:lo + chunk])))
+        self.offsets = torch.tensor(store.offsets, dtype=torch.int64, device=self.device)
+        self.lengths = store.lengths
+
+    @staticmethod
+    def bytes_needed(store: AudioStore) -> int:
+        return int(store.samples.nbytes)
+
+    def segments(self, track_idx: np.ndarray, starts: np.ndarray, length: int) -> torch.Tensor:
+        """The same values as `AudioStore.segments`, as a float32 (B, length) tensor on the device."""
+        track_idx, starts = np.asarray(track_idx, dtype=np.int64), np.asarray(starts, dtype=np.int64)
+        over = (starts < 0) | (starts + length > self.lengths[track_idx])
+        if over.any():
+            j = int(np.flatnonzero(over)[0])
+            raise ValueError(f"segments: segment {j} [{starts[j]}, {starts[j] + length}) is outside "
+                             f"track {track_idx[j]} of {self.lengths[track_idx[j]]} samples")
+        first = self.offsets[torch.from_numpy(track_idx).to(self.device)] + torch.from_numpy(starts).to(self.device)
+        windows = self.samples.unfold(0, length, 1)  # (N - length + 1, length), a view
+        return windows[first].to(torch.float32).mul_(np.float32(1.0 / _SCALE))

@@ -19,6 +19,7 @@ embeddings mean-pooled over the track).
 from __future__ import annotations
 
 import warnings
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +28,7 @@ import torch
 from torch import Tensor
 
 from workbench.config import RunConfig
-from workbench.data.store import AudioStore
+from workbench.data.store import AudioStore, DeviceSamples
 
 
 @dataclass
@@ -135,19 +136,48 @@ class ViewSampler:
         starts = chosen - step + step * (self.segment_samples + self.gap_samples)
         return rng.permuted(starts, axis=1)
 
-    def _gather(self, track_idx: np.ndarray, starts: np.ndarray) -> np.ndarray:
-        """track_idx (B,), starts (B, V) -> (V, B, S): view-major, so each view is contiguous."""
+    def _gather(self, track_idx: np.ndarray, starts: np.ndarray, out: np.ndarray | None = None,
+                executor: Executor | None = None, workers: int = 1,
+                on: DeviceSamples | None = None) -> tuple[np.ndarray | Tensor, np.ndarray]:
+        """track_idx (B,), starts (B, V) -> audio (V, B, S), view-major so each view is contiguous,
+        and silent (B,), True where a view is below ``silence_db`` (all False without rejection).
+
+        ``out`` (V, B, S) float32 receives the audio; with an ``executor``, ``workers`` blocks of
+        rows are gathered in its threads (the same values in the same places: only the copying
+        is shared out; NumPy releases the GIL while it copies). ``on``: gather on that device
+        instead (a tensor; the silence flags come back to the host, B booleans)."""
         b, v = starts.shape
-        flat = self.store.segments(np.tile(track_idx, v), starts.T.reshape(-1), self.segment_samples)
-        return flat.reshape(v, b, self.segment_samples)
+        if on is not None:
+            audio = torch.stack([on.segments(track_idx, starts[:, k], self.segment_samples) for k in range(v)])
+            if not self.reject_silence:
+                return audio, np.zeros(b, dtype=bool)
+            rms = audio.square().mean(dim=-1).sqrt()  # (V, B)
+            return audio, (20 * rms.clamp_min(1e-12).log10() < self.silence_db).any(dim=0).cpu().numpy()
+        if out is None:
+            out = np.empty((v, b, self.segment_samples), dtype=np.float32)
+
+        def rows(block: slice) -> np.ndarray:
+            for k in range(v):
+                self.store.segments(track_idx[block], starts[block, k], self.segment_samples, out=out[k, block])
+            return self._silent(out[:, block]) if self.reject_silence else np.zeros(block.stop - block.start, bool)
+
+        blocks = [slice(lo, hi) for lo, hi in _blocks(b, workers if executor is not None else 1)]
+        silent = map(rows, blocks) if len(blocks) == 1 else executor.map(rows, blocks)
+        return out, np.concatenate(list(silent))  # list(): re-raises a worker's exception here
 
     def _silent(self, audio: np.ndarray) -> np.ndarray:
         """(V, B, S) -> (B,) True where a view's RMS is below ``silence_db`` dBFS."""
         rms = np.sqrt(np.einsum("vbs,vbs->vb", audio, audio) / audio.shape[-1])  # float32, no (V, B, S) temporary
         return (20 * np.log10(np.maximum(rms, 1e-12)) < self.silence_db).any(axis=0)
 
-    def sample(self, batch_size: int) -> ViewBatch:
-        """This rank's rows of a global batch of ``batch_size`` examples (all of it when world is 1)."""
+    def sample(self, batch_size: int, executor: Executor | None = None, workers: int = 1,
+               pin: bool = False, on: DeviceSamples | None = None) -> ViewBatch:
+        """This rank's rows of a global batch of ``batch_size`` examples (all of it when world is 1).
+
+        ``executor`` (threads) gathers ``workers`` blocks of rows at once; ``pin`` puts the views
+        in page-locked memory, for ``.to(cuda, non_blocking=True)``; ``on`` gathers them on the
+        device that holds the store's samples. None of them changes a value or the state of a
+        generator."""
         if batch_size < 1 or batch_size % self.world:
             raise ValueError(f"ViewSampler.sample: batch_size must be a positive multiple of the {self.world} "
                              f"processes, got {batch_size}")
@@ -155,15 +185,22 @@ class ViewSampler:
         starts = self._placements(track_idx, self.rng)
         local = slice(self.rank * batch_size // self.world, (self.rank + 1) * batch_size // self.world)
         track_idx, starts = track_idx[local], starts[local]
-        audio = self._gather(track_idx, starts)  # (V, B, S)
-        if self.reject_silence:
-            for _ in range(self.max_redraws):
-                bad = np.flatnonzero(self._silent(audio))
-                if bad.size == 0:
-                    break
-                starts[bad] = self._placements(track_idx[bad], self.redraw_rng)
-                audio[:, bad] = self._gather(track_idx[bad], starts[bad])
-        views = [torch.from_numpy(audio[k]) for k in range(self.n_views)]
+        if on is None:
+            buffer = torch.empty((self.n_views, track_idx.size, self.segment_samples), dtype=torch.float32,
+                                 pin_memory=pin)
+            audio, silent = self._gather(track_idx, starts, buffer.numpy(), executor, workers)  # (V, B, S), (B,)
+        else:
+            audio, silent = self._gather(track_idx, starts, on=on)
+        for _ in range(self.max_redraws if self.reject_silence else 0):
+            bad = np.flatnonzero(silent)
+            if bad.size == 0:
+                break
+            starts[bad] = self._placements(track_idx[bad], self.redraw_rng)
+            rows = bad if on is None else torch.from_numpy(bad).to(on.device)
+            audio[:, rows], silent_again = self._gather(track_idx[bad], starts[bad], on=on)
+            silent = np.zeros_like(silent)
+            silent[bad] = silent_again
+        views = list((buffer if on is None else audio).unbind(0))
         return ViewBatch(views=views, track_idx=torch.from_numpy(track_idx), starts=torch.from_numpy(starts))
 
     def state_dict(self) -> dict[str, Any]:
@@ -183,6 +220,13 @@ class ViewSampler:
     def __repr__(self) -> str:
         return (f"ViewSampler({self.indices.size} tracks, n_views={self.n_views}, duration={self.duration} s, "
                 f"min_gap={self.min_gap} s, reject_silence={self.reject_silence})")
+
+
+def _blocks(n: int, parts: int, min_rows: int = 16) -> list[tuple[int, int]]:
+    """[lo, hi) row ranges splitting n rows into at most ``parts`` blocks of at least ``min_rows``."""
+    parts = max(1, min(parts, n // min_rows))
+    edges = np.linspace(0, n, parts + 1).round().astype(int)
+    return [(int(lo), int(hi)) for lo, hi in zip(edges[:-1], edges[1:])]
 
 
 def chunk_track(audio: np.ndarray | Tensor, chunk_samples: int, last: str = "drop") -> np.ndarray | Tensor:

@@ -14,10 +14,11 @@ EXPORT := requirements-lock.txt
 export UV_PYTHON_DOWNLOADS := never
 export UV_LINK_MODE := copy
 
-.PHONY: demo test lab bench lock check-lock clean-data help
+.PHONY: demo study test lab bench lock check-lock clean-data help
 
 help:
 	@echo "make demo       - run the main job on the embedded corpus (profile: demo)"
+	@echo "make study      - the clustering study: DINO, its remedies and SimCLR, SEEDS=3 seeds each (~25 min)"
 	@echo "make test       - run the whole test suite (profile: smoke)"
 	@echo "make lab        - open the notebooks in JupyterLab"
 	@echo "make bench      - print the benchmark figures"
@@ -35,6 +36,9 @@ $(STAMP): uv.lock pyproject.toml | $(UV)
 
 demo: $(STAMP)
 	WORKBENCH_PROFILE=$${WORKBENCH_PROFILE:-demo} $(PY) -m workbench demo
+
+study: $(STAMP)
+	WORKBENCH_PROFILE=$${WORKBENCH_PROFILE:-demo} $(PY) -m workbench study --seeds $${SEEDS:-3}
 
 test: $(STAMP)
 	WORKBENCH_PROFILE=smoke $(PY) -m pytest -q tests

@@ -1,4 +1,4 @@
-"""Command line: ``python -m workbench {corpus,pretrain,evaluate,ingest,demo} ...``.
+"""Command line: ``python -m workbench {corpus,pretrain,evaluate,study,ingest,demo} ...``.
 
 Every command prints the profile in force first. Parsing lives here; the work is done by the
 stage modules (`workbench.data`, `workbench.train`, `workbench.evaluate`, `workbench.report`).
@@ -66,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pretraining seeds per method when --runs is not given (eval.seeds; default 1)")
     p.add_argument("--out", default=None, help="report folder (default: data/reports/<dataset>-<profile>)")
 
+    p = sub.add_parser("study", help="the clustering study: DINO against its remedies and SimCLR, several seeds")
+    _add_common(p)
+    p.add_argument("--seeds", type=int, default=3, help="pretraining seeds per arm (default 3)")
+    p.add_argument("--out", default=None, help="report folder (default: data/reports/clustering-<profile>)")
+
     p = sub.add_parser("ingest", help="decode a real dataset once into the audio store")
     _add_common(p)
     p.add_argument("--workers", type=int, default=None, help="decoding processes (default: cores - 1)")
@@ -120,6 +125,11 @@ def run(args: argparse.Namespace) -> None:
             fr = tuple(float(x) for x in args.fractions.split(","))
             cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, fractions=fr))
         out = run_evaluation(cfg, [Path(r) for r in args.runs], out_dir=Path(args.out) if args.out else None)
+        print(f"report: {out}")
+    elif args.command == "study":
+        from workbench.study import run_study
+
+        out = run_study(cfg, seeds=args.seeds, out_dir=Path(args.out) if args.out else None)
         print(f"report: {out}")
     elif args.command == "ingest":
         from workbench.data.ingest import ingest

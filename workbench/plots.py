@@ -153,6 +153,55 @@ def paired_difference_plot(reports, save: str | Path | None = None) -> plt.Figur
     return _finish(fig, save)
 
 
+def _arm_colors(arms) -> dict[str, str]:
+    palette = plt.get_cmap("tab10").colors
+    return {arm: palette[i % len(palette)] for i, arm in enumerate(dict.fromkeys(arms))}
+
+
+def study_timeline(report, panels, save: str | Path | None = None) -> plt.Figure:
+    """The clustering study's ``timeline.csv`` (`workbench.study`): one panel per (column,
+    title) of ``panels`` against the training step; each arm's seeds thin, their mean thick."""
+    rows = pd.read_csv(Path(report) / "timeline.csv")
+    panels = [(c, t) for c, t in panels if c in rows and rows[c].notna().any()]
+    colors = _arm_colors(rows.arm)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+    for ax, (column, title) in zip(axes[0], panels):
+        for arm, g in rows.groupby("arm", sort=False):
+            if not g[column].notna().any():
+                continue
+            for _, s in g.groupby("seed"):
+                ax.plot(s.step, s[column], color=colors[arm], lw=0.7, alpha=0.45)
+            mean = g.groupby("step")[column].mean()
+            ax.plot(mean.index, mean.values, color=colors[arm], lw=2.2, label=arm)
+        ax.set(title=title, xlabel="step")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    return _finish(fig, save)
+
+
+def arm_difference_plot(report, save: str | Path | None = None) -> plt.Figure:
+    """The clustering study's ``arms.csv``: each arm minus its base, mean over seeds, with the
+    95 % interval over test resamples and seeds (`workbench.study.seed_paired_difference`)."""
+    table = pd.read_csv(Path(report) / "arms.csv").dropna(subset=["diff_to_base"])
+    metrics = list(dict.fromkeys(table.metric))
+    colors = _arm_colors(pd.read_csv(Path(report) / "arms.csv").arm)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 0.5 * table.arm.nunique() + 1.6),
+                             squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        t = table[table.metric == metric].reset_index(drop=True)
+        for i, r in t.iterrows():
+            ax.errorbar(r.diff_to_base, i, xerr=[[r.diff_to_base - r.diff_ci_low], [r.diff_ci_high - r.diff_to_base]],
+                        fmt="o", color=colors[r.arm], capsize=3)
+        ax.axvline(0, color="k", lw=0.8)
+        ax.set_yticks(range(len(t)), [f"{a} ({c} collapsed)" if isinstance(c, str) and c else a
+                                      for a, c in zip(t.arm, t.collapsed)])
+        ax.set(xlabel=f"{METRIC_LABELS.get(metric, metric)} minus {t.base.iloc[0] if len(t) else ''}")
+        ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return _finish(fig, save)
+
+
 def controls(render, **widgets_by_name):
     """Interactive controls for ``render(**values)``, safe to execute headless.
 

@@ -1,0 +1,172 @@
+"""The clustering study, the paper's future work: does a remedy keep DINO from collapsing, and
+does it make the embedding more useful, beyond what pretraining seeds alone change?
+
+``python -m workbench study --profile demo --seeds 3`` trains what is missing of `ARMS` x seeds
+(`workbench.runs.ensure_run`: finished runs are reused), evaluates every run with the frozen
+MLP probe (`workbench.evaluate.run_evaluation`: dot plot, limited-data curves, paired bootstrap)
+and adds, in ``data/reports/clustering-<profile>/``:
+
+- ``collapse.csv``: per run, whether the collapse monitor fires at the run's last diagnostics
+  step (a collapse that stays, not a transient on the way down from a random start), whether it
+  ever fired, and the last online figures (k-NN probe on train/valid tracks, RankMe, LiDAR,
+  teacher entropy over ln K);
+- ``arms.csv``: per arm, the collapse rate (seeds flagged at the end, out of n), the test macro
+  ROC-AUC and mAP as mean and spread over seeds, and the paired difference to plain DINO with a
+  95 % interval that includes seed variance: for each bootstrap resample of the test tracks (the
+  same resamples for every run), one pretraining seed of each arm is drawn at random, so the
+  interval covers test sampling and the seed lottery together;
+- ``timeline.csv``: every run's diagnostics rows with its arm and seed; ``timeline.png``: the online probe, RankMe, LiDAR and teacher entropy against the step, one
+  panel each, every arm's seeds as thin lines and their mean as a thick one;
+- ``arm_differences.png``: the paired differences to plain DINO with their intervals.
+
+The arms (each a switch of `workbench.methods.DINO`, documented there with its paper):
+``dino`` is the method papers' DINO (EMA center, teacher temperature warm-up, last layer frozen
+for the first epoch); ``dino/paper-code`` the study's own settings (sharper teacher, no freeze:
+docs/paper.md); ``dino[sinkhorn]`` Sinkhorn-Knopp centering of the teacher (SwAV, DINOv2);
+``dino[koleo]`` the KoLeo spreading term (Sablayrolles et al. 2019, DINOv2); both together; and
+SimCLR as the contrastive reference the study found best.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from workbench.config import RunConfig, data_dir, for_method
+from workbench.diagnostics import read_warnings
+from workbench.runs import ensure_run, read_metrics, save_text
+
+# arm label (as `workbench.evaluate` labels it) -> (method, changes to the method section)
+ARMS: dict[str, tuple[str, dict]] = {
+    "simclr": ("simclr", {}),
+    "dino": ("dino", {}),
+    "dino/paper-code": ("dino", {"fidelity": "paper-code"}),
+    "dino[sinkhorn]": ("dino", {"sinkhorn_iterations": 3, "variant": "sinkhorn"}),
+    "dino[koleo]": ("dino", {"koleo_weight": 0.1, "variant": "koleo"}),
+    "dino[sinkhorn-koleo]": ("dino", {"sinkhorn_iterations": 3, "koleo_weight": 0.1, "variant": "sinkhorn-koleo"}),
+}
+BASE = "dino"
+TIMELINE = (("probe_knn_auc", "online k-NN probe, macro ROC-AUC (train/valid)"),
+            ("embed_rank", "RankMe of the backbone embedding"),
+            ("embed_lidar", "LiDAR of the backbone embedding"),
+            ("dino_teacher_entropy_ratio", "teacher entropy / ln K (DINO arms)"))
+
+
+def study_configs(cfg: RunConfig, seeds: int, arms: dict[str, tuple[str, dict]] = ARMS) -> list[tuple[str, RunConfig]]:
+    """(arm, config) for every arm and pretraining seed (``train.seed``, ``+1``, ...)."""
+    from dataclasses import replace
+
+    return [(arm, replace(c, train=replace(c.train, seed=cfg.train.seed + k)))
+            for arm, (method, changes) in arms.items() for c in [for_method(cfg, method, **changes)]
+            for k in range(seeds)]
+
+
+def report_dir(cfg: RunConfig) -> Path:
+    """``data/reports/clustering-<profile>`` (the study's default report folder)."""
+    return data_dir() / "reports" / f"clustering-{cfg.profile}"
+
+
+def arm_of(label: str) -> str:
+    """``dino[koleo]@s2`` -> ``dino[koleo]``."""
+    return re.sub(r"@s\d+$", "", label)
+
+
+def run_study(cfg: RunConfig, seeds: int = 3, out_dir: Path | None = None, progress: bool = True,
+              arms: dict[str, tuple[str, dict]] = ARMS) -> Path:
+    """Train what is missing, evaluate, and write the study's tables and figures (module doc)."""
+    from workbench.evaluate import run_evaluation
+
+    out = Path(out_dir) if out_dir else report_dir(cfg)
+    configs = study_configs(cfg, seeds, arms)
+    runs = [ensure_run(c, progress=progress) for _, c in configs]
+    run_evaluation(cfg, runs, out_dir=out, progress=progress)
+    arm_names, seed_list = [arm for arm, _ in configs], [c.train.seed for _, c in configs]
+    collapse = collapse_table(arm_names, seed_list, runs)
+    collapse.to_csv(out / "collapse.csv", index=False)
+    pd.concat([timeline_rows(r).assign(arm=a, seed=s) for a, s, r in zip(arm_names, seed_list, runs)]
+              ).to_csv(out / "timeline.csv", index=False)
+    table = arm_table(out, collapse, base=BASE if BASE in arms else next(iter(arms)))
+    table.to_csv(out / "arms.csv", index=False)
+    from workbench import plots
+
+    for name, fig in {"timeline.png": plots.study_timeline(out, TIMELINE),
+                      "arm_differences.png": plots.arm_difference_plot(out)}.items():
+        fig.savefig(out / name, dpi=120, bbox_inches="tight")
+        plots.plt.close(fig)
+    save_text(out / "study.md", _markdown(cfg, seeds, table, collapse))
+    return out
+
+
+def timeline_rows(run: Path) -> pd.DataFrame:
+    """The diagnostics rows of a run, with the teacher entropy as a share of ln K."""
+    rows = read_metrics(run)
+    rows = rows[rows.kind == "diagnostics"].copy() if len(rows) else rows
+    if "dino_teacher_entropy" in rows and "dino_ln_k" in rows:
+        rows["dino_teacher_entropy_ratio"] = rows.dino_teacher_entropy / rows.dino_ln_k
+    return rows
+
+
+def collapse_table(arms: list[str], seeds: list[int], runs: list[Path]) -> pd.DataFrame:
+    """One row per run: collapsed at the end (the monitor fired at the last diagnostics step),
+    ever flagged, the figures flagged at the end, and the last online figures."""
+    rows = []
+    for arm, seed, run in zip(arms, seeds, runs):
+        diag = timeline_rows(run)
+        last_step = int(diag.step.max()) if len(diag) else -1
+        warnings = read_warnings(run)
+        at_end = sorted({w["figure"] for w in warnings if w["step"] == last_step})
+        last = diag.iloc[-1] if len(diag) else pd.Series(dtype=float)
+        rows.append(dict(arm=arm, seed=seed, run=run.name, last_step=last_step, collapsed_at_end=bool(at_end),
+                         ever_flagged=bool(warnings), flagged_at_end=" ".join(at_end),
+                         **{k: float(last[k]) if k in last and pd.notna(last[k]) else float("nan")
+                            for k, _ in TIMELINE}))
+    return pd.DataFrame(rows)
+
+
+def seed_paired_difference(arrays, metric: str, labels_a: list[str], labels_b: list[str],
+                           seed: int = 0) -> tuple[float, float, float]:
+    """Difference of arm A to arm B (mean over seeds) with a 95 % interval over test resamples
+    AND seeds: resample r takes the r-th bootstrap value of one seed of A and one of B, each
+    drawn at random. ``arrays[f"1.0|{metric}|{label}"]``: (R,) macro metric per resample, the
+    resamples shared by every label (paired)."""
+    a = np.stack([arrays[f"1.0|{metric}|{lab}"] for lab in labels_a])  # (seeds A, R)
+    b = np.stack([arrays[f"1.0|{metric}|{lab}"] for lab in labels_b])
+    rng = np.random.default_rng([seed, len(labels_a), len(labels_b)])
+    r = np.arange(a.shape[1])
+    diff = a[rng.integers(0, len(a), a.shape[1]), r] - b[rng.integers(0, len(b), b.shape[1]), r]
+    return float(np.nanmean(a) - np.nanmean(b)), float(np.nanpercentile(diff, 2.5)), float(np.nanpercentile(diff, 97.5))
+
+
+def arm_table(report: Path, collapse: pd.DataFrame, base: str = BASE) -> pd.DataFrame:
+    """Per arm and metric: collapse rate, mean and spread over seeds, paired difference to ``base``."""
+    results = pd.read_csv(report / "results.csv")
+    full = results[results.fraction == 1.0].assign(arm=lambda d: d.method.map(arm_of))
+    with np.load(report / "bootstrap.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    rows = []
+    for (arm, metric), g in full.groupby(["arm", "metric"], sort=False):
+        runs = collapse[collapse.arm == arm]
+        base_labels = list(full[(full.arm == base) & (full.metric == metric)].method)
+        diff = (seed_paired_difference(arrays, metric, list(g.method), base_labels)
+                if arm != base and base_labels else (float("nan"),) * 3)
+        rows.append(dict(arm=arm, metric=metric, seeds=len(g), mean=g.point.mean(),
+                         seed_std=g.point.std(ddof=1) if len(g) > 1 else float("nan"),
+                         seed_min=g.point.min(), seed_max=g.point.max(),
+                         collapsed=f"{int(runs.collapsed_at_end.sum())}/{len(runs)}" if len(runs) else "",
+                         diff_to_base=diff[0], diff_ci_low=diff[1], diff_ci_high=diff[2], base=base))
+    return pd.DataFrame(rows)
+
+
+def _markdown(cfg: RunConfig, seeds: int, table: pd.DataFrame, collapse: pd.DataFrame) -> str:
+    from workbench.evaluate import _markdown as md
+
+    roc = table[table.metric == "roc_auc"].drop(columns=["metric"])
+    return (f"# Clustering study ({cfg.profile} profile, {seeds} pretraining seeds per arm)\n\n"
+            f"Test macro ROC-AUC per arm (mean and spread over seeds), collapse rate (seeds the monitor "
+            f"flags at the last diagnostics step), and the paired difference to `{BASE}` with a 95 % "
+            f"interval over test resamples and seeds.\n\n{md(roc)}\n\n## Every run\n\n{md(collapse)}\n\n"
+            f"Figures: timeline.png (online probe, RankMe, LiDAR, teacher entropy), arm_differences.png; "
+            f"the evaluation's fig1_dots.png, fig2_limited.png, paired_differences.png.\n")

@@ -22,7 +22,6 @@ import os
 import warnings
 
 import numpy as np
-import soundfile as sf
 import torch
 import torchaudio
 from torch import Tensor, nn
@@ -53,6 +52,8 @@ def load_audio(path: str | os.PathLike, sample_rate: int = 16_000, max_seconds: 
     an hour-long file costs what its first minutes cost). A silent file is returned as zeros
     (it is not an error here; the view sampler can reject silent segments).
     """
+    import soundfile as sf  # here, not at the top: the training path (MelFrontend) runs where soundfile is absent
+
     if not os.path.isfile(path):
         raise AudioReadError(path, "no such file")
     try:

@@ -112,6 +112,43 @@ def _timed(fn: Callable, x: torch.Tensor, generator) -> float:
     return time.perf_counter() - start
 
 
+PEERS: dict[str, Callable[[int], Callable]] = {
+    "ours (workbench.augment)": ours, "torch-audiomentations": torch_audiomentations,
+    "CLMR loop (torchaudio-augmentations 0.2.4)": clmr_loop}
+OURS = "ours (workbench.augment)"
+
+
+def compare(device: str, batch: int, seconds: float = 4.0, sample_rate: int = 16_000, repeats: int = 10,
+            warmup: int = 2, peers: tuple[str, ...] = tuple(PEERS)) -> dict[str, dict]:
+    """{peer: {clips_per_s (median over rounds), best_clips_per_s, where}} on one random batch of
+    ``batch`` clips, or {peer: {error}} for a peer that cannot be built (a missing package must
+    not hide our own figure). Rounds are interleaved, so a busy moment hits every peer alike."""
+    torch.manual_seed(0)
+    x = (0.3 * torch.randn(batch, int(seconds * sample_rate))).to(device)
+    generator = torch.Generator(device=device).manual_seed(0)
+    fns: dict[str, Callable] = {}
+    out: dict[str, dict] = {}
+    for name in peers:
+        try:
+            fns[name] = PEERS[name](sample_rate)
+        except Exception as err:
+            out[name] = {"error": f"{type(err).__name__}: {err}"}
+    inputs = {n: (x.cpu() if n.startswith("CLMR") else x) for n in fns}  # CLMR's loop runs on the CPU
+    gens = {n: (generator if inputs[n].device == x.device else None) for n in fns}
+    times: dict[str, list[float]] = {n: [] for n in fns}
+    with torch.no_grad():
+        for _ in range(warmup):
+            for n, fn in fns.items():
+                _timed(fn, inputs[n], gens[n])
+        for _ in range(repeats):
+            for n, fn in fns.items():
+                times[n].append(_timed(fn, inputs[n], gens[n]))
+    for n, t in times.items():
+        out[n] = {"clips_per_s": batch / statistics.median(t), "best_clips_per_s": batch / min(t),
+                  "where": str(inputs[n].device.type)}
+    return {n: out[n] for n in peers}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m workbench.bench augment", description=__doc__.split("\n")[0])
     parser.add_argument("--batch", type=int, default=64)
@@ -125,40 +162,21 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
-    sr = args.sample_rate
-    print(f"[bench augment] batch {args.batch} x {args.seconds:g} s at {sr} Hz, {args.repeats} interleaved rounds "
-          f"after {args.warmup} warm-up, torch {torch.__version__}, {torch.get_num_threads()} CPU threads", flush=True)
+    print(f"[bench augment] batch {args.batch} x {args.seconds:g} s at {args.sample_rate} Hz, {args.repeats} "
+          f"interleaved rounds after {args.warmup} warm-up, torch {torch.__version__}, {torch.get_num_threads()} "
+          f"CPU threads", flush=True)
     print("chain: gain, polarity, white noise (SNR), high-pass, low-pass; p = 1 for each transform; "
           "figures: median over rounds (best in brackets)")
-    peers = {"ours (workbench.augment)": ours, "torch-audiomentations 0.12": torch_audiomentations,
-             "CLMR loop (torchaudio-augmentations 0.2.4)": clmr_loop}
     for device in devices:
-        torch.manual_seed(0)
-        x = (0.3 * torch.randn(args.batch, int(args.seconds * sr))).to(device)
-        generator = torch.Generator(device=device).manual_seed(0)
-        fns: dict[str, Callable] = {}
-        for name, build in peers.items():
-            try:
-                fns[name] = build(sr)
-            except Exception as err:  # a missing peer must not hide our own figure
-                print(f"  {device:5s} {name:45s} unavailable: {err}")
-        inputs = {n: (x.cpu() if n.startswith("CLMR") else x) for n in fns}  # CLMR's loop runs on the CPU
-        gens = {n: (generator if inputs[n].device == x.device else None) for n in fns}
-        times: dict[str, list[float]] = {n: [] for n in fns}
-        with torch.no_grad():
-            for _ in range(args.warmup):
-                for n, fn in fns.items():
-                    _timed(fn, inputs[n], gens[n])
-            for _ in range(args.repeats):  # interleaved, so a busy moment hits every peer alike
-                for n, fn in fns.items():
-                    times[n].append(_timed(fn, inputs[n], gens[n]))
-        rate = {n: args.batch / statistics.median(t) for n, t in times.items()}
-        best = {n: args.batch / min(t) for n, t in times.items()}
-        key = "ours (workbench.augment)"
-        for n in fns:
-            where = "cpu" if n.startswith("CLMR") else device
-            ratio = f"  ours {rate[key] / rate[n]:5.1f}x faster" if key in rate and n != key else ""
-            print(f"  {device:5s} {n:45s} ({where}) {rate[n]:8.1f} clips/s ({best[n]:7.1f}){ratio}", flush=True)
+        rows = compare(device, args.batch, args.seconds, args.sample_rate, args.repeats, args.warmup)
+        for n, r in rows.items():
+            if "error" in r:
+                print(f"  {device:5s} {n:45s} unavailable: {r['error']}")
+                continue
+            ratio = (f"  ours {rows[OURS]['clips_per_s'] / r['clips_per_s']:5.1f}x faster"
+                     if n != OURS and "clips_per_s" in rows.get(OURS, {}) else "")
+            print(f"  {device:5s} {n:45s} ({r['where']}) {r['clips_per_s']:8.1f} clips/s "
+                  f"({r['best_clips_per_s']:7.1f}){ratio}", flush=True)
 
 
 if __name__ == "__main__":

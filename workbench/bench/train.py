@@ -65,18 +65,43 @@ class ReleasedStyleStep:
         return release_nt_xent(zs[0], zs[1], m.temperature)
 
 
-def _matmul_peak(device: torch.device, dtype: torch.dtype) -> float:
-    n = 2048 if device.type == "cpu" else 8192
+def matmul_peak(device: torch.device, dtype: torch.dtype, n: int | None = None, reps: int = 8) -> float:
+    """FLOP/s of an (n, n) @ (n, n) matmul (n: 2048 on CPU, 8192 on a GPU), best of ``reps``
+    (the ceiling, not the load of the moment). On a GPU each rep times 10 back-to-back products
+    between CUDA events (no host overhead in the figure); on CPU one product with perf_counter."""
+    n = n or (2048 if device.type == "cpu" else 8192)
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
+    a @ b  # warm-up: library initialisation and kernel choice
     best = float("inf")
-    for _ in range(8):  # best of 8: the ceiling, not the load of the moment
-        _sync(device)
-        t = time.perf_counter()
-        a @ b
-        _sync(device)
-        best = min(best, time.perf_counter() - t)
+    for _ in range(reps):
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            for _ in range(10):
+                a @ b
+            end.record()
+            torch.cuda.synchronize()
+            best = min(best, start.elapsed_time(end) / 1e3 / 10)
+        else:
+            t = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - t)
     return 2 * n ** 3 / best
+
+
+def step_flops(method: nn.Module, views: list[Tensor], step: int = 1) -> int:
+    """Model FLOPs of one training step's forward + backward (``FlopCounterMode``: matmuls and
+    convolutions, the teacher's forward included), counted on a copy so that ``method`` and its
+    gradients are left as they were."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    method = copy.deepcopy(method)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        loss, _ = method(views, step)
+        loss.backward()
+    return counter.get_total_flops()
 
 
 def _sync(device: torch.device) -> None:
@@ -125,22 +150,14 @@ def bench_device(cfg, device: torch.device, batch: int, steps: int) -> list[dict
         return step
 
     # FLOPs of one forward + backward of our step (model FLOPs, the same for both sides)
-    from torch.utils.flop_counter import FlopCounterMode
-
-    method = copy.deepcopy(base).to(device)
-    pipeline = ViewPipeline(cfg, device)
-    counter = FlopCounterMode(display=False)
-    with counter:
-        loss, _ = method(pipeline(waves, None, device), 1)
-        loss.backward()
-    flops = counter.get_total_flops()
+    flops = step_flops(base.to(device), ViewPipeline(cfg, device)(waves, None, device))
 
     if device.type == "cpu":
-        peak, peak_what = _matmul_peak(device, torch.float32), "measured fp32 matmul"
+        peak, peak_what = matmul_peak(device, torch.float32), "measured fp32 matmul"
     else:
         name = torch.cuda.get_device_name(device)
         known = [v for k, v in GPU_PEAK_BF16.items() if k in name]
-        peak, peak_what = (known[0], f"{name} dense bf16") if known else (_matmul_peak(device, torch.bfloat16),
+        peak, peak_what = (known[0], f"{name} dense bf16") if known else (matmul_peak(device, torch.bfloat16),
                                                                           "measured bf16 matmul")
 
     variants = [("reference (per-view loop, fp32)", "ref", False, False, False)]

@@ -28,7 +28,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="size profile (default: $WORKBENCH_PROFILE, else demo)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a config value, e.g. --set train.lr=3e-4 (repeatable)")
-    p.add_argument("--dataset", default=None, help="synth (default) | mtat | jamendo | gtzan | folder | csv")
+    p.add_argument("--dataset", default=None, help="synth (default) | transfer | mtat | jamendo | gtzan | folder | csv")
     p.add_argument("--root", default=None, help="local path of a real dataset")
     p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     p.add_argument("--variant", "--split", dest="variant", default=None,

@@ -80,10 +80,23 @@ class CorpusConfig:
 
 
 @dataclass(frozen=True)
+class TransferConfig:
+    """The transfer set (`workbench.data.transfer`): General MIDI SoundFont performances, its own seeds."""
+
+    seed: int = 2024
+    n_train: int = 300
+    n_valid: int = 100
+    n_test: int = 200
+    seconds: float = 20.0
+    sample_rate: int = 16_000
+    solo_share: float = 0.25  # clips with one instrument alone
+
+
+@dataclass(frozen=True)
 class DataConfig:
     """Which dataset a run reads. ``synth`` is the embedded corpus; others are ingested stores."""
 
-    dataset: str = "synth"  # synth | mtat | jamendo | gtzan | folder | csv
+    dataset: str = "synth"  # synth | transfer | mtat | jamendo | gtzan | folder | csv
     root: str | None = None  # local copy of a real dataset
     variant: str | None = None  # mtat: A | A-sota | B; jamendo: top50 | genre | instrument | moodtheme | all
     max_seconds: float | None = 120.0  # cap on how much of a long track is read (Jamendo)
@@ -260,6 +273,7 @@ class RunConfig:
     profile: str = DEFAULT_PROFILE
     audio: AudioConfig = field(default_factory=AudioConfig)
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
+    transfer: TransferConfig = field(default_factory=TransferConfig)
     data: DataConfig = field(default_factory=DataConfig)
     views: ViewConfig = field(default_factory=ViewConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
@@ -289,6 +303,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     },
     "smoke": {
         "corpus": dict(n_pool=16, n_train=24, n_valid=12, n_test=12),
+        "transfer": dict(n_train=24, n_valid=12, n_test=16, seconds=10.0),
         "encoder": dict(width=4, layers=(1, 1, 1, 1), output_dim=64, heads=2),
         "method": dict(projector_dims=(64, 64), predictor_hidden=32, n_prototypes=64,
                        dino_hidden_dims=(64,), dino_bottleneck=32, warmup_teacher_temp_epochs=1),

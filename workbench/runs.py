@@ -63,6 +63,8 @@ def training_settings(cfg: RunConfig) -> dict[str, dict]:
         for key in NOT_TRAINING.get(section, ()):
             values.pop(key)
         out[section] = values
+    if cfg.data.dataset == "transfer":  # its generation settings matter only to a run that reads it
+        out["transfer"] = to_dict(cfg.transfer)
     return out
 
 
@@ -237,7 +239,7 @@ class RunFolder:
         saved = from_dict(ckpt["config"])
         if training_hash(saved) != training_hash(cfg):
             mine, theirs = training_settings(cfg), training_settings(saved)
-            changed = [k for k in TRAINING_SECTIONS if mine[k] != theirs[k]]
+            changed = [k for k in dict.fromkeys([*mine, *theirs]) if mine.get(k) != theirs.get(k)]
             raise ValueError(f"cannot resume {self.dir}: the training settings differ from the saved ones "
                              f"(sections {', '.join(changed)}); use another name")
         if ckpt.get("world_size", 1) != world:

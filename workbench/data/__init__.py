@@ -1,8 +1,8 @@
 """Data: the audio store, the embedded corpus, view sampling and real-dataset ingestion.
 
 `open_dataset(cfg)` is the one entry point the rest of the package uses: it returns the
-`AudioStore` of ``cfg.data.dataset`` (the embedded corpus is generated on first use; a real
-dataset is ingested on first use from ``cfg.data.root``).
+`AudioStore` of ``cfg.data.dataset`` (the embedded corpus and the transfer set are generated on
+first use; a real dataset is ingested on first use from ``cfg.data.root``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,10 @@ def open_dataset(cfg: RunConfig) -> AudioStore:
         from workbench.data.corpus import build_corpus
 
         return build_corpus(cfg.corpus)
+    if cfg.data.dataset == "transfer":
+        from workbench.data.transfer import build_transfer
+
+        return build_transfer(cfg.transfer)
     from workbench.data.ingest import ingest
 
     return ingest(cfg.data, sample_rate=cfg.audio.sample_rate)

@@ -1,0 +1,346 @@
+"""The transfer set: labeled clips played by recorded instrument samples that the corpus never used.
+
+What an encoder pretrained on the embedded corpus learns should carry over to real recordings.
+The workbench cannot download any, so it builds a check it owns: short pieces performed from a
+General MIDI SoundFont, whose instruments are recordings of real pianos, guitars, strings, brass,
+reeds, drums and voices, rendered offline by TinySoundFont (the ``tinysoundfont`` package, a C
+library with wheels for every platform) from ``TimGM6mb.sf2``, the SoundFont that ships inside the
+``pretty_midi`` package (Tim Brechbill's TimGM6mb, GPL-2.0; the rendered audio stays on the user's
+machine). The embedded corpus (`workbench.data.synth`) synthesises its instruments from physical
+models and never reads a SoundFont, so no audio is shared between pretraining and this set
+(tests/test_transfer.py checks it on the audio itself).
+
+Each clip (``seconds`` long, ``seed``-determined): a style (ballad, rock, waltz, swing, arpeggio)
+with its meter, feel and tempo range, a key and mode, a four-chord progression, then either one
+instrument alone (``solo``) or an ensemble of melody, accompaniment, bass and drums drawn from
+General MIDI families. The performance is expressive: a velocity arc per phrase plus per-note
+variation, timing jitter, swing, and articulation (legato to staccato) per part; the mix has a
+volume and a pan per part, a stereo fold-down and a room reverb of random size. Tags (22): the
+instrument families that play (12), the tempo class (slow < 90 <= medium < 130 <= fast, in
+beats per minute), solo or ensemble, and the style. Every tag is a fact of the rendered audio:
+a family is tagged only when its part sounds (tests render each part alone).
+
+``python -m workbench evaluate --dataset transfer --runs data/runs/...`` evaluates encoders on it
+through the same path as any dataset; ``make demo`` reports it beside the embedded test split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import shutil
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+from workbench.config import TransferConfig, data_dir
+from workbench.data.store import AudioStore, StoreWriter
+from workbench.locks import build_lock, worker_init_die_with_parent
+
+TRANSFER_VERSION = 1
+SPLITS = ("train", "valid", "test")
+SOUNDFONT = ("pretty_midi", "TimGM6mb.sf2")  # (package, file inside it)
+
+# General MIDI families (program ranges) and the programs each role draws from
+FAMILIES: dict[str, tuple[int, ...]] = {
+    "piano": (0, 1, 2, 4, 5), "mallets": (8, 11, 12, 13), "organ": (16, 17, 19), "guitar": (24, 25, 26, 27, 29),
+    "bass": (32, 33, 34, 35, 38), "strings": (40, 41, 42, 48, 49), "voice": (52, 53), "brass": (56, 57, 60, 61),
+    "reed": (64, 65, 66, 68, 71), "pipe": (73, 74, 75), "synth": (80, 81, 88, 89),
+}
+ROLES = {"melody": ("piano", "mallets", "guitar", "strings", "brass", "reed", "pipe", "synth", "voice", "organ"),
+         "chords": ("piano", "organ", "guitar", "strings", "synth", "voice", "mallets"),
+         "bass": ("bass",)}
+STYLES = {  # meter (beats a bar), tempo range (bpm), swing ratio, accompaniment figure
+    "ballad": dict(meter=4, bpm=(60, 100), swing=0.5, figure="sustain"),
+    "rock": dict(meter=4, bpm=(100, 168), swing=0.5, figure="eighths"),
+    "waltz": dict(meter=3, bpm=(80, 180), swing=0.5, figure="waltz"),
+    "swing": dict(meter=4, bpm=(84, 190), swing=0.64, figure="comp"),
+    "arpeggio": dict(meter=4, bpm=(60, 140), swing=0.5, figure="arpeggio"),
+}
+TEMPI = (("slow", 0, 90), ("medium", 90, 130), ("fast", 130, 1_000))
+TAG_FAMILIES = {"instrument": [*FAMILIES, "drums"], "tempo": [t for t, _, _ in TEMPI],
+                "texture": ["solo", "ensemble"], "style": list(STYLES)}
+TAGS = [t for tags in TAG_FAMILIES.values() for t in tags]
+PROGRESSIONS = ((0, 4, 5, 3), (0, 5, 3, 4), (1, 4, 0, 5), (0, 3, 4, 3), (5, 3, 0, 4), (0, 4, 3, 4))
+SCALES = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10)}
+
+
+def soundfont_path() -> Path:
+    """The SoundFont inside its package, found without importing the package."""
+    package, name = SOUNDFONT
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"the transfer set needs {name} from the {package!r} package; install the locked "
+                                f"environment (make test) or pip install {package}")
+    return Path(next(iter(spec.submodule_search_locations))) / name
+
+
+def transfer_root(cfg: TransferConfig) -> Path:
+    blob = repr((asdict(cfg), TRANSFER_VERSION)).encode()
+    return data_dir() / "corpus" / f"transfer-{hashlib.sha256(blob).hexdigest()[:10]}"
+
+
+# ----------------------------------------------------------------------------------- composition
+def family_of(program: int) -> str:
+    return next(f for f, programs in FAMILIES.items() if program in programs)
+
+
+def compose(seed: int, seconds: float, solo_share: float = 0.25) -> dict:
+    """A clip's score: style, tempo, key, parts (role, program, channel, notes (onset s, pitch,
+    velocity, duration s)), mix and the tags it earns."""
+    rng = np.random.default_rng([seed, 7])
+    style = str(rng.choice(list(STYLES)))
+    st = STYLES[style]
+    bpm = float(rng.uniform(*st["bpm"]))
+    beat, meter = 60.0 / bpm, st["meter"]
+    mode = str(rng.choice(list(SCALES)))
+    tonic = int(rng.integers(0, 12))
+    scale = np.array(SCALES[mode])
+    chords = PROGRESSIONS[int(rng.integers(len(PROGRESSIONS)))]
+    bars = int(np.ceil(seconds / (beat * meter))) + 1
+    solo = bool(rng.uniform() < solo_share)
+
+    def chord_pitches(bar: int, octave: int) -> list[int]:
+        degree = chords[bar % len(chords)]
+        return [12 * octave + tonic + int(scale[(degree + k) % 7]) + 12 * ((degree + k) // 7) for k in (0, 2, 4)]
+
+    def humanise(t: float) -> float:
+        return max(0.0, t + float(rng.normal(0, 0.012)))
+
+    def velocity(t: float, base: float) -> int:  # a phrase arc of 4 bars plus per-note variation
+        arc = np.sin(np.pi * ((t / (4 * meter * beat)) % 1.0))
+        return int(np.clip(base + 18 * arc + rng.normal(0, 6), 20, 127))
+
+    def swung(b: float) -> float:  # eighth-note position b (in beats) under the style's swing
+        whole, frac = divmod(b, 1.0)
+        return (whole + (st["swing"] if abs(frac - 0.5) < 1e-6 else frac)) * beat
+
+    def melody(articulation: float) -> list[tuple]:
+        notes, t, deg = [], 0.0, int(rng.integers(0, 7))
+        while t < bars * meter:
+            length = float(rng.choice([0.5, 1.0, 1.0, 2.0] if style != "ballad" else [1.0, 2.0, 3.0]))
+            if rng.uniform() > 0.12:  # rests
+                deg = int(np.clip(deg + rng.choice([-2, -1, -1, 0, 1, 1, 2]), -3, 10))
+                pitch = 60 + tonic + int(scale[deg % 7]) + 12 * (deg // 7)
+                on = swung(t)
+                notes.append((humanise(on), pitch, velocity(on, 78), length * beat * articulation))
+            t += length
+        return notes
+
+    def accompaniment(figure: str, articulation: float) -> list[tuple]:
+        notes = []
+        for bar in range(bars):
+            pitches, b0 = chord_pitches(bar, 4), bar * meter
+            if figure == "sustain":
+                hits = [(b0, pitches, meter)]
+            elif figure == "eighths":
+                hits = [(b0 + k / 2, pitches, 0.5) for k in range(2 * meter)]
+            elif figure == "waltz":
+                hits = [(b0, pitches[:1], 1.0)] + [(b0 + k, pitches[1:], 1.0) for k in (1, 2)]
+            elif figure == "comp":
+                hits = [(b0 + k, pitches, 0.5) for k in (0.5, 1.5, 2.5)]  # off-beat comping
+            else:  # arpeggio
+                seq = pitches + [pitches[1] + 12, pitches[2]]
+                hits = [(b0 + k / 2, [seq[k % len(seq)]], 0.5) for k in range(2 * meter)]
+            for b, ps, dur in hits:
+                on = swung(b)
+                for p in ps:
+                    notes.append((humanise(on), p, velocity(on, 62), dur * beat * articulation))
+        return notes
+
+    def bassline(articulation: float) -> list[tuple]:
+        notes = []
+        for bar in range(bars):
+            root = 36 + tonic + int(scale[chords[bar % len(chords)]])
+            steps = range(meter) if style in ("swing", "rock") else (0, meter // 2 + (meter == 3))
+            for k, b in enumerate(steps):
+                pitch = root + (7 if style == "swing" and k % 2 else 0)
+                on = swung(bar * meter + b)
+                notes.append((humanise(on), pitch, velocity(on, 84), beat * articulation * (1 if k else 1.5)))
+        return notes
+
+    def drums() -> list[tuple]:
+        notes = []
+        for bar in range(bars):
+            for k in range(2 * meter):  # eighth notes
+                on, b = swung(bar * meter + k / 2), k / 2
+                if k % 2 == 0:
+                    hit = 36 if b in (0, 2) or (meter == 3 and b == 0) else 38
+                    notes.append((humanise(on), hit, velocity(on, 92), 0.1))
+                hat = 42 if style != "swing" else 51  # closed hi-hat; ride for swing
+                if style != "ballad" or k % 2 == 0:
+                    notes.append((humanise(on), hat, velocity(on, 60), 0.08))
+        return notes
+
+    def program(role: str) -> int:
+        fam = str(rng.choice(list(ROLES[role])))
+        return int(rng.choice(FAMILIES[fam]))
+
+    parts = []
+    if solo:
+        role = str(rng.choice(["melody", "chords"]))
+        parts.append(dict(role=role, program=program(role), channel=0,
+                          notes=melody(float(rng.uniform(0.5, 0.95))) if role == "melody"
+                          else accompaniment(st["figure"], float(rng.uniform(0.6, 1.0)))))
+    else:
+        parts.append(dict(role="melody", program=program("melody"), channel=0, notes=melody(float(rng.uniform(0.4, 0.95)))))
+        parts.append(dict(role="chords", program=program("chords"), channel=1,
+                          notes=accompaniment(st["figure"], float(rng.uniform(0.6, 1.0)))))
+        if rng.uniform() < 0.85:
+            parts.append(dict(role="bass", program=program("bass"), channel=2, notes=bassline(float(rng.uniform(0.5, 0.95)))))
+        if rng.uniform() < (0.45 if style in ("ballad", "arpeggio") else 0.9):
+            parts.append(dict(role="drums", program=0, channel=9, notes=drums()))
+    for p in parts:
+        p["volume"] = int(rng.integers(70, 118))
+        p["pan"] = int(rng.integers(24, 104)) if p["role"] not in ("bass", "drums") else 64
+        p["family"] = "drums" if p["role"] == "drums" else family_of(p["program"])
+        p["notes"] = [n for n in p["notes"] if n[0] < seconds - 0.05]
+    tempo = next(name for name, lo, hi in TEMPI if lo <= bpm < hi)
+    tags = sorted({p["family"] for p in parts}) + [tempo, "solo" if solo else "ensemble", style]
+    return dict(style=style, tempo_bpm=bpm, tempo=tempo, key=tonic, mode=mode, solo=solo, seconds=seconds,
+                parts=parts, reverb=dict(rt60=float(rng.uniform(0.2, 1.4)), wet=float(rng.uniform(0.08, 0.3))),
+                tags=tags)
+
+
+# ----------------------------------------------------------------------------------- rendering
+class Renderer:
+    """TinySoundFont and the SoundFont's bytes read once; `render` plays a score into mono float32.
+
+    Every render starts a fresh synthesizer: TinySoundFont keeps state between notes (voice
+    envelopes, channel settings) that would make a clip depend on the clips rendered before it
+    in the same process, and so on the number of workers."""
+
+    def __init__(self, sample_rate: int = 16_000):
+        self.sample_rate = sample_rate
+        self.soundfont = soundfont_path().read_bytes()
+
+    def render(self, score: dict, parts: list[int] | None = None, seed: int = 0) -> np.ndarray:
+        """The clip (S,) in [-1, 1]; ``parts`` (indices) renders only those parts, the mix
+        otherwise (same volume, pan and room: a part alone is exactly its share of the mix)."""
+        import tinysoundfont
+
+        sr = self.sample_rate
+        s = tinysoundfont.Synth(samplerate=sr, gain=-3)
+        sfid = s.sfload(self.soundfont)
+        events = []
+        for i, p in enumerate(score["parts"]):
+            if parts is not None and i not in parts:
+                continue
+            ch = p["channel"]
+            s.program_select(ch, sfid, 128 if ch == 9 else 0, p["program"], ch == 9)
+            s.control_change(ch, 7, p["volume"])
+            s.control_change(ch, 10, p["pan"])
+            for on, pitch, vel, dur in p["notes"]:
+                events.append((int(on * sr), 1, ch, pitch, vel))
+                events.append((int((on + max(dur, 0.03)) * sr), 0, ch, pitch, 0))
+        events.sort(key=lambda e: (e[0], e[1]))
+        total = int(score["seconds"] * sr)
+        chunks, pos = [], 0
+        for at, is_on, ch, pitch, vel in events:
+            at = min(at, total)
+            if at > pos:
+                chunks.append(np.frombuffer(s.generate(at - pos), dtype=np.float32))
+                pos = at
+            if is_on:
+                s.noteon(ch, pitch, vel)
+            else:
+                s.noteoff(ch, pitch)
+        if total > pos:
+            chunks.append(np.frombuffer(s.generate(total - pos), dtype=np.float32))
+        dry = np.concatenate(chunks).reshape(-1, 2).mean(axis=1) if chunks else np.zeros(total, np.float32)
+        return room(dry, score["reverb"]["rt60"], score["reverb"]["wet"], sr, seed)
+
+
+def room(dry: np.ndarray, rt60: float, wet: float, sample_rate: int, seed: int) -> np.ndarray:
+    """Dry plus ``wet`` of a diffuse room: exponentially decaying noise (-60 dB at ``rt60`` s)."""
+    from scipy.signal import fftconvolve
+
+    n = int(rt60 * sample_rate)
+    rng = np.random.default_rng([seed, 11])
+    ir = rng.standard_normal(n) * np.exp(-6.9 * np.arange(n) / max(n, 1))
+    ir = (ir / (np.sqrt((ir ** 2).sum()) + 1e-12)).astype(np.float32)  # float32 throughout: 3x faster
+    return (dry + np.float32(wet) * fftconvolve(dry.astype(np.float32), ir)[: len(dry)]).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------------- the store
+def _plan(cfg: TransferConfig) -> list[tuple[str, str, int]]:
+    sizes = {"train": cfg.n_train, "valid": cfg.n_valid, "test": cfg.n_test}
+    items, i = [], 0
+    for split in SPLITS:
+        for _ in range(sizes[split]):
+            items.append((f"transfer-{i:05d}", split, int(np.random.SeedSequence([cfg.seed, i]).generate_state(1)[0])))
+            i += 1
+    return items
+
+
+_RENDERER: Renderer | None = None
+
+
+def _init_worker(sample_rate: int) -> None:
+    global _RENDERER
+    worker_init_die_with_parent()
+    _RENDERER = Renderer(sample_rate)
+
+
+def _make_clip(item: tuple) -> tuple:
+    track_id, split, seed, seconds, solo_share = item
+    score = compose(seed, seconds, solo_share)
+    return track_id, split, seed, _RENDERER.render(score, seed=seed), score
+
+
+def build_transfer(cfg: TransferConfig = TransferConfig(), root: Path | None = None, progress: bool = True,
+                   workers: int | None = None) -> AudioStore:
+    """Render the transfer set once into `transfer_root` (or ``root``) and open it; later calls
+    reuse it. A process pool (``workers``, default 2 or fewer cores) renders; the store appears,
+    complete, at the end, and an interrupted build resumes (the clips are deterministic)."""
+    from tqdm.auto import tqdm
+
+    root = Path(root) if root is not None else transfer_root(cfg)
+    if (root / "COMPLETE").is_file():
+        return AudioStore.open(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with build_lock(root):
+        if (root / "COMPLETE").is_file():
+            return AudioStore.open(root)
+        if root.exists():
+            shutil.rmtree(root)
+        meta = {"dataset": "transfer", "pretrain_splits": ["train"], "params": {"transfer": asdict(cfg)},
+                "version": TRANSFER_VERSION, "soundfont": SOUNDFONT[1],
+                "notes": "General MIDI SoundFont performances; labels are exact (no dropout)"}
+        writer = StoreWriter(root, cfg.sample_rate, TAGS, TAG_FAMILIES, meta=meta, resume=True)
+        done = writer.done_ids()
+        todo = [(tid, split, seed, cfg.seconds, cfg.solo_share) for tid, split, seed in _plan(cfg) if tid not in done]
+        n_workers = workers or min(2, os.cpu_count() or 1)
+        bar = tqdm(total=len(todo) + len(done), initial=len(done), desc=f"transfer set {root.name}", unit="clip",
+                   disable=not progress)
+        with writer:
+            if n_workers > 1 and len(todo) >= 8:
+                pool = ProcessPoolExecutor(n_workers, mp_context=get_context("fork"), initializer=_init_worker,
+                                           initargs=(cfg.sample_rate,))
+                results = pool.map(_make_clip, todo, chunksize=4)
+            else:
+                pool = None
+                _init_worker_here(cfg.sample_rate)
+                results = map(_make_clip, todo)
+            try:
+                for track_id, split, seed, audio, score in results:
+                    writer.add(track_id, audio, split, np.isin(TAGS, score["tags"]).astype(np.uint8),
+                               source=f"transfer:{seed}", seed=seed, style=score["style"], tempo=score["tempo_bpm"],
+                               key=score["key"], mode=score["mode"], seconds=score["seconds"],
+                               programs="|".join(str(p["program"]) for p in score["parts"]))
+                    bar.update()
+            finally:
+                bar.close()
+                if pool is not None:
+                    pool.shutdown(cancel_futures=True)
+        return AudioStore.open(root)
+
+
+def _init_worker_here(sample_rate: int) -> None:
+    global _RENDERER
+    if _RENDERER is None or _RENDERER.sample_rate != sample_rate:
+        _RENDERER = Renderer(sample_rate)

@@ -50,8 +50,19 @@ def execute_notebook(path: Path, profile: str, html_out: Path | None = None, tim
 README_FIGURES = REPO_ROOT / "data" / "readme"
 
 
+def transfer_config(cfg):
+    """``cfg`` evaluating on the transfer set: full train labels only (no limited-data draws, which
+    the embedded corpus's report covers), same probe, bootstrap and baselines."""
+    from dataclasses import replace
+
+    from workbench.config import with_dataset
+
+    return replace(with_dataset(cfg, "transfer"), eval=replace(cfg.eval, fractions=(1.0,)))
+
+
 def run_demo(cfg, notebooks: bool = True) -> Path:
-    """``make demo``: the corpus, the five methods, the comparison report, rendered notebooks.
+    """``make demo``: the corpus, the five methods, the comparison report on the embedded test
+    split and on the transfer set (``data/reports/transfer-<profile>``), rendered notebooks.
 
     Every stage reuses what an earlier run already made (corpus, finished runs, cached
     embeddings), so a second ``make demo`` only re-renders. Stage times go into
@@ -84,6 +95,11 @@ def run_demo(cfg, notebooks: bool = True) -> Path:
     t = time.perf_counter()
     out = run_evaluation(cfg, runs, out_dir=None)
     timings["evaluate"] = time.perf_counter() - t
+
+    if cfg.data.dataset == "synth":  # the same encoders on real recorded instruments (workbench.data.transfer)
+        t = time.perf_counter()
+        run_evaluation(transfer_config(cfg), runs, out_dir=Path(out).parent / f"transfer-{cfg.profile}")
+        timings["evaluate:transfer"] = time.perf_counter() - t
 
     if notebooks:
         for path in sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb")):

@@ -190,7 +190,7 @@ def run_evaluation(cfg: RunConfig, runs: list[Path], out_dir: Path | None = None
     store = open_dataset(cfg)
     dataset = cfg.data.dataset
     variant = cfg.data.variant or store.meta.get("variant") or "default"
-    out = Path(out_dir) if out_dir else data_dir() / "reports" / f"{dataset}{'-' + cfg.data.variant if cfg.data.variant else ''}-{cfg.profile}"
+    out = Path(out_dir) if out_dir else default_report_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     timings["open dataset"] = time.perf_counter() - t0
 
@@ -262,6 +262,32 @@ def run_evaluation(cfg: RunConfig, runs: list[Path], out_dir: Path | None = None
     timings["total"] = time.perf_counter() - t0
     _write_report(out, cfg, table, timings, store)
     return out
+
+
+def existing_report(cfg: RunConfig, runs: list[Path], out_dir: Path | None = None) -> Path | None:
+    """The report folder of ``run_evaluation(cfg, runs, out_dir)`` when it is already on disk and
+    current (the same config, every run's checkpoint scored, none newer than the report), else
+    None. Notebooks read the demo's report through it instead of evaluating a second time."""
+    out = Path(out_dir) if out_dir else default_report_dir(cfg)
+    results, saved = out / "results.csv", out / "config.json"
+    if not (results.is_file() and saved.is_file()) or json.loads(saved.read_text()) != json.loads(json.dumps(to_dict(cfg))):
+        return None
+    scored = set(pd.read_csv(results, usecols=["checkpoint"]).checkpoint.astype(str))
+    for run in runs:
+        ckpt = Path(run) / "checkpoint.pt" if Path(run).is_dir() else Path(run)
+        if str(ckpt) not in scored or ckpt.stat().st_mtime > results.stat().st_mtime:
+            return None
+    return out
+
+
+def evaluation(cfg: RunConfig, runs: list[Path], out_dir: Path | None = None, progress: bool = True) -> Path:
+    """`existing_report` when current, else `run_evaluation`."""
+    return existing_report(cfg, runs, out_dir) or run_evaluation(cfg, runs, out_dir, progress)
+
+
+def default_report_dir(cfg: RunConfig) -> Path:
+    """``data_dir()/reports/<dataset>[-<variant>]-<profile>``."""
+    return data_dir() / "reports" / f"{cfg.data.dataset}{'-' + cfg.data.variant if cfg.data.variant else ''}-{cfg.profile}"
 
 
 def _markdown(df: pd.DataFrame) -> str:

@@ -281,3 +281,32 @@ def test_seed_configs_spread_and_labels(smoke_cfg):
     assert row.seeds == 3 and row.mean_over_seeds == pytest.approx(0.80) and row.seed_std == pytest.approx(0.02)
     assert (row.seed_min, row.seed_max, row.bootstrap_ci_low) == (0.78, 0.82, pytest.approx(0.78))
     assert seed_spread(pd.DataFrame(rows[3:])) is None
+
+
+def test_an_existing_report_is_reused_only_while_current(tmp_path, smoke_cfg):
+    """Notebooks read the demo's report instead of evaluating again, but only when it was made
+    with the same config from these runs' current checkpoints."""
+    import json
+    import os
+
+    import pandas as pd
+
+    from workbench.config import apply_overrides, to_dict
+    from workbench.evaluate import existing_report
+
+    runs = [tmp_path / "runs" / name for name in ("a", "b")]
+    for run in runs:
+        run.mkdir(parents=True)
+        (run / "checkpoint.pt").write_bytes(b"weights")
+        os.utime(run / "checkpoint.pt", (1_000, 1_000))
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps(to_dict(smoke_cfg), indent=2))
+    pd.DataFrame({"checkpoint": [str(r / "checkpoint.pt") for r in runs] + ["log-mel"]}).to_csv(out / "results.csv")
+    os.utime(out / "results.csv", (2_000, 2_000))
+    assert existing_report(smoke_cfg, runs, out) == out
+    assert existing_report(apply_overrides(smoke_cfg, ["probe.max_epochs=7"]), runs, out) is None  # other config
+    assert existing_report(smoke_cfg, runs + [tmp_path / "runs" / "c"], out) is None  # a run not scored
+    os.utime(runs[1] / "checkpoint.pt", (3_000, 3_000))  # retrained after the report
+    assert existing_report(smoke_cfg, runs, out) is None
+    assert existing_report(smoke_cfg, runs, tmp_path / "nothing") is None

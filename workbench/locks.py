@@ -125,3 +125,33 @@ def worker_init_die_with_parent() -> None:
         os._exit(1)
 
     threading.Thread(target=watch, daemon=True, name="parent-watchdog").start()
+
+
+def _worker_start(initializer, initargs) -> None:
+    worker_init_die_with_parent()
+    if initializer is not None:
+        initializer(*initargs)
+
+
+@contextlib.contextmanager
+def worker_results(fn, items: list, workers: int, initializer=None, initargs: tuple = (), chunksize: int = 1,
+                   min_items: int = 8) -> Iterator:
+    """``fn`` over ``items``, in order, in a pool of ``workers`` forked processes that exit when
+    this one dies (in this process when ``workers`` <= 1 or fewer than ``min_items`` items);
+    ``initializer(*initargs)`` prepares each worker (or this process). Fork: workers need no
+    re-import of the caller's script and start at once. The pool is shut down, pending work
+    cancelled, when the block ends, normally or not."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    if workers > 1 and len(items) >= min_items:
+        pool = ProcessPoolExecutor(workers, mp_context=get_context("fork"), initializer=_worker_start,
+                                   initargs=(initializer, initargs))
+        try:
+            yield pool.map(fn, items, chunksize=chunksize)
+        finally:
+            pool.shutdown(cancel_futures=True)
+    else:
+        if initializer is not None:
+            initializer(*initargs)
+        yield map(fn, items)

@@ -13,16 +13,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from workbench.config import CorpusConfig, config_hash, data_dir
-from workbench.locks import build_lock, worker_init_die_with_parent
+from workbench.locks import build_lock, worker_results
 from workbench.data.store import AudioStore, StoreError, StoreWriter
 from workbench.data.synth import GENERATOR_VERSION, SCORES, SPLITS, STYLES, TAG_FAMILIES, TAGS, generate_track
 
@@ -98,15 +96,7 @@ def build_corpus(cfg: CorpusConfig, root: Path | None = None, progress: bool = T
         n_workers = workers or min(2, os.cpu_count() or 1)
         bar = tqdm(total=len(items), initial=len(items) - len(todo), desc=f"synth corpus {root.name}",
                    unit="track", disable=not progress)
-        with writer, open(scores_path, "a") as scores:
-            if n_workers > 1 and len(todo) >= 8:
-                # fork: workers need no re-import of the caller's script (a script without a
-                # __main__ guard would rebuild the corpus in each spawned worker) and start at once
-                pool = ProcessPoolExecutor(n_workers, mp_context=get_context("fork"),
-                                           initializer=worker_init_die_with_parent)
-                results = pool.map(_make_track, todo, chunksize=1)
-            else:
-                pool, results = None, map(_make_track, todo)
+        with writer, open(scores_path, "a") as scores, worker_results(_make_track, todo, n_workers) as results:
             try:
                 for track_id, split, seed, audio, score, tags, weak in results:
                     # score first: a score line without its track is dropped on resume
@@ -119,8 +109,6 @@ def build_corpus(cfg: CorpusConfig, root: Path | None = None, progress: bool = T
                     bar.update()
             finally:
                 bar.close()
-                if pool is not None:
-                    pool.shutdown(cancel_futures=True)
         return AudioStore.open(root)
 
 

@@ -30,16 +30,14 @@ import hashlib
 import importlib.util
 import os
 import shutil
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 
 from workbench.config import TransferConfig, data_dir
 from workbench.data.store import AudioStore, StoreWriter
-from workbench.locks import build_lock, worker_init_die_with_parent
+from workbench.locks import build_lock, worker_results
 
 TRANSFER_VERSION = 1
 SPLITS = ("train", "valid", "test")
@@ -280,9 +278,8 @@ def _plan(cfg: TransferConfig) -> list[tuple[str, str, int]]:
 _RENDERER: Renderer | None = None
 
 
-def _init_worker(sample_rate: int) -> None:
+def _init_renderer(sample_rate: int) -> None:
     global _RENDERER
-    worker_init_die_with_parent()
     _RENDERER = Renderer(sample_rate)
 
 
@@ -317,15 +314,7 @@ def build_transfer(cfg: TransferConfig = TransferConfig(), root: Path | None = N
         n_workers = workers or min(2, os.cpu_count() or 1)
         bar = tqdm(total=len(todo) + len(done), initial=len(done), desc=f"transfer set {root.name}", unit="clip",
                    disable=not progress)
-        with writer:
-            if n_workers > 1 and len(todo) >= 8:
-                pool = ProcessPoolExecutor(n_workers, mp_context=get_context("fork"), initializer=_init_worker,
-                                           initargs=(cfg.sample_rate,))
-                results = pool.map(_make_clip, todo, chunksize=4)
-            else:
-                pool = None
-                _init_worker_here(cfg.sample_rate)
-                results = map(_make_clip, todo)
+        with writer, worker_results(_make_clip, todo, n_workers, _init_renderer, (cfg.sample_rate,), chunksize=4) as results:
             try:
                 for track_id, split, seed, audio, score in results:
                     writer.add(track_id, audio, split, np.isin(TAGS, score["tags"]).astype(np.uint8),
@@ -335,12 +324,4 @@ def build_transfer(cfg: TransferConfig = TransferConfig(), root: Path | None = N
                     bar.update()
             finally:
                 bar.close()
-                if pool is not None:
-                    pool.shutdown(cancel_futures=True)
         return AudioStore.open(root)
-
-
-def _init_worker_here(sample_rate: int) -> None:
-    global _RENDERER
-    if _RENDERER is None or _RENDERER.sample_rate != sample_rate:
-        _RENDERER = Renderer(sample_rate)

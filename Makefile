@@ -18,7 +18,7 @@ export UV_LINK_MODE := copy
 
 help:
 	@echo "make demo       - run the main job on the embedded corpus (profile: demo)"
-	@echo "make study      - the clustering study: DINO, its remedies and SimCLR, SEEDS=3 seeds each (~25 min)"
+	@echo "make study      - the clustering study: DINO, its remedies and SimCLR, SEEDS=3 seeds each (~40 min on 2 cores)"
 	@echo "make test       - run the whole test suite (profile: smoke)"
 	@echo "make lab        - open the notebooks in JupyterLab"
 	@echo "make bench      - print the benchmark figures"

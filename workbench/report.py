@@ -105,7 +105,7 @@ def run_demo(cfg, notebooks: bool = True) -> Path:
         for path in sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb")):
             if path.stem == "07_clustering" and not (study_report_dir(cfg) / "arms.csv").exists():
                 print(f"[workbench] {path.name} skipped: it reads the clustering study, which the demo's "
-                      f"budget leaves out (make study, about 25 min on 2 cores, then make demo renders it)", flush=True)
+                      f"budget leaves out (make study, about 40 min on 2 cores, then make demo renders it)", flush=True)
                 continue
             t = time.perf_counter()
             print(f"[workbench] executing {path.name} (profile {cfg.profile})", flush=True)
@@ -122,5 +122,9 @@ def run_demo(cfg, notebooks: bool = True) -> Path:
         README_FIGURES.mkdir(parents=True, exist_ok=True)
         for png in Path(out).glob("*.png"):
             shutil.copy2(png, README_FIGURES / png.name)
+        transfer = Path(out).parent / f"transfer-{cfg.profile}"
+        for name in ("fig1_dots.png", "paired_differences.png"):  # full labels only: no limited-data curve
+            if (transfer / name).is_file():
+                shutil.copy2(transfer / name, README_FIGURES / f"transfer_{name}")
     print("[workbench] stage times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()), flush=True)
     return Path(out)

@@ -12,9 +12,12 @@ from workbench.config import PROFILES, apply_overrides, for_method, load_profile
 
 
 def test_profiles_are_data_and_change_sizes_only():
-    assert set(PROFILES) == {"paper", "demo", "smoke"} and PROFILES["paper"] == {}
-    demo = load_profile("demo")
+    assert set(PROFILES) == {"paper", "demo", "laptop", "smoke"} and PROFILES["paper"] == {}
+    demo, laptop = load_profile("demo"), load_profile("laptop")
     assert demo.encoder.width == PROFILES["demo"]["encoder"]["width"] and demo.profile == "demo"
+    # laptop: the demo with five times the steps, on the same corpus (the same test split)
+    assert laptop.train.steps == 5 * demo.train.steps and laptop.corpus == demo.corpus
+    assert (laptop.encoder, laptop.method, laptop.probe, laptop.eval) == (demo.encoder, demo.method, demo.probe, demo.eval)
     with pytest.raises(ValueError, match="unknown profile 'tiny'"):
         load_profile("tiny")
 

@@ -264,6 +264,14 @@ def run_evaluation(cfg: RunConfig, runs: list[Path], out_dir: Path | None = None
     return out
 
 
+def transfer_config(cfg: RunConfig) -> RunConfig:
+    """``cfg`` evaluating on the transfer set (`workbench.data.transfer`): full train labels only
+    (no limited-data draws, which the embedded corpus's report covers), same probe and bootstrap."""
+    from workbench.config import with_dataset
+
+    return dataclasses.replace(with_dataset(cfg, "transfer"), eval=dataclasses.replace(cfg.eval, fractions=(1.0,)))
+
+
 def existing_report(cfg: RunConfig, runs: list[Path], out_dir: Path | None = None) -> Path | None:
     """The report folder of ``run_evaluation(cfg, runs, out_dir)`` when it is already on disk and
     current (the same config, every run's checkpoint scored, none newer than the report), else

@@ -50,16 +50,6 @@ def execute_notebook(path: Path, profile: str, html_out: Path | None = None, tim
 README_FIGURES = REPO_ROOT / "data" / "readme"
 
 
-def transfer_config(cfg):
-    """``cfg`` evaluating on the transfer set: full train labels only (no limited-data draws, which
-    the embedded corpus's report covers), same probe, bootstrap and baselines."""
-    from dataclasses import replace
-
-    from workbench.config import with_dataset
-
-    return replace(with_dataset(cfg, "transfer"), eval=replace(cfg.eval, fractions=(1.0,)))
-
-
 def run_demo(cfg, notebooks: bool = True) -> Path:
     """``make demo``: the corpus, the five methods, the comparison report on the embedded test
     split and on the transfer set (``data/reports/transfer-<profile>``), rendered notebooks.
@@ -75,7 +65,7 @@ def run_demo(cfg, notebooks: bool = True) -> Path:
 
     from workbench.config import data_dir, to_dict
     from workbench.data import open_dataset
-    from workbench.evaluate import run_evaluation, seed_configs
+    from workbench.evaluate import run_evaluation, seed_configs, transfer_config
     from workbench.runs import ensure_run
     from workbench.study import report_dir as study_report_dir
 

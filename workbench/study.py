@@ -10,6 +10,8 @@ and adds, in ``data/reports/clustering-<profile>/``:
   step (a collapse that stays, not a transient on the way down from a random start), whether it
   ever fired, and the last online figures (k-NN probe on train/valid tracks, RankMe, LiDAR,
   teacher entropy over ln K);
+- ``arms_transfer.csv`` (when pretrained on the embedded corpus): the same table for the same
+  runs on the transfer set (`workbench.data.transfer`, full train labels), report in ``transfer/``;
 - ``arms.csv``: per arm, the collapse rate (seeds flagged at the end, out of n), the test macro
   ROC-AUC and mAP as mean and spread over seeds, and the paired difference to plain DINO with a
   95 % interval that includes seed variance: for each bootstrap resample of the test tracks (the
@@ -79,9 +81,9 @@ def arm_of(label: str) -> str:
 def run_study(cfg: RunConfig, seeds: int = 3, out_dir: Path | None = None, progress: bool = True,
               arms: dict[str, tuple[str, tuple[str, ...]]] = ARMS) -> Path:
     """Train what is missing, evaluate, and write the study's tables and figures (module doc)."""
-    from workbench.evaluate import run_evaluation
-
     from dataclasses import replace
+
+    from workbench.evaluate import run_evaluation, transfer_config
 
     out = Path(out_dir) if out_dir else report_dir(cfg)
     configs = study_configs(cfg, seeds, arms)
@@ -89,21 +91,28 @@ def run_study(cfg: RunConfig, seeds: int = 3, out_dir: Path | None = None, progr
     # the floors that cost nothing to train (the supervised encoder, retrained per limited-data
     # draw, is the demo report's; it changes no arm's standing)
     floors = tuple(b for b in cfg.eval.baselines if b != "supervised")
-    run_evaluation(replace(cfg, eval=replace(cfg.eval, baselines=floors)), runs, out_dir=out, progress=progress)
+    eval_cfg = replace(cfg, eval=replace(cfg.eval, baselines=floors))
+    run_evaluation(eval_cfg, runs, out_dir=out, progress=progress)
     arm_names, seed_list = [arm for arm, _ in configs], [c.train.seed for _, c in configs]
     collapse = collapse_table(arm_names, seed_list, runs)
     collapse.to_csv(out / "collapse.csv", index=False)
     pd.concat([timeline_rows(r).assign(arm=a, seed=s) for a, s, r in zip(arm_names, seed_list, runs)]
               ).to_csv(out / "timeline.csv", index=False)
-    table = arm_table(out, collapse, base=BASE if BASE in arms else next(iter(arms)))
+    base = BASE if BASE in arms else next(iter(arms))
+    table = arm_table(out, collapse, base=base)
     table.to_csv(out / "arms.csv", index=False)
+    transfer = None
+    if cfg.data.dataset == "synth":  # the same runs on recorded instruments the corpus never used
+        run_evaluation(transfer_config(eval_cfg), runs, out_dir=out / "transfer", progress=progress)
+        transfer = arm_table(out / "transfer", collapse, base=base)
+        transfer.to_csv(out / "arms_transfer.csv", index=False)
     from workbench import plots
 
     for name, fig in {"timeline.png": plots.study_timeline(out, TIMELINE),
                       "arm_differences.png": plots.arm_difference_plot(out)}.items():
         fig.savefig(out / name, dpi=120, bbox_inches="tight")
         plots.plt.close(fig)
-    save_text(out / "study.md", _markdown(cfg, seeds, table, collapse))
+    save_text(out / "study.md", _markdown(cfg, seeds, table, collapse, transfer))
     return out
 
 
@@ -167,13 +176,16 @@ def arm_table(report: Path, collapse: pd.DataFrame, base: str = BASE) -> pd.Data
     return pd.DataFrame(rows)
 
 
-def _markdown(cfg: RunConfig, seeds: int, table: pd.DataFrame, collapse: pd.DataFrame) -> str:
+def _markdown(cfg: RunConfig, seeds: int, table: pd.DataFrame, collapse: pd.DataFrame,
+              transfer: pd.DataFrame | None = None) -> str:
     from workbench.evaluate import _markdown as md
 
     roc = table[table.metric == "roc_auc"].drop(columns=["metric"])
+    on_transfer = ("" if transfer is None else "## The same runs on the transfer set (full train labels)\n\n"
+                   + md(transfer[transfer.metric == "roc_auc"].drop(columns=["metric", "collapsed"])) + "\n\n")
     return (f"# Clustering study ({cfg.profile} profile, {seeds} pretraining seeds per arm)\n\n"
             f"Test macro ROC-AUC per arm (mean and spread over seeds), collapse rate (seeds the monitor "
             f"flags at the last diagnostics step), and the paired difference to `{BASE}` with a 95 % "
-            f"interval over test resamples and seeds.\n\n{md(roc)}\n\n## Every run\n\n{md(collapse)}\n\n"
+            f"interval over test resamples and seeds.\n\n{md(roc)}\n\n{on_transfer}## Every run\n\n{md(collapse)}\n\n"
             f"Figures: timeline.png (online probe, RankMe, LiDAR, teacher entropy), arm_differences.png; "
             f"the evaluation's fig1_dots.png, fig2_limited.png, paired_differences.png.\n")

@@ -218,9 +218,7 @@ def time_step(cfg: RunConfig, device: torch.device, sizes: Sizes, count_flops: b
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     with torch_flags(device, tc.deterministic), contextlib.ExitStack() as stack:
-        data = TrainingData(cfg, device)
-        if hasattr(data, "__exit__"):  # the prefetcher's threads stop with this block
-            stack.enter_context(data)
+        data = stack.enter_context(TrainingData(cfg, device))  # the prefetcher's threads stop with this block
         method = build_method(cfg).to(device)
         if tc.channels_last:
             method = method.to(memory_format=torch.channels_last)
@@ -256,19 +254,19 @@ def time_step(cfg: RunConfig, device: torch.device, sizes: Sizes, count_flops: b
         for s in range(1, sizes.warmup + 1):
             step(s)
         row["warmup_s"] = time.perf_counter() - t  # the compile time, for a compiled encoder
-        wait0 = getattr(data, "wait_seconds", None)
+        wait0 = data.wait_seconds
         timed = [step(s) for s in range(sizes.warmup + 1, sizes.warmup + sizes.timed + 1)]
-        wait1 = getattr(data, "wait_seconds", None)
+        wait1 = data.wait_seconds
         n = len(timed)
         step_s = sum(t[1] for t in timed) / n
         data_s = sum(t[0] for t in timed) / n
         losses = torch.stack([t[2].float() for t in timed]).cpu()
         row.update(step_s=step_s, data_s=data_s, compute_s=step_s - data_s, data_share=data_s / step_s,
-                   wait_s=None if wait0 is None else (wait1 - wait0) / n,
+                   wait_s=(wait1 - wait0) / n,
                    clips_per_s=data.clips_per_step / step_s, clips_per_step=data.clips_per_step,
                    nonfinite_losses=int((~torch.isfinite(losses)).sum()),
                    peak_memory_gib=torch.cuda.max_memory_allocated(device) / 2 ** 30 if device.type == "cuda" else None)
-        row["wait_share"] = None if row["wait_s"] is None else row["wait_s"] / step_s
+        row["wait_share"] = row["wait_s"] / step_s
         return row
 
 

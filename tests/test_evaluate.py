@@ -310,3 +310,28 @@ def test_an_existing_report_is_reused_only_while_current(tmp_path, smoke_cfg):
     os.utime(runs[1] / "checkpoint.pt", (3_000, 3_000))  # retrained after the report
     assert existing_report(smoke_cfg, runs, out) is None
     assert existing_report(smoke_cfg, runs, tmp_path / "nothing") is None
+
+
+def test_encoders_probed_side_by_side_score_as_one_after_another(smoke_cfg, smoke_store, monkeypatch, capsys):
+    """With ``train.threads`` set, `all_probe_scores` probes the encoders in spawned processes
+    (2 cores: two at a time), each reopening the store; its scores equal the in-process ones at
+    the same threads, source by source and draw by draw, in the sources' order (the second call
+    reads the embeddings the first cached: what differs is where the probes train)."""
+    from workbench.baselines import baseline_source
+    from workbench.evaluate import all_probe_scores
+    from workbench.probe import targets, task_of
+
+    cfg = dataclasses.replace(smoke_cfg, train=dataclasses.replace(smoke_cfg.train, threads=1))
+    sources = [baseline_source(b, cfg, smoke_store) for b in ("handcrafted", "random")]
+    _, y = smoke_store.split_labels("train")
+    subsets = limited_data_subsets(targets(y, task_of(smoke_store)), (0.5, 1.0), 2, 0)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    side = all_probe_scores(sources, smoke_store, cfg, subsets, progress=False)
+    assert "probing 2 encoders, 2 at a time (1 thread each)" in capsys.readouterr().out
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0}, raising=False)
+    alone = all_probe_scores(sources, smoke_store, cfg, subsets, progress=False)
+    assert "probing" not in capsys.readouterr().out
+    for a, b in zip(side, alone):
+        assert a.keys() == b.keys() == {(0.5, 0), (0.5, 1), (1.0, 0)}
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key])

@@ -283,3 +283,23 @@ def test_notebook_03_budget_does_not_rename_the_main_runs(smoke_cfg):
     """diagnostics.collapse_steps / collapse_lr only size notebook 03's own runs."""
     assert runs.run_name(apply_overrides(smoke_cfg, ["diagnostics.collapse_steps=7"])) == runs.run_name(smoke_cfg)
     assert runs.run_name(apply_overrides(smoke_cfg, ["diagnostics.every=3"])) != runs.run_name(smoke_cfg)
+
+
+def test_runs_side_by_side_equal_runs_one_after_another(smoke_cfg, smoke_store, monkeypatch, capsys):
+    """`runs.ensure_runs` with ``train.threads`` set trains the missing runs in spawned processes
+    (2 cores here: two at a time); each run's weights equal those of the same run trained alone
+    in this process with the same threads, and a finished run is reused."""
+    cfgs = [_cfg(smoke_cfg, f"method.name={m}", "train.threads=1", "train.steps=3") for m in ("simclr", "vicreg")]
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    parallel = runs.ensure_runs(cfgs, progress=False)
+    assert "training 2 runs, 2 at a time (1 thread each)" in capsys.readouterr().out
+    assert [p.name for p in parallel] == [runs.run_name(c) for c in cfgs]
+    assert all((p / "DONE").exists() for p in parallel)
+    alone = train.pretrain(cfgs[1], name="alone-vicreg", progress=False)
+    assert torch.get_num_threads() == int(os.environ["OMP_NUM_THREADS"])  # the caller's threads restored
+    a = runs.load_checkpoint(parallel[1] / "checkpoint.pt")["model"]
+    b = runs.load_checkpoint(alone / "checkpoint.pt")["model"]
+    _tensors_equal(a, b, "side-by-side vs alone")
+    stamp = (parallel[0] / "checkpoint.pt").stat().st_mtime_ns
+    assert runs.ensure_runs(cfgs, progress=False) == parallel
+    assert (parallel[0] / "checkpoint.pt").stat().st_mtime_ns == stamp

@@ -206,6 +206,12 @@ class TrainConfig:
     prefetch: int = 2
     gather_on: str = "auto"
     data_workers: int = 0
+    # CPU threads of a run (torch.set_num_threads; 0 = torch's default, one per core). Weights
+    # depend on it at float rounding (the order of parallel sums), so a profile that fixes it
+    # gives the same weights on any number of cores. With it set, `runs.ensure_runs` trains
+    # cores // threads runs side by side on CPU: on 2 cores two 1-thread runs take 1.8x the
+    # steps of one 2-thread run (python -m workbench.bench parallel).
+    threads: int = 0
     deterministic: bool = False
     # a step whose loss or gradient is not finite: "stop" the run (named step, last good checkpoint
     # kept) or "skip" it as torch.amp.GradScaler does (no optimiser step, counted in metrics as
@@ -294,12 +300,13 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "method": dict(projector_dims=(512, 512), predictor_hidden=128, n_prototypes=512,
                        dino_hidden_dims=(512,), dino_bottleneck=128, warmup_teacher_temp_epochs=2),
         "train": dict(batch_size=32, steps=200, steps_per_epoch=40, warmup_steps=20, lr=1e-3,
-                      log_every=10, checkpoint_every=50, precision="fp32"),
+                      log_every=10, checkpoint_every=50, precision="fp32", threads=1),
         # notebook 03's five collapse runs: 100 steps each (every flag it checks fires by step 50
         # of a 200-step run), so the notebook costs about 5 min instead of 9 on 2 cores
         "diagnostics": dict(every=25, held_out_batch=64, collapse_steps=100),
         "probe": dict(max_epochs=60, patience=8),
-        "eval": dict(bootstrap_resamples=1000, supervised_epochs=30),  # 30 x 7 steps: the SSL runs' 200-step budget
+        # 2 draws per fraction below 100 %: the limited-data curves' band from two seeded subsets
+        "eval": dict(bootstrap_resamples=1000, supervised_epochs=30, draws=2),  # 30 x 7 steps: the SSL runs' 200-step budget
     },
     "smoke": {
         "corpus": dict(n_pool=16, n_train=24, n_valid=12, n_test=12),

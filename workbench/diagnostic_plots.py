@@ -51,7 +51,9 @@ def collapse_configs(cfg: Any) -> dict[str, Any]:
       at every step, SimSiam's setting, Chen & He 2021, Table 1), so the collapse shows within
       tens of steps instead of thousands.
     All train ``diagnostics.collapse_steps`` steps (0: the profile's) at learning rate
-    ``diagnostics.collapse_lr`` (None: the profile's), with diagnostics about six times a run.
+    ``diagnostics.collapse_lr`` (None: the profile's), with diagnostics about six times a run and
+    no online k-NN probe (the notebook reads only the collapse figures; the probe embeds 1.5x
+    ``probe_tracks`` tracks at every diagnostic).
     Each variant's ``method.variant`` names what differs, so its run folder says so.
     """
     from dataclasses import replace
@@ -61,7 +63,7 @@ def collapse_configs(cfg: Any) -> dict[str, Any]:
     train = replace(cfg.train, steps=steps, lr=d.collapse_lr or cfg.train.lr,
                     warmup_steps=min(cfg.train.warmup_steps, steps // 10 or 1),
                     checkpoint_every=steps, log_every=max(1, steps // 6))
-    diag = replace(d, every=max(1, min(d.every, steps // 6)))
+    diag = replace(d, every=max(1, min(d.every, steps // 6)), probe_tracks=0)
 
     def variant(name: str, tag: str = "", **method: Any) -> Any:
         return replace(cfg, method=replace(cfg.method, name=name, variant=tag, **method), train=train, diagnostics=diag)

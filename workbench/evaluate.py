@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from workbench.config import RunConfig, for_method, config_hash, data_dir, to_dict
 from workbench.data.store import AudioStore
@@ -39,7 +40,7 @@ from workbench.embeddings import (Embeddings, EncoderSource, store_id,
 from workbench.methods import METHODS
 from workbench.metrics import bootstrap
 from workbench.probe import targets, task_of, train_probe
-from workbench.runs import device as run_device, ensure_run, save_npz, save_text
+from workbench.runs import device as run_device, ensure_runs, save_npz, save_text
 
 __all__ = ["Embeddings", "EncoderSource", "extract_embeddings", "extract_segments", "resolve_source",
            "limited_data_subsets", "save_subsets", "load_subsets", "baseline_source", "BASELINES",
@@ -136,6 +137,37 @@ def probe_scores(src: EncoderSource, store: AudioStore, cfg: RunConfig,
     return _probe_scores(src, store, cfg, subsets, progress)
 
 
+def all_probe_scores(sources: list[EncoderSource], store: AudioStore, cfg: RunConfig,
+                     subsets: dict[float, list[np.ndarray]], progress: bool = True) -> list[dict]:
+    """`probe_scores` of each source, in order: `runs.side_by_side` on CPU (each source in a
+    spawned process of ``train.threads`` threads, which reopens the store), else one after another."""
+    from workbench.locks import worker_results
+    from workbench.runs import side_by_side
+
+    workers = side_by_side(cfg, len(sources))
+    if workers <= 1:
+        threads = torch.get_num_threads()
+        if cfg.train.threads and run_device(cfg).type == "cpu":  # the same threads as side by side
+            torch.set_num_threads(cfg.train.threads)
+        try:
+            return [probe_scores(src, store, cfg, subsets, progress) for src in sources]
+        finally:
+            torch.set_num_threads(threads)
+    print(f"[workbench] probing {len(sources)} encoders, {workers} at a time ({cfg.train.threads} thread each)",
+          flush=True)
+    with worker_results(_probe_worker, [(src, cfg, subsets) for src in sources], workers, min_items=2,
+                        start="spawn") as results:
+        return list(results)
+
+
+def _probe_worker(item: tuple) -> dict:
+    from workbench.data import open_dataset
+
+    src, cfg, subsets = item
+    torch.set_num_threads(cfg.train.threads)
+    return probe_scores(src, open_dataset(cfg), cfg, subsets, progress=False)
+
+
 def _probe_scores(src: EncoderSource, store: AudioStore, cfg: RunConfig,
                   subsets: dict[float, list[np.ndarray]], progress: bool = True) -> dict[tuple[float, int], np.ndarray]:
     task = task_of(store)
@@ -196,7 +228,7 @@ def run_evaluation(cfg: RunConfig, runs: list[Path], out_dir: Path | None = None
 
     t = time.perf_counter()
     if not runs:
-        runs = [ensure_run(c) for c in seed_configs(cfg)]
+        runs = ensure_runs(seed_configs(cfg))
     sources = [resolve_source(r, cfg) for r in runs]
     timings["runs"] = time.perf_counter() - t
     t = time.perf_counter()
@@ -213,7 +245,7 @@ def run_evaluation(cfg: RunConfig, runs: list[Path], out_dir: Path | None = None
                  store=store_id(store), subset_rule=cfg.eval.subset_rule)
 
     t = time.perf_counter()
-    scores = {lab: probe_scores(src, store, cfg, subsets, progress) for lab, src in zip(labels, sources)}
+    scores = dict(zip(labels, all_probe_scores(sources, store, cfg, subsets, progress)))
     timings["embeddings + probes"] = time.perf_counter() - t
 
     t = time.perf_counter()

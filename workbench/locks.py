@@ -135,17 +135,18 @@ def _worker_start(initializer, initargs) -> None:
 
 @contextlib.contextmanager
 def worker_results(fn, items: list, workers: int, initializer=None, initargs: tuple = (), chunksize: int = 1,
-                   min_items: int = 8) -> Iterator:
-    """``fn`` over ``items``, in order, in a pool of ``workers`` forked processes that exit when
-    this one dies (in this process when ``workers`` <= 1 or fewer than ``min_items`` items);
-    ``initializer(*initargs)`` prepares each worker (or this process). Fork: workers need no
-    re-import of the caller's script and start at once. The pool is shut down, pending work
-    cancelled, when the block ends, normally or not."""
+                   min_items: int = 8, start: str = "fork") -> Iterator:
+    """``fn`` over ``items``, in order, in a pool of ``workers`` processes that exit when this
+    one dies (in this process when ``workers`` <= 1 or fewer than ``min_items`` items);
+    ``initializer(*initargs)`` prepares each worker (or this process). ``start="fork"``: workers
+    need no re-import of the caller's script and start at once (NumPy work); ``"spawn"``: a
+    fresh interpreter, for torch work after this process has used torch's thread pool. The pool
+    is shut down, pending work cancelled, when the block ends, normally or not."""
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
     if workers > 1 and len(items) >= min_items:
-        pool = ProcessPoolExecutor(workers, mp_context=get_context("fork"), initializer=_worker_start,
+        pool = ProcessPoolExecutor(workers, mp_context=get_context(start), initializer=_worker_start,
                                    initargs=(initializer, initargs))
         try:
             yield pool.map(fn, items, chunksize=chunksize)

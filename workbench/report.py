@@ -66,7 +66,7 @@ def run_demo(cfg, notebooks: bool = True) -> Path:
     from workbench.config import data_dir, to_dict
     from workbench.data import open_dataset
     from workbench.evaluate import run_evaluation, seed_configs, transfer_config
-    from workbench.runs import ensure_run
+    from workbench.runs import ensure_runs
     from workbench.study import report_dir as study_report_dir
 
     timings: dict[str, float] = {}
@@ -75,12 +75,9 @@ def run_demo(cfg, notebooks: bool = True) -> Path:
     timings["corpus"] = time.perf_counter() - t0
     print(store, flush=True)
 
-    runs = []
-    for run_cfg in seed_configs(cfg):  # every method, eval.seeds pretraining seeds each
-        t = time.perf_counter()
-        runs.append(ensure_run(run_cfg))
-        seed = "" if run_cfg.train.seed == cfg.train.seed else f"@s{run_cfg.train.seed}"
-        timings[f"pretrain:{run_cfg.method.name}{seed}"] = time.perf_counter() - t
+    t = time.perf_counter()
+    runs = ensure_runs(seed_configs(cfg))  # every method, eval.seeds pretraining seeds each, side by side on CPU
+    timings["pretrain"] = time.perf_counter() - t
 
     t = time.perf_counter()
     out = run_evaluation(cfg, runs, out_dir=None)
@@ -110,11 +107,12 @@ def run_demo(cfg, notebooks: bool = True) -> Path:
     (Path(out) / "demo_timings.json").write_text(json.dumps(summary, indent=2))
     if cfg.data.dataset == "synth" and Path(data_dir()) == (REPO_ROOT / "data").resolve():
         README_FIGURES.mkdir(parents=True, exist_ok=True)
+        prefix = "" if cfg.profile == "demo" else f"{cfg.profile}_"  # the laptop profile's beside the demo's
         for png in Path(out).glob("*.png"):
-            shutil.copy2(png, README_FIGURES / png.name)
+            shutil.copy2(png, README_FIGURES / f"{prefix}{png.name}")
         transfer = Path(out).parent / f"transfer-{cfg.profile}"
         for name in ("fig1_dots.png", "paired_differences.png"):  # full labels only: no limited-data curve
             if (transfer / name).is_file():
-                shutil.copy2(transfer / name, README_FIGURES / f"transfer_{name}")
+                shutil.copy2(transfer / name, README_FIGURES / f"{prefix}transfer_{name}")
     print("[workbench] stage times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()), flush=True)
     return Path(out)

@@ -43,7 +43,10 @@ TRAINING_SECTIONS = ("audio", "corpus", "data", "views", "encoder", "method", "t
 # ... less the settings that never change a run's weights: notebook 03's budget for the collapse
 # runs it derives (`diagnostic_plots.collapse_configs` turns them into those runs' train settings)
 # and the data path's threads (`workbench.data.prefetch`: the same batches either way).
-NOT_TRAINING = {"diagnostics": ("collapse_steps", "collapse_lr"), "train": ("prefetch", "gather_on", "data_workers")}
+# CPU threads change the weights only at float rounding: a run resumed with other threads
+# keeps its name.
+NOT_TRAINING = {"diagnostics": ("collapse_steps", "collapse_lr"),
+                "train": ("prefetch", "gather_on", "data_workers", "threads")}
 
 
 class RunLockedError(RuntimeError):
@@ -280,6 +283,41 @@ def ensure_run(cfg: RunConfig, progress: bool = True, callback: Callable[[dict],
     if (run_dir / "DONE").exists():
         return run_dir
     return pretrain(cfg, resume=(run_dir / "checkpoint.pt").exists(), progress=progress, callback=callback)
+
+
+def side_by_side(cfg: RunConfig, jobs: int) -> int:
+    """How many of ``jobs`` CPU jobs (runs, encoders to evaluate) to run at once: ``cores //
+    train.threads`` when ``train.threads`` is set and the work runs on CPU, else 1 (one after
+    another in this process: on CUDA the device is the bottleneck, threads 0 uses every core)."""
+    threads = cfg.train.threads
+    if not threads or jobs < 2 or device(cfg).type != "cpu":
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(jobs, cores // threads))
+
+
+def ensure_runs(cfgs: list[RunConfig], progress: bool = True) -> list[Path]:
+    """The finished run folders of ``cfgs``, in order, as `ensure_run` each; the missing ones
+    trained `side_by_side`, each in its own process (spawned, killed with this one; a killed run
+    resumes from its checkpoint next time). A run's weights do not depend on how many train
+    beside it. Prints one line as each run finishes (a live bar only for runs trained here)."""
+    from workbench.locks import worker_results
+
+    todo = [c for c in cfgs if not (runs_dir() / run_name(c) / "DONE").exists()]
+    workers = min(side_by_side(c, len(todo)) for c in todo) if todo else 1
+    if workers > 1:
+        print(f"[workbench] training {len(todo)} runs, {workers} at a time ({todo[0].train.threads} thread each)",
+              flush=True)
+        with worker_results(_timed_run, todo, workers, min_items=2, start="spawn") as results:
+            for cfg, (_, seconds) in zip(todo, results):
+                print(f"[workbench] finished {run_name(cfg)} in {seconds:.0f} s", flush=True)
+    return [ensure_run(c, progress=progress) for c in cfgs]
+
+
+def _timed_run(cfg: RunConfig) -> tuple[str, float]:
+    torch.set_num_threads(cfg.train.threads)  # also the threads of the run's set-up
+    t = time.perf_counter()
+    return str(ensure_run(cfg, progress=False)), time.perf_counter() - t
 
 
 def load_run(run_dir: str | os.PathLike) -> tuple[RunConfig, "Method"]:

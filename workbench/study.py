@@ -39,7 +39,7 @@ import pandas as pd
 
 from workbench.config import RunConfig, apply_overrides, data_dir, for_method
 from workbench.diagnostics import read_warnings
-from workbench.runs import ensure_run, read_metrics, save_text
+from workbench.runs import ensure_runs, read_metrics, save_text
 
 # arm label (as `workbench.evaluate` labels it) -> (method, overrides as on the command line)
 ARMS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -87,7 +87,7 @@ def run_study(cfg: RunConfig, seeds: int = 3, out_dir: Path | None = None, progr
 
     out = Path(out_dir) if out_dir else report_dir(cfg)
     configs = study_configs(cfg, seeds, arms)
-    runs = [ensure_run(c, progress=progress) for _, c in configs]
+    runs = ensure_runs([c for _, c in configs], progress=progress)
     # the floors that cost nothing to train (the supervised encoder, retrained per limited-data
     # draw, is the demo report's; it changes no arm's standing)
     floors = tuple(b for b in cfg.eval.baselines if b != "supervised")

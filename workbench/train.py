@@ -51,7 +51,7 @@ def pretrain(cfg: RunConfig, name: str | None = None, resume: bool = False, prog
     dist.init_from_env(tc.device)
     device = runs.device(cfg)
     check_train_config(cfg, device, dist.world_size())
-    with torch_flags(device, tc.deterministic), \
+    with torch_flags(device, tc.deterministic, tc.threads), \
             runs.RunFolder(runs.runs_dir() / (name or runs.run_name(cfg))) as folder, \
             TrainingData(cfg, device) as data:
         ckpt = folder.open(cfg, resume, dist.world_size())
@@ -120,12 +120,14 @@ def check_train_config(cfg: RunConfig, device: torch.device, world: int) -> None
 
 
 @contextmanager
-def torch_flags(device: torch.device, deterministic: bool) -> Iterator[None]:
+def torch_flags(device: torch.device, deterministic: bool, threads: int = 0) -> Iterator[None]:
     """Process-wide torch flags for a run, restored afterwards (the caller's process is left
-    as found). A collapsing network produces denormal floats, which make CPU BatchNorm and
+    as found): deterministic algorithms, ``threads`` CPU threads when set. A collapsing network produces denormal floats, which make CPU BatchNorm and
     matmuls ~6x slower (a DINO run without centering: 88 s -> 15 s); flushing them changes
     nothing measurable in the results."""
-    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    was_deterministic, was_threads = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
     if device.type == "cpu":
@@ -134,6 +136,7 @@ def torch_flags(device: torch.device, deterministic: bool) -> Iterator[None]:
         yield
     finally:
         torch.use_deterministic_algorithms(was_deterministic)
+        torch.set_num_threads(was_threads)
         if device.type == "cpu":
             torch.set_flush_denormal(False)
 

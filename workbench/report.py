@@ -51,8 +51,9 @@ README_FIGURES = REPO_ROOT / "data" / "readme"
 
 
 def run_demo(cfg, notebooks: bool = True) -> Path:
-    """``make demo``: the corpus, the five methods, the comparison report on the embedded test
-    split and on the transfer set (``data/reports/transfer-<profile>``), rendered notebooks.
+    """``make demo``: the corpus, the five methods (and notebook 03's collapse runs), the
+    comparison report on the embedded test split and on the transfer set
+    (``data/reports/transfer-<profile>``), rendered notebooks.
 
     Every stage reuses what an earlier run already made (corpus, finished runs, cached
     embeddings), so a second ``make demo`` only re-renders. Stage times go into
@@ -65,6 +66,7 @@ def run_demo(cfg, notebooks: bool = True) -> Path:
 
     from workbench.config import data_dir, to_dict
     from workbench.data import open_dataset
+    from workbench.diagnostic_plots import collapse_configs
     from workbench.evaluate import run_evaluation, seed_configs, transfer_config
     from workbench.runs import ensure_runs
     from workbench.study import report_dir as study_report_dir
@@ -76,7 +78,11 @@ def run_demo(cfg, notebooks: bool = True) -> Path:
     print(store, flush=True)
 
     t = time.perf_counter()
-    runs = ensure_runs(seed_configs(cfg))  # every method, eval.seeds pretraining seeds each, side by side on CPU
+    configs = seed_configs(cfg)  # every method, eval.seeds pretraining seeds each
+    # notebook 03's collapse runs join the same queue (longest first): side by side on CPU no
+    # core idles while the last of the five methods trains
+    extra = list(collapse_configs(cfg).values()) if notebooks else []
+    runs = ensure_runs(configs + extra)[:len(configs)]
     timings["pretrain"] = time.perf_counter() - t
 
     t = time.perf_counter()

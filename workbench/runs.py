@@ -303,7 +303,7 @@ def ensure_runs(cfgs: list[RunConfig], progress: bool = True) -> list[Path]:
     beside it. Prints one line as each run finishes (a live bar only for runs trained here)."""
     from workbench.locks import worker_results
 
-    todo = [c for c in cfgs if not (runs_dir() / run_name(c) / "DONE").exists()]
+    todo = list({run_name(c): c for c in cfgs if not (runs_dir() / run_name(c) / "DONE").exists()}.values())
     workers = min(side_by_side(c, len(todo)) for c in todo) if todo else 1
     if workers > 1:
         print(f"[workbench] training {len(todo)} runs, {workers} at a time ({todo[0].train.threads} thread each)",

@@ -1,11 +1,11 @@
-"""``python -m workbench.bench {synth,augment,train,bootstrap,data,gpu,all} [args]``."""
+"""``python -m workbench.bench {synth,augment,train,bootstrap,data,parallel,gpu,all} [args]``."""
 
 from __future__ import annotations
 
 import importlib
 import sys
 
-BENCHES = ("synth", "augment", "train", "bootstrap", "data", "gpu")
+BENCHES = ("synth", "augment", "train", "bootstrap", "data", "parallel", "gpu")
 NOT_IN_ALL = ("gpu",)  # the prepared GPU check writes files under its own time budget: run it by name
 
 

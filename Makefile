@@ -14,10 +14,11 @@ EXPORT := requirements-lock.txt
 export UV_PYTHON_DOWNLOADS := never
 export UV_LINK_MODE := copy
 
-.PHONY: demo study test lab bench lock check-lock clean-data help
+.PHONY: demo notebooks study test lab bench lock check-lock clean-data help
 
 help:
 	@echo "make demo       - run the main job on the embedded corpus (profile: demo)"
+	@echo "make notebooks  - after make demo: notebook 03's collapse runs, every notebook executed into HTML (~4 min)"
 	@echo "make study      - the clustering study: DINO, its remedies and SimCLR, SEEDS=3 seeds each (~40 min on 2 cores)"
 	@echo "make test       - run the whole test suite (profile: smoke)"
 	@echo "make lab        - open the notebooks in JupyterLab"
@@ -36,6 +37,9 @@ $(STAMP): uv.lock pyproject.toml | $(UV)
 
 demo: $(STAMP)
 	WORKBENCH_PROFILE=$${WORKBENCH_PROFILE:-demo} $(PY) -m workbench demo
+
+notebooks: $(STAMP)
+	WORKBENCH_PROFILE=$${WORKBENCH_PROFILE:-demo} $(PY) -m workbench demo --notebooks
 
 study: $(STAMP)
 	WORKBENCH_PROFILE=$${WORKBENCH_PROFILE:-demo} $(PY) -m workbench study --seeds $${SEEDS:-3}

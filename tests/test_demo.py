@@ -11,14 +11,26 @@ from workbench.evaluate import seed_configs
 
 
 def test_demo_job_trains_side_by_side_evaluates_both_test_sets(smoke_cfg, smoke_store, monkeypatch, capsys):
-    """On 2 cores with ``train.threads`` 1 the five methods and notebook 03's collapse runs train
-    in one queue, two at a time; the report and the transfer report are written; the notebooks
-    (executed by tests/test_notebooks.py) are stubbed here and find every run they need done."""
+    """``make demo`` executes no notebook; with ``notebooks`` (``make notebooks``), on 2 cores with
+    ``train.threads`` 1, the five methods and notebook 03's collapse runs train in one queue, two
+    at a time; the report and the transfer report are written (the transfer's in a second
+    process); the notebooks
+    (executed by tests/test_notebooks.py) are stubbed here and find every run they need done; they
+    are executed two at a time, one thread each."""
     cfg = dataclasses.replace(smoke_cfg, train=dataclasses.replace(smoke_cfg.train, threads=1))
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    executed = []
-    monkeypatch.setattr(report, "execute_notebook", lambda path, **kw: executed.append(path.stem))
-    out = report.run_demo(cfg)
+    executed, layout = [], []
+
+    def execute_notebooks(paths, profile, html_dir, workers=1, threads=0):
+        executed.extend(p.stem for p in paths)
+        layout.append((workers, threads))
+        return {p.stem: 0.0 for p in paths}
+
+    monkeypatch.setattr(report, "execute_notebooks", execute_notebooks)
+    out = report.run_demo(cfg)  # make demo: no notebook
+    assert executed == [] and not any(k.startswith("notebook") for k in
+                                      json.loads((out / "demo_timings.json").read_text())["timings_s"])
+    out = report.run_demo(cfg, notebooks=True)  # make notebooks: the collapse runs, every notebook
     text = capsys.readouterr().out
     needed = seed_configs(cfg) + list(collapse_configs(cfg).values())
     assert all((runs.runs_dir() / runs.run_name(c) / "DONE").exists() for c in needed)
@@ -30,3 +42,4 @@ def test_demo_job_trains_side_by_side_evaluates_both_test_sets(smoke_cfg, smoke_
     for folder in (out, out.parent / f"transfer-{cfg.profile}"):
         assert (folder / "results.csv").is_file() and (folder / "fig1_dots.png").is_file(), folder
     assert executed[:2] == ["00_corpus", "01_augmentations"] and "03_collapse" in executed
+    assert layout == [(2, 1)]  # the notebooks side by side too, one thread each

@@ -316,18 +316,20 @@ def test_encoders_probed_side_by_side_score_as_one_after_another(smoke_cfg, smok
     """With ``train.threads`` set, `all_probe_scores` probes the encoders in spawned processes
     (2 cores: two at a time), each reopening the store; its scores equal the in-process ones at
     the same threads, source by source and draw by draw, in the sources' order (the second call
-    reads the embeddings the first cached: what differs is where the probes train)."""
+    reads the embeddings the first cached: what differs is where the probes train). The
+    supervised baseline, listed last, is started first (it retrains for every draw) and its
+    scores still come back in its place."""
     from workbench.baselines import baseline_source
     from workbench.evaluate import all_probe_scores
     from workbench.probe import targets, task_of
 
     cfg = dataclasses.replace(smoke_cfg, train=dataclasses.replace(smoke_cfg.train, threads=1))
-    sources = [baseline_source(b, cfg, smoke_store) for b in ("handcrafted", "random")]
+    sources = [baseline_source(b, cfg, smoke_store) for b in ("handcrafted", "random", "supervised")]
     _, y = smoke_store.split_labels("train")
     subsets = limited_data_subsets(targets(y, task_of(smoke_store)), (0.5, 1.0), 2, 0)
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1}, raising=False)
     side = all_probe_scores(sources, smoke_store, cfg, subsets, progress=False)
-    assert "probing 2 encoders, 2 at a time (1 thread each)" in capsys.readouterr().out
+    assert "probing 3 encoders, 2 at a time (1 thread each)" in capsys.readouterr().out
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0}, raising=False)
     alone = all_probe_scores(sources, smoke_store, cfg, subsets, progress=False)
     assert "probing" not in capsys.readouterr().out

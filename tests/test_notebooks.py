@@ -56,3 +56,29 @@ def test_notebook_config_cell_reads_a_real_dataset(stem: str, tmp_path: Path) ->
     assert "dataset: mtat-B" in text
     errors = [o for c in out.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
+
+
+@pytest.mark.notebook
+def test_notebooks_side_by_side_write_html_and_name_a_failure(tmp_path: Path) -> None:
+    """`execute_notebooks` with 2 workers: each notebook runs in its own process, its kernel
+    with the threads asked for (OMP_NUM_THREADS), its HTML copy written; a notebook whose cell
+    raises is named in one RuntimeError with the cell's error."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    from workbench.report import execute_notebooks
+
+    def write(name: str, source: str) -> Path:
+        path = tmp_path / name
+        nbformat.write(new_notebook(cells=[new_code_cell(source)]), path)
+        return path
+
+    show = "import os; print('threads', os.environ.get('OMP_NUM_THREADS'))"
+    good = [write("a.ipynb", show), write("b.ipynb", show)]
+    seconds = execute_notebooks(good, "smoke", tmp_path / "html", workers=2, threads=1)
+    assert list(seconds) == ["a", "b"] and all(s > 0 for s in seconds.values())
+    for stem in ("a", "b"):
+        assert "threads 1" in (tmp_path / "html" / f"{stem}.html").read_text()
+    bad = write("c.ipynb", "raise ValueError('no such tag: zither')")
+    with pytest.raises(RuntimeError, match=r"(?s)notebook c\.ipynb failed: .*no such tag: zither"):
+        execute_notebooks([good[0], bad], "smoke", tmp_path / "html", workers=2, threads=1)

@@ -75,9 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("--workers", type=int, default=None, help="decoding processes (default: cores - 1)")
 
-    p = sub.add_parser("demo", help="the main job: corpus, five methods, evaluation, report, notebooks")
+    p = sub.add_parser("demo", help="the main job: corpus, five methods, evaluation, reports")
     _add_common(p)
-    p.add_argument("--skip-notebooks", action="store_true")
+    p.add_argument("--notebooks", action="store_true",
+                   help="also train notebook 03's collapse runs and execute every notebook into HTML "
+                        "(make notebooks; reuses what the demo made)")
     p.add_argument("--seeds", type=int, default=None, help="pretraining seeds per method (eval.seeds; default 1)")
     return parser
 
@@ -139,7 +141,7 @@ def run(args: argparse.Namespace) -> None:
     elif args.command == "demo":
         from workbench.report import run_demo
 
-        out = run_demo(cfg, notebooks=not args.skip_notebooks)
+        out = run_demo(cfg, notebooks=args.notebooks)
         print(f"report: {out}")
 
 

@@ -50,7 +50,8 @@ def collapse_configs(cfg: Any) -> dict[str, Any]:
       CONSTANT EMA momentum of 0 (``ema_schedule="constant"``: the teacher is the student
       at every step, SimSiam's setting, Chen & He 2021, Table 1), so the collapse shows within
       tens of steps instead of thousands.
-    All train ``diagnostics.collapse_steps`` steps (0: the profile's) at learning rate
+    All train ``diagnostics.collapse_steps`` steps (0: the profile's) of batch
+    ``diagnostics.collapse_batch`` (0: the profile's) at learning rate
     ``diagnostics.collapse_lr`` (None: the profile's), with diagnostics about six times a run and
     no online k-NN probe (the notebook reads only the collapse figures; the probe embeds 1.5x
     ``probe_tracks`` tracks at every diagnostic).
@@ -61,6 +62,7 @@ def collapse_configs(cfg: Any) -> dict[str, Any]:
     d = cfg.diagnostics
     steps = d.collapse_steps or cfg.train.steps
     train = replace(cfg.train, steps=steps, lr=d.collapse_lr or cfg.train.lr,
+                    batch_size=d.collapse_batch or cfg.train.batch_size,
                     warmup_steps=min(cfg.train.warmup_steps, steps // 10 or 1),
                     checkpoint_every=steps, log_every=max(1, steps // 6))
     diag = replace(d, every=max(1, min(d.every, steps // 6)), probe_tracks=0)

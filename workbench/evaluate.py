@@ -127,7 +127,7 @@ def probe_scores(src: EncoderSource, store: AudioStore, cfg: RunConfig,
     The supervised baseline is the one encoder that sees labels: for a draw below 100 % it is
     retrained on that draw's tracks only (`supervised_encoder` with ``subset``) before its probe.
     """
-    if src.name == "supervised" and src.fidelity == "n/a":
+    if _retrains(src):
         out = {}
         for f, draws in subsets.items():
             for d, pos in enumerate(draws):
@@ -155,9 +155,18 @@ def all_probe_scores(sources: list[EncoderSource], store: AudioStore, cfg: RunCo
             torch.set_num_threads(threads)
     print(f"[workbench] probing {len(sources)} encoders, {workers} at a time ({cfg.train.threads} thread each)",
           flush=True)
-    with worker_results(_probe_worker, [(src, cfg, subsets) for src in sources], workers, min_items=2,
+    # longest first: the supervised baseline retrains its encoder for every limited-data draw,
+    # so started last it would train alone while the other process idles
+    order = sorted(range(len(sources)), key=lambda i: not _retrains(sources[i]))
+    with worker_results(_probe_worker, [(sources[i], cfg, subsets) for i in order], workers, min_items=2,
                         start="spawn") as results:
-        return list(results)
+        done = dict(zip(order, results))
+    return [done[i] for i in range(len(sources))]
+
+
+def _retrains(src: EncoderSource) -> bool:
+    """Whether `probe_scores` retrains ``src`` for each limited-data draw (the supervised baseline)."""
+    return src.name == "supervised" and src.fidelity == "n/a"
 
 
 def _probe_worker(item: tuple) -> dict:

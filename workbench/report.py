@@ -2,7 +2,8 @@
 
 `execute_notebook` runs a notebook in a fresh kernel with ``WORKBENCH_PROFILE`` set (the test
 suite runs every notebook this way in the ``smoke`` profile) and can write a rendered HTML copy.
-`run_demo` is ``make demo``: corpus, the five methods, evaluation, report, rendered notebooks.
+`run_demo` is ``make demo``: corpus, the five methods, evaluation, reports (and, as ``make
+notebooks``, the collapse runs and every notebook rendered, two at a time: `execute_notebooks`).
 """
 
 from __future__ import annotations
@@ -47,13 +48,74 @@ def execute_notebook(path: Path, profile: str, html_out: Path | None = None, tim
     return nb
 
 
+def execute_notebooks(paths: list[Path], profile: str, html_dir: Path, workers: int = 1,
+                      threads: int = 0) -> dict[str, float]:
+    """`execute_notebook` each of ``paths`` (HTML copies ``html_dir/<stem>.html``), ``workers`` at
+    a time, each in its own spawned process (killed with this one) whose kernel runs ``threads``
+    threads (0: the default); returns {stem: seconds}, in the order of ``paths``. A failing
+    notebook raises ``RuntimeError`` naming it and the cell's error, once every started one ended."""
+    from workbench.locks import worker_results
+
+    items = [(str(p), profile, str(Path(html_dir) / f"{Path(p).stem}.html"), threads) for p in paths]
+    seconds = {}
+    with worker_results(_execute_timed, items, workers, min_items=2, start="spawn") as results:
+        for (path, *_), (took, error) in zip(items, results):
+            if error:
+                raise RuntimeError(f"notebook {Path(path).name} failed: {error}")
+            seconds[Path(path).stem] = took
+    return seconds
+
+
+def _execute_timed(item: tuple) -> tuple[float, str]:
+    import time
+
+    path, profile, html_out, threads = item
+    if threads:  # inherited by the kernel: torch and NumPy size their pools from it at import
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
+    print(f"[workbench] executing {Path(path).name} (profile {profile})", flush=True)
+    t = time.perf_counter()
+    try:
+        execute_notebook(Path(path), profile=profile, html_out=Path(html_out))
+    except Exception as e:  # a failing cell: its message (the cell and its traceback) goes back to the parent
+        return time.perf_counter() - t, f"{type(e).__name__}: {e}"
+    return time.perf_counter() - t, ""
+
+
+def beside(fn, args: tuple):
+    """``fn(*args)`` started in a spawned process that dies with this one; returns the process
+    (``join()`` it, then read ``exitcode``)."""
+    from multiprocessing import get_context
+
+    proc = get_context("spawn").Process(target=_die_with_parent_then, args=(fn, args), name=fn.__name__)
+    proc.start()
+    return proc
+
+
+def _die_with_parent_then(fn, args: tuple) -> None:
+    from workbench.locks import worker_init_die_with_parent
+
+    worker_init_die_with_parent()
+    fn(*args)
+
+
+def _evaluate_quietly(cfg, runs: list[Path], out_dir: Path) -> None:
+    import torch
+
+    from workbench.evaluate import run_evaluation
+
+    torch.set_num_threads(cfg.train.threads)
+    run_evaluation(cfg, runs, out_dir=out_dir, progress=False)
+    print(f"[workbench] {cfg.data.dataset} report written: {out_dir}", flush=True)
+
+
 README_FIGURES = REPO_ROOT / "data" / "readme"
 
 
-def run_demo(cfg, notebooks: bool = True) -> Path:
-    """``make demo``: the corpus, the five methods (and notebook 03's collapse runs), the
-    comparison report on the embedded test split and on the transfer set
-    (``data/reports/transfer-<profile>``), rendered notebooks.
+def run_demo(cfg, notebooks: bool = False) -> Path:
+    """``make demo``: the corpus, the five methods, the comparison report on the embedded test
+    split and on the transfer set (``data/reports/transfer-<profile>``). With ``notebooks``
+    (``make notebooks``) also notebook 03's collapse runs, in the same training queue, and every
+    notebook executed into ``<report>/notebooks/<name>.html``.
 
     Every stage reuses what an earlier run already made (corpus, finished runs, cached
     embeddings), so a second ``make demo`` only re-renders. Stage times go into
@@ -64,11 +126,13 @@ def run_demo(cfg, notebooks: bool = True) -> Path:
     import shutil
     import time
 
+    import torch
+
     from workbench.config import data_dir, to_dict
     from workbench.data import open_dataset
     from workbench.diagnostic_plots import collapse_configs
-    from workbench.evaluate import run_evaluation, seed_configs, transfer_config
-    from workbench.runs import ensure_runs
+    from workbench.evaluate import default_report_dir, run_evaluation, seed_configs, transfer_config
+    from workbench.runs import ensure_runs, side_by_side
     from workbench.study import report_dir as study_report_dir
 
     timings: dict[str, float] = {}
@@ -85,25 +149,49 @@ def run_demo(cfg, notebooks: bool = True) -> Path:
     runs = ensure_runs(configs + extra)[:len(configs)]
     timings["pretrain"] = time.perf_counter() - t
 
+    # the same encoders on real recorded instruments (workbench.data.transfer); on CPU with
+    # `train.threads` set it is evaluated in its own process beside the embedded test split's,
+    # whose one-process stages (baselines, bootstrap, figures) would otherwise leave a core
+    # idle. Both processes then run `train.threads` threads: two 2-thread trainings on 2 cores
+    # each step 5-10x slower than alone (OpenMP threads spinning against each other)
     t = time.perf_counter()
-    out = run_evaluation(cfg, runs, out_dir=None)
-    timings["evaluate"] = time.perf_counter() - t
-
-    if cfg.data.dataset == "synth":  # the same encoders on real recorded instruments (workbench.data.transfer)
-        t = time.perf_counter()
-        run_evaluation(transfer_config(cfg), runs, out_dir=Path(out).parent / f"transfer-{cfg.profile}")
-        timings["evaluate:transfer"] = time.perf_counter() - t
+    transfer, threads = None, torch.get_num_threads()
+    if cfg.data.dataset == "synth":
+        job = (transfer_config(cfg), runs, default_report_dir(cfg).parent / f"transfer-{cfg.profile}")
+        if side_by_side(cfg, 2) > 1:
+            transfer = beside(_evaluate_quietly, job)
+            torch.set_num_threads(cfg.train.threads)
+    try:
+        out = run_evaluation(cfg, runs, out_dir=None)
+        timings["evaluate"] = time.perf_counter() - t
+        if cfg.data.dataset == "synth":
+            if transfer is None:
+                run_evaluation(*job)
+            else:
+                transfer.join()
+                if transfer.exitcode != 0:
+                    raise RuntimeError(f"the transfer set's evaluation failed (exit code {transfer.exitcode}, "
+                                       f"its error above); make demo again reuses every finished run")
+            timings["evaluate:transfer"] = time.perf_counter() - t
+    finally:
+        torch.set_num_threads(threads)
+        if transfer is not None and transfer.is_alive():
+            transfer.kill()
 
     if notebooks:
-        for path in sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb")):
-            if path.stem == "07_clustering" and not (study_report_dir(cfg) / "arms.csv").exists():
-                print(f"[workbench] {path.name} skipped: it reads the clustering study, which the demo's "
-                      f"budget leaves out (make study, about 40 min on 2 cores, then make demo renders it)", flush=True)
-                continue
-            t = time.perf_counter()
-            print(f"[workbench] executing {path.name} (profile {cfg.profile})", flush=True)
-            execute_notebook(path, profile=cfg.profile, html_out=Path(out) / "notebooks" / f"{path.stem}.html")
-            timings[f"notebook:{path.stem}"] = time.perf_counter() - t
+        paths = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+        if not (study_report_dir(cfg) / "arms.csv").exists():
+            print("[workbench] 07_clustering.ipynb skipped: it reads the clustering study, which the demo's "
+                  "budget leaves out (make study, about 40 min on 2 cores, then make demo renders it)", flush=True)
+            paths = [p for p in paths if p.stem != "07_clustering"]
+        # side by side like the runs (`runs.side_by_side`): a notebook is mostly one thread of
+        # Python (kernel start, plotting), notebook 04's UMAP alone is a third of the stage
+        t = time.perf_counter()
+        workers = side_by_side(cfg, len(paths))
+        seconds = execute_notebooks(paths, cfg.profile, Path(out) / "notebooks", workers,
+                                    threads=cfg.train.threads if workers > 1 else 0)
+        timings.update({f"notebook:{stem}": s for stem, s in seconds.items()})
+        timings["notebooks"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
 
     summary = {"profile": cfg.profile, "seeds": {"corpus": cfg.corpus.seed, "train": cfg.train.seed,

@@ -36,6 +36,9 @@ def test_demo_job_trains_side_by_side_evaluates_both_test_sets(smoke_cfg, smoke_
     assert all((runs.runs_dir() / runs.run_name(c) / "DONE").exists() for c in needed)
     if "training" in text:  # another test may have trained some of them already
         assert "at a time (1 thread each)" in text
+        # the baseline and the transfer set, queued after the runs, are made beside them
+        assert "then 2 more jobs" in text and "finished supervised baseline (synth)" in text, text
+        assert "finished transfer set" in text, text
     summary = json.loads((out / "demo_timings.json").read_text())
     assert {"corpus", "pretrain", "evaluate", "evaluate:transfer", "total"} <= set(summary["timings_s"])
     assert [p.rsplit("/", 1)[-1] for p in summary["runs"]] == [runs.run_name(c) for c in seed_configs(cfg)]

@@ -24,7 +24,7 @@ import socket
 import time
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -296,28 +296,35 @@ def side_by_side(cfg: RunConfig, jobs: int) -> int:
     return max(1, min(jobs, cores // threads))
 
 
-def ensure_runs(cfgs: list[RunConfig], progress: bool = True) -> list[Path]:
+def ensure_runs(cfgs: list[RunConfig], progress: bool = True, then: Sequence[Callable[[], str]] = ()) -> list[Path]:
     """The finished run folders of ``cfgs``, in order, as `ensure_run` each; the missing ones
     trained `side_by_side`, each in its own process (spawned, killed with this one; a killed run
     resumes from its checkpoint next time). A run's weights do not depend on how many train
-    beside it. Prints one line as each run finishes (a live bar only for runs trained here)."""
+    beside it. Prints one line as each run finishes (a live bar only for runs trained here).
+
+    ``then``: picklable zero-argument jobs that cache something a later stage needs (the demo's
+    supervised baseline, the transfer set), queued after the missing runs in the same processes,
+    where they take the core that the last run would leave idle; each returns a name for the
+    log. Only side by side: otherwise the later stage makes them itself when it needs them."""
     from workbench.locks import worker_results
 
     todo = list({run_name(c): c for c in cfgs if not (runs_dir() / run_name(c) / "DONE").exists()}.values())
-    workers = min(side_by_side(c, len(todo)) for c in todo) if todo else 1
+    workers = min(side_by_side(c, len(todo) + len(then)) for c in todo) if todo else 1
     if workers > 1:
-        print(f"[workbench] training {len(todo)} runs, {workers} at a time ({todo[0].train.threads} thread each)",
-              flush=True)
-        with worker_results(_timed_run, todo, workers, min_items=2, start="spawn") as results:
-            for cfg, (_, seconds) in zip(todo, results):
-                print(f"[workbench] finished {run_name(cfg)} in {seconds:.0f} s", flush=True)
+        print(f"[workbench] training {len(todo)} runs, {workers} at a time ({todo[0].train.threads} thread each)"
+              + (f", then {len(then)} more jobs" if then else ""), flush=True)
+        with worker_results(_timed_job, todo + list(then), workers, min_items=2, start="spawn") as results:
+            for name, seconds in results:
+                print(f"[workbench] finished {name} in {seconds:.0f} s", flush=True)
     return [ensure_run(c, progress=progress) for c in cfgs]
 
 
-def _timed_run(cfg: RunConfig) -> tuple[str, float]:
-    torch.set_num_threads(cfg.train.threads)  # also the threads of the run's set-up
+def _timed_job(job: RunConfig | Callable[[], str]) -> tuple[str, float]:
     t = time.perf_counter()
-    return str(ensure_run(cfg, progress=False)), time.perf_counter() - t
+    if not isinstance(job, RunConfig):
+        return job(), time.perf_counter() - t
+    torch.set_num_threads(job.train.threads)  # also the threads of the run's set-up
+    return run_name(job) if ensure_run(job, progress=False) else "", time.perf_counter() - t
 
 
 def load_run(run_dir: str | os.PathLike) -> tuple[RunConfig, "Method"]:

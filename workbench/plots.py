@@ -208,7 +208,7 @@ def controls(render, **widgets_by_name):
     ``render`` is called once with the widgets' current values into the cell's own output, then
     a panel of the widgets and an Output area is displayed; moving a widget re-renders into that
     area. Unlike ``ipywidgets.interact`` nothing is written into an Output widget while the cell
-    executes: nbclient (as `make test` and `make demo` run notebooks) can deadlock on that,
+    executes: nbclient (as `make test` and `make notebooks` run notebooks) can deadlock on that,
     jupyter/nbconvert#2029 (interact with Audio) and #1921 (interact with a plot).
     Returns the panel (a VBox).
     """

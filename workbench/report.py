@@ -210,7 +210,7 @@ def run_demo(cfg, notebooks: bool = False) -> Path:
         paths = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
         if not (study_report_dir(cfg) / "arms.csv").exists():
             print("[workbench] 07_clustering.ipynb skipped: it reads the clustering study, which the demo's "
-                  "budget leaves out (make study, about 40 min on 2 cores, then make demo renders it)", flush=True)
+                  "budget leaves out (make study, about 40 min on 2 cores, then make notebooks renders it)", flush=True)
             paths = [p for p in paths if p.stem != "07_clustering"]
         # side by side like the runs (`runs.side_by_side`): a notebook is mostly one thread of
         # Python (kernel start, plotting), notebook 04's UMAP alone is a third of the stage

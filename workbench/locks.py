@@ -4,7 +4,7 @@
 (``fcntl.lockf``) on ``<target>.lock``: the kernel drops it when its owner dies, even on SIGKILL,
 forked workers never hold it (record locks belong to a process, and the file is opened
 O_CLOEXEC), and a process that waits says for whom. `worker_init_die_with_parent` makes pool
-workers exit when their parent dies. `pid_alive` is shared with the run-folder lock
+workers exit when their parent dies, as do `worker_results`'s pools and `beside`'s one process. `pid_alive` is shared with the run-folder lock
 (`workbench.runs.acquire_lock`).
 """
 
@@ -131,6 +131,21 @@ def _worker_start(initializer, initargs) -> None:
     worker_init_die_with_parent()
     if initializer is not None:
         initializer(*initargs)
+
+
+def beside(fn, args: tuple):
+    """``fn(*args)`` started in a spawned process that exits when this one dies (a picklable,
+    module-level ``fn``); returns the process: ``join()`` it, then read ``exitcode``."""
+    from multiprocessing import get_context
+
+    proc = get_context("spawn").Process(target=_die_with_parent_then, args=(fn, args), name=fn.__name__)
+    proc.start()
+    return proc
+
+
+def _die_with_parent_then(fn, args: tuple) -> None:
+    worker_init_die_with_parent()
+    fn(*args)
 
 
 @contextlib.contextmanager

@@ -82,7 +82,7 @@ def _execute_timed(item: tuple) -> tuple[float, str]:
 
 
 def cache_supervised(cfg) -> str:
-    """An `runs.ensure_runs` job: ``cfg``'s dataset opened (made the first time) and its supervised
+    """A `runs.ensure_runs` job: ``cfg``'s dataset opened (made the first time) and its supervised
     baseline trained into the cache (`baselines.supervised_encoder`) at ``train.threads`` threads,
     where `run_evaluation` then finds it. Returns its name for the log."""
     import torch
@@ -96,28 +96,11 @@ def cache_supervised(cfg) -> str:
 
 
 def cache_dataset(cfg) -> str:
-    """An `runs.ensure_runs` job: ``cfg``'s dataset made (the transfer set rendered) if missing."""
+    """A `runs.ensure_runs` job: ``cfg``'s dataset made (the transfer set rendered) if missing."""
     from workbench.data import open_dataset
 
     open_dataset(cfg)
     return f"{cfg.data.dataset} set"
-
-
-def beside(fn, args: tuple):
-    """``fn(*args)`` started in a spawned process that dies with this one; returns the process
-    (``join()`` it, then read ``exitcode``)."""
-    from multiprocessing import get_context
-
-    proc = get_context("spawn").Process(target=_die_with_parent_then, args=(fn, args), name=fn.__name__)
-    proc.start()
-    return proc
-
-
-def _die_with_parent_then(fn, args: tuple) -> None:
-    from workbench.locks import worker_init_die_with_parent
-
-    worker_init_die_with_parent()
-    fn(*args)
 
 
 def _evaluate_quietly(cfg, runs: list[Path], out_dir: Path) -> None:
@@ -156,6 +139,7 @@ def run_demo(cfg, notebooks: bool = False) -> Path:
     from workbench.diagnostic_plots import collapse_configs
     from workbench.evaluate import (default_report_dir, evaluation, existing_report, run_evaluation, seed_configs,
                                     transfer_config)
+    from workbench.locks import beside
     from workbench.runs import ensure_runs, side_by_side
     from workbench.study import report_dir as study_report_dir
 

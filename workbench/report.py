@@ -173,8 +173,8 @@ def run_demo(cfg, notebooks: bool = False) -> Path:
     transfer, threads = None, torch.get_num_threads()
     job = None
     if cfg.data.dataset == "synth":
-        job = (transfer_config(cfg), runs, default_report_dir(cfg).parent / f"transfer-{cfg.profile}")
-        job = None if existing_report(*job) else job
+        transfer_job = (transfer_config(cfg), runs, default_report_dir(cfg).parent / f"transfer-{cfg.profile}")
+        job = None if existing_report(*transfer_job) else transfer_job
         if job and side_by_side(cfg, 2) > 1:
             transfer = beside(_evaluate_quietly, job)
             torch.set_num_threads(cfg.train.threads)

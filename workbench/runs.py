@@ -324,7 +324,8 @@ def _timed_job(job: RunConfig | Callable[[], str]) -> tuple[str, float]:
     if not isinstance(job, RunConfig):
         return job(), time.perf_counter() - t
     torch.set_num_threads(job.train.threads)  # also the threads of the run's set-up
-    return run_name(job) if ensure_run(job, progress=False) else "", time.perf_counter() - t
+    ensure_run(job, progress=False)
+    return run_name(job), time.perf_counter() - t
 
 
 def load_run(run_dir: str | os.PathLike) -> tuple[RunConfig, "Method"]:

@@ -337,3 +337,35 @@ def test_encoders_probed_side_by_side_score_as_one_after_another(smoke_cfg, smok
         assert a.keys() == b.keys() == {(0.5, 0), (0.5, 1), (1.0, 0)}
         for key in a:
             np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_validation_table_never_embeds_the_test_split(smoke_cfg, smoke_store, monkeypatch):
+    """`python -m workbench validate`: valid-split figures of each encoder and baseline, on the
+    embedded corpus and the transfer set, and no test embedding computed anywhere."""
+    import workbench.evaluate as ev
+    from workbench.probe import knn_probe_auc, targets
+
+    splits = []
+
+    def recording(src, store, split, cfg, **kw):
+        splits.append(split)
+        return extract_embeddings(src, store, split, cfg, **kw)
+
+    monkeypatch.setattr(ev, "extract_embeddings", recording)
+    cfg = dataclasses.replace(smoke_cfg, eval=dataclasses.replace(smoke_cfg.eval, baselines=("handcrafted", "supervised")))
+    enc = LogMelStats()
+    enc.name = "simclr"
+    table = ev.validation_table(cfg, [enc], progress=False)
+    assert list(table.encoder) == ["simclr", "handcrafted"]  # supervised is trained on labels: not a floor here
+    assert list(table.columns) == ["encoder", "run", "valid_mlp", "valid_knn", "transfer_valid_mlp", "transfer_valid_knn"]
+    assert set(splits) == {"train", "valid"} and len(splits) == 2 * 2 * 2
+    # the figures are the probe's own early-stopping score and the k-NN probe, recomputed here
+    emb = {s: extract_embeddings(enc, smoke_store, s, cfg, progress=False) for s in ("train", "valid")}
+    y = {s: targets(smoke_store.labels[emb[s].indices], "multi_label") for s in emb}
+    probe = train_probe(emb["train"].track, y["train"], emb["valid"].track, y["valid"], cfg.probe,
+                        n_outputs=smoke_store.labels.shape[1])
+    assert table.valid_mlp[0] == pytest.approx(probe.best_valid)
+    assert table.valid_knn[0] == pytest.approx(knn_probe_auc(torch.from_numpy(emb["train"].track), y["train"],
+                                                             torch.from_numpy(emb["valid"].track), y["valid"]))
+    assert table.valid_mlp[0] == pytest.approx(table.valid_mlp[1])  # the stand-in is the log-mel baseline itself
+    assert table.transfer_valid_mlp.between(0, 1).all() and table.valid_knn.between(0, 1).all()

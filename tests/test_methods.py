@@ -172,6 +172,19 @@ def test_byol_without_predictor(smoke_cfg, smoke_views):
     assert torch.isfinite(loss)
 
 
+def test_byol_predictor_width_follows_the_fidelity(smoke_cfg):
+    """Reference: BYOL's own predictor, 4096 hidden units, wider than the projection; paper-code:
+    the release's 256-unit bottleneck; an explicit width wins over both."""
+    def widths(**changes):
+        pred = build_method(_cfg(smoke_cfg, "byol", **changes)).predictor
+        return [m.out_features for m in pred.modules() if isinstance(m, torch.nn.Linear)]
+
+    out = smoke_cfg.method.projector_dims[-1]
+    assert widths(predictor_hidden=None) == [4096, out]
+    assert widths(predictor_hidden=None, fidelity="paper-code") == [256, out]
+    assert widths(predictor_hidden=48, fidelity="paper-code") == [48, out]
+
+
 def test_per_view_batchnorm_equals_separate_passes(smoke_cfg, smoke_views):
     """Ghost batches: one pass with per-view statistics gives what one pass per view gives,
     outputs and running statistics alike (BYOL's apply_once_fn per view)."""

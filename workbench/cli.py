@@ -1,4 +1,4 @@
-"""Command line: ``python -m workbench {corpus,pretrain,evaluate,study,ingest,demo} ...``.
+"""Command line: ``python -m workbench {corpus,pretrain,evaluate,validate,study,ingest,demo} ...``.
 
 Every command prints the profile in force first. Parsing lives here; the work is done by the
 stage modules (`workbench.data`, `workbench.train`, `workbench.evaluate`, `workbench.report`).
@@ -66,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pretraining seeds per method when --runs is not given (eval.seeds; default 1)")
     p.add_argument("--out", default=None, help="report folder (default: data/reports/<dataset>-<profile>)")
 
+    p = sub.add_parser("validate", help="choose settings without the test split: valid-split probe scores of runs")
+    _add_common(p)
+    p.add_argument("--runs", nargs="+", required=True, help="run folders or released checkpoints (*.pt)")
+    p.add_argument("--out", default=None, help="also write the table to this CSV file")
+
     p = sub.add_parser("study", help="the clustering study: DINO against its remedies and SimCLR, several seeds")
     _add_common(p)
     p.add_argument("--seeds", type=int, default=3, help="pretraining seeds per arm (default 3)")
@@ -128,6 +133,14 @@ def run(args: argparse.Namespace) -> None:
             cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, fractions=fr))
         out = run_evaluation(cfg, [Path(r) for r in args.runs], out_dir=Path(args.out) if args.out else None)
         print(f"report: {out}")
+    elif args.command == "validate":
+        from workbench.evaluate import validation_table
+        from workbench.runs import save_text
+
+        table = validation_table(cfg, [Path(r) for r in args.runs])
+        if args.out:
+            save_text(args.out, table.to_csv(index=False))
+        print(table.to_string(index=False, float_format="%.4f"))
     elif args.command == "study":
         from workbench.study import run_study
 

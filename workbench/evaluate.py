@@ -334,6 +334,39 @@ def evaluation(cfg: RunConfig, runs: list[Path], out_dir: Path | None = None, pr
     return existing_report(cfg, runs, out_dir) or run_evaluation(cfg, runs, out_dir, progress)
 
 
+def validation_table(cfg: RunConfig, runs: list[Path], progress: bool = True) -> pd.DataFrame:
+    """Model selection without the test split (``python -m workbench validate``): one row per run
+    in ``runs`` and per baseline of ``eval.baselines`` but the supervised one, with the macro
+    ROC-AUC on the VALID split of the MLP probe trained on the full train split (its best epoch,
+    the probe's own early-stopping score: ``valid_mlp``) and of the k-NN probe (k = 10, cosine) of
+    the track embeddings (``valid_knn``); for the embedded corpus the same two on the transfer
+    set's valid split (``transfer_valid_mlp``, ``transfer_valid_knn``). Test embeddings are never
+    computed, so a setting chosen on this table has not seen the test tracks. A single-label
+    dataset reports the probe's accuracy and no k-NN figure (NaN)."""
+    from workbench.data import open_dataset
+    from workbench.probe import knn_probe_auc
+
+    sets = [("", cfg)] + ([("transfer_", transfer_config(cfg))] if cfg.data.dataset == "synth" else [])
+    sources = [resolve_source(r, cfg) for r in runs]
+    names = [Path(r).name if isinstance(r, (str, Path)) else src.checkpoint for r, src in zip(runs, sources)]
+    columns: dict[str, list[float]] = {}
+    for prefix, c in sets:
+        store = open_dataset(c)
+        task = task_of(store)
+        here = sources + [baseline_source(b, c, store) for b in c.eval.baselines if b != "supervised"]
+        for src in here:
+            emb = {s: extract_embeddings(src, store, s, c, progress=progress) for s in ("train", "valid")}
+            y = {s: targets(store.labels[emb[s].indices], task) for s in emb}
+            probe = train_probe(emb["train"].track, y["train"], emb["valid"].track, y["valid"], c.probe,
+                                task=task, n_outputs=store.labels.shape[1], device=run_device(c))
+            columns.setdefault(prefix + "valid_mlp", []).append(probe.best_valid)
+            columns.setdefault(prefix + "valid_knn", []).append(
+                knn_probe_auc(torch.from_numpy(emb["train"].track), y["train"],
+                              torch.from_numpy(emb["valid"].track), y["valid"]) if task == "multi_label" else math.nan)
+        labels = _labels(here, cfg.train.seed)
+    return pd.DataFrame({"encoder": labels, "run": names + [""] * (len(labels) - len(names)), **columns})
+
+
 def default_report_dir(cfg: RunConfig) -> Path:
     """``data_dir()/reports/<dataset>[-<variant>]-<profile>``."""
     return data_dir() / "reports" / f"{cfg.data.dataset}{'-' + cfg.data.variant if cfg.data.variant else ''}-{cfg.profile}"

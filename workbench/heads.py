@@ -47,8 +47,9 @@ class ProjectionMLP(nn.Sequential):
 class Predictor(ProjectionMLP):
     """BYOL's predictor on the student's projection: (B, dim) -> (B, dim) through ``hidden``.
 
-    Grill et al. 2020 use 4096 hidden units; the paper's release uses a bottleneck
-    2048 -> 256 -> 2048 (``predictor_feature_dim=[256, 2048]``), same layer types as the projector.
+    Grill et al. 2020 use 4096 hidden units, 16 times the 256-d projection (fidelity reference:
+    ``method.predictor_hidden`` None); the paper's release uses a bottleneck 2048 -> 256 -> 2048
+    (``predictor_feature_dim=[256, 2048]``, fidelity paper-code), same layer types as the projector.
     """
 
     def __init__(self, dim: int = 2048, hidden: int = 256):

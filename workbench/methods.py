@@ -190,7 +190,8 @@ class BYOL(_TeacherStudent):
         m = cfg.method
         projector = _projector(m.projector_dims, cfg.encoder.output_dim)
         out = m.projector_dims[-1]
-        predictor = Predictor(out, m.predictor_hidden) if m.use_predictor else None
+        hidden = m.predictor_hidden if m.predictor_hidden is not None else (4096 if m.fidelity == "reference" else 256)
+        predictor = Predictor(out, hidden) if m.use_predictor else None
         return cls(encoder, projector, predictor, m.ema_momentum, cfg.train.steps, cfg.train.steps_per_epoch,
                    m.fidelity, m.ema_schedule)
 

@@ -43,3 +43,12 @@ def test_cli_user_error_is_one_line_and_exit_2(tmp_path):
                          env={"WORKBENCH_DATA": str(tmp_path), "PATH": "/usr/bin:/bin"}, timeout=120)
     assert out.returncode == 2
     assert out.stderr.strip() == "error: override 'train.compile=flase': expected true or false, got 'flase'"
+
+
+def test_cli_validate_names_a_missing_run_in_one_line(tmp_path):
+    missing = tmp_path / "runs" / "no-such-run"
+    out = subprocess.run([sys.executable, "-m", "workbench", "validate", "--profile", "smoke", "--runs", str(missing)],
+                         capture_output=True, text=True, env={"WORKBENCH_DATA": str(tmp_path), "PATH": "/usr/bin:/bin"},
+                         timeout=120)
+    assert out.returncode == 2
+    assert out.stderr.strip() == f"error: {missing}: neither a run folder nor a released checkpoint (.pt)"

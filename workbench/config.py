@@ -123,7 +123,7 @@ class EncoderConfig:
 class MethodConfig:
     name: str = "simclr"  # simclr | byol | dino | vicreg | barlow_twins
     # "reference": the original method papers; "paper-code": the released code's behaviour
-    # (docs/paper.md departures 1-5). Each loss docstring documents the difference.
+    # (docs/paper.md departures 1-5 and 9). Each loss docstring documents the difference.
     fidelity: str = "reference"
     # BatchNorm statistics over the views of a step: "joint" (all views in one batch) or "per-view"
     # (each view its own, as separate passes; ghost batches keep one pass). None = the fidelity's:

@@ -4,8 +4,8 @@
 (``fcntl.lockf``) on ``<target>.lock``: the kernel drops it when its owner dies, even on SIGKILL,
 forked workers never hold it (record locks belong to a process, and the file is opened
 O_CLOEXEC), and a process that waits says for whom. `worker_init_die_with_parent` makes pool
-workers exit when their parent dies, as do `worker_results`'s pools and `beside`'s one process. `pid_alive` is shared with the run-folder lock
-(`workbench.runs.acquire_lock`).
+workers exit when their parent dies; `worker_results`'s pools and `beside`'s one process use it.
+`pid_alive` is shared with the run-folder lock (`workbench.runs.acquire_lock`).
 """
 
 from __future__ import annotations

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 
+from workbench.audio import AudioReadError, MelFrontend, load_audio
+from workbench.config import AudioConfig
+
 try:
     import soundfile as sf
 except ImportError:  # a GPU machine without soundfile still runs the front-end tests (bench/gpu_check.sh)
     sf = None
 needs_soundfile = pytest.mark.skipif(sf is None, reason="soundfile is not installed")
-
-from workbench.audio import AudioReadError, MelFrontend, load_audio
-from workbench.config import AudioConfig
 
 # ---------------------------------------------------------------- an independent NumPy reference
 # Written from the definitions librosa uses (librosa.filters.mel with htk=False, norm="slaney";

@@ -23,12 +23,16 @@ sys.path.insert(0, str(Path(__file__).parent))
 import fixtures_datasets as fx  # noqa: E402
 
 from workbench.config import DataConfig  # noqa: E402
-from workbench.data import gtzan, jamendo, mtat  # noqa: E402
-from workbench.data import folder as folder_reader  # noqa: E402
-from workbench.data import decode  # noqa: E402
+from workbench.data import (  # noqa: E402
+    decode,  # noqa: E402
+    folder as folder_reader,  # noqa: E402
+    gtzan,
+    jamendo,
+    mtat,
+)
 from workbench.data.ingest import ingest, read_report, read_table  # noqa: E402
-from workbench.data.table import UnsafePathError  # noqa: E402
 from workbench.data.store import AudioStore  # noqa: E402
+from workbench.data.table import UnsafePathError  # noqa: E402
 
 SR = 16_000
 

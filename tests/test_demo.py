@@ -1,4 +1,4 @@
-"""The demo job (`workbench.report.run_demo`, ``make demo``) end to end in the smoke profile."""
+"""The demo job (`workbench.demo.run_demo`, ``make demo``) end to end in the smoke profile."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import dataclasses
 import json
 import shutil
 
-from workbench import report, runs
-from workbench.diagnostic_plots import collapse_configs
+from workbench import demo, runs
+from workbench.config import collapse_configs
 from workbench.evaluate import default_report_dir, seed_configs
 
 
@@ -27,16 +27,16 @@ def test_demo_job_trains_side_by_side_evaluates_both_test_sets(smoke_cfg, smoke_
         layout.append((workers, threads))
         return {p.stem: 0.0 for p in paths}
 
-    monkeypatch.setattr(report, "execute_notebooks", execute_notebooks)
+    monkeypatch.setattr(demo, "execute_notebooks", execute_notebooks)
     folders = [default_report_dir(cfg), default_report_dir(cfg).parent / f"transfer-{cfg.profile}"]
     for folder in folders:  # another test's report of this config would be reused
         shutil.rmtree(folder, ignore_errors=True)
-    out = report.run_demo(cfg)  # make demo: no notebook
+    out = demo.run_demo(cfg)  # make demo: no notebook
     first = json.loads((out / "demo_timings.json").read_text())["timings_s"]
     assert executed == [] and not any(k.startswith("notebook") for k in first)
     assert {"corpus", "pretrain", "evaluate", "evaluate:transfer", "total"} <= set(first)
     written = [(f / "results.csv").stat().st_mtime_ns for f in folders]
-    out = report.run_demo(cfg, notebooks=True)  # make notebooks: the collapse runs, every notebook
+    out = demo.run_demo(cfg, notebooks=True)  # make notebooks: the collapse runs, every notebook
     text = capsys.readouterr().out
     # both reports are current for these runs: reused, not evaluated again
     assert [(f / "results.csv").stat().st_mtime_ns for f in folders] == written
@@ -47,8 +47,11 @@ def test_demo_job_trains_side_by_side_evaluates_both_test_sets(smoke_cfg, smoke_
         # the baseline and the transfer set, queued after the runs, are made beside them
         assert "then 2 more jobs" in text and "finished supervised baseline (synth)" in text, text
         assert "finished transfer set" in text, text
-    summary = json.loads((out / "demo_timings.json").read_text())
+    # make notebooks keeps the demo's timing record and writes its own, each with the machine
+    assert json.loads((out / "demo_timings.json").read_text())["timings_s"] == first
+    summary = json.loads((out / "notebooks_timings.json").read_text())
     assert {"corpus", "pretrain", "evaluate", "notebooks", "total"} <= set(summary["timings_s"])
+    assert summary["machine"]["cpu"] and summary["machine"]["cores"] >= 1
     assert [p.rsplit("/", 1)[-1] for p in summary["runs"]] == [runs.run_name(c) for c in seed_configs(cfg)]
     for folder in (out, out.parent / f"transfer-{cfg.profile}"):
         assert (folder / "results.csv").is_file() and (folder / "fig1_dots.png").is_file(), folder

@@ -12,8 +12,17 @@ import torch
 
 from workbench.config import DiagnosticsConfig
 from workbench.diagnostic_plots import segment_similarity_by_distance
-from workbench.diagnostics import (CollapseMonitor, alignment, dino_figures, effective_rank, embedding_std,
-                                   entropy, mean_cosine_between, singular_values, uniformity)
+from workbench.diagnostics import (
+    CollapseMonitor,
+    alignment,
+    dino_figures,
+    effective_rank,
+    embedding_std,
+    entropy,
+    mean_cosine_between,
+    singular_values,
+    uniformity,
+)
 
 
 def gaussian(n: int = 20_000, d: int = 32, seed: int = 0) -> torch.Tensor:
@@ -192,7 +201,8 @@ def test_healthy_smoke_run_is_quiet(smoke_cfg) -> None:
     learning rate (1e-2), checked 8 times, raises no collapse warning at all and its online probe
     reads the tags above chance (0.72 macro ROC-AUC here; 0.5 for an embedding that knows
     nothing)."""
-    from workbench.runs import ensure_run, read_metrics
+    from workbench.jobs import ensure_run
+    from workbench.runs import read_metrics
 
     run = ensure_run(replace(smoke_cfg, method=replace(smoke_cfg.method, name="dino")), progress=False)
     rows = read_metrics(run).query("kind == 'diagnostics'")
@@ -210,8 +220,8 @@ def test_healthy_smoke_run_is_quiet(smoke_cfg) -> None:
 def test_monitor_fires_on_dino_without_centering(smoke_cfg) -> None:
     """Notebook 03's deliberate collapse: DINO without centering (teacher temperature 0.2) is
     flagged on the KL; its healthy twin, trained the same way, is not."""
-    from workbench.diagnostic_plots import collapse_configs
-    from workbench.runs import ensure_run
+    from workbench.config import collapse_configs
+    from workbench.jobs import ensure_run
 
     pairs = collapse_configs(smoke_cfg)
     collapsed = ensure_run(pairs["dino-no-centering"], progress=False)
@@ -241,7 +251,7 @@ def test_lidar_counts_the_directions_that_separate_samples():
 
 
 def test_knn_probe_auc_separates_learnable_from_random_labels():
-    from workbench.probe import knn_probe_auc
+    from workbench.metrics import knn_probe_auc
 
     g = torch.Generator().manual_seed(0)
     y = (torch.rand(300, 3, generator=g) < 0.5).numpy().astype(np.uint8)

@@ -28,10 +28,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from workbench import dist
+from workbench.config import load_profile
 from workbench.data.prefetch import Prefetcher
 from workbench.data.store import AudioStore, StoreWriter
 from workbench.data.views import ViewSampler
-from workbench.config import load_profile
 from workbench.methods import METHODS, build_method
 
 WORLD = 2

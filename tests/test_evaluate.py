@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from workbench.baselines import LogMelStats
-from workbench.evaluate import (draws_and_resamples, extract_embeddings, limited_data_subsets, load_subsets,
-                                resolve_source, save_subsets)
+from workbench.embeddings import extract_embeddings, resolve_source
 from workbench.metrics import accuracy, tagging_metrics
 from workbench.probe import check_split, train_probe
+from workbench.subsets import draws_and_resamples, limited_data_subsets, load_subsets, save_subsets
 
 
 def _separable(n, k=4, e=16, seed=0):
@@ -131,7 +131,7 @@ def test_extract_embeddings_of_an_encoder_module(smoke_cfg, smoke_store):
 
 
 def test_paper_code_segments(smoke_cfg, smoke_store):
-    from workbench.evaluate import extract_segments
+    from workbench.embeddings import extract_segments
 
     src = resolve_source(LogMelStats(), smoke_cfg, name="segments-test")
     emb, owner = extract_segments(src, smoke_store, "valid", smoke_cfg, progress=False)
@@ -189,7 +189,7 @@ def test_supervised_baseline_sees_only_the_draws_labels(smoke_cfg, smoke_store, 
     monkeypatch.setattr(baselines, "check_split", spy)
     _, y_train = smoke_store.split_labels("train")
     subsets = limited_data_subsets(y_train, (0.5, 1.0), draws=2, seed=3)
-    full = evaluate.baseline_source("supervised", cfg, smoke_store)
+    full = baselines.baseline_source("supervised", cfg, smoke_store)
     scores = evaluate.probe_scores(full, smoke_store, cfg, subsets, progress=False)
     assert set(scores) == {(0.5, 0), (0.5, 1), (1.0, 0)}
     fitted = [y for y in seen if len(y) < len(y_train)]
@@ -202,8 +202,7 @@ def test_supervised_baseline_sees_only_the_draws_labels(smoke_cfg, smoke_store, 
 
 def test_supervised_baseline_keeps_the_best_validation_epoch(smoke_cfg, smoke_store, monkeypatch, tmp_path):
     """The supervised encoder returned is the one of the epoch with the best validation score."""
-    from workbench import baselines, evaluate
-    from workbench import encoder as encoder_module
+    from workbench import baselines, encoder as encoder_module
 
     monkeypatch.setenv("WORKBENCH_DATA", str(tmp_path))  # a fresh cache: this test must train
     held, snapshots = [], []
@@ -219,10 +218,10 @@ def test_supervised_baseline_keeps_the_best_validation_epoch(smoke_cfg, smoke_st
         snapshots.append({k: v.clone() for k, v in held[-1].state_dict().items()})
         return next(scores)
 
-    monkeypatch.setattr(encoder_module, "build_encoder", build)
+    monkeypatch.setattr(baselines, "build_encoder", build)
     monkeypatch.setattr(baselines, "validation_score", score)
     cfg = dataclasses.replace(smoke_cfg, eval=dataclasses.replace(smoke_cfg.eval, supervised_epochs=3, baseline_seed=11))
-    src = evaluate.baseline_source("supervised", cfg, smoke_store)
+    src = baselines.baseline_source("supervised", cfg, smoke_store)
     assert len(snapshots) == 3
     got = src.encoder.state_dict()
     assert all(torch.equal(got[k], snapshots[1][k]) for k in got)
@@ -257,7 +256,7 @@ def test_seed_configs_spread_and_labels(smoke_cfg):
     import pandas as pd
 
     from workbench.embeddings import EncoderSource
-    from workbench.evaluate import _labels, seed_configs, seed_spread
+    from workbench.evaluate import seed_configs, seed_spread, source_labels
     from workbench.methods import METHODS
 
     cfg = dataclasses.replace(smoke_cfg, eval=dataclasses.replace(smoke_cfg.eval, seeds=3))
@@ -268,7 +267,7 @@ def test_seed_configs_spread_and_labels(smoke_cfg):
     def src(name, fidelity="reference", variant="", seed=0):
         return EncoderSource(name, fidelity, None, smoke_cfg.audio, "", "", "", variant, seed)
 
-    assert _labels([src("simclr"), src("simclr", seed=1), src("byol", variant="ema0-nopredictor"),
+    assert source_labels([src("simclr"), src("simclr", seed=1), src("byol", variant="ema0-nopredictor"),
                     src("dino", "paper-code"), src("random", "n/a", seed=None)]) == \
         ["simclr", "simclr@s1", "byol[ema0-nopredictor]", "dino/paper-code", "random"]
 
@@ -342,8 +341,9 @@ def test_encoders_probed_side_by_side_score_as_one_after_another(smoke_cfg, smok
 def test_validation_table_never_embeds_the_test_split(smoke_cfg, smoke_store, monkeypatch):
     """`python -m workbench validate`: valid-split figures of each encoder and baseline, on the
     embedded corpus and the transfer set, and no test embedding computed anywhere."""
-    import workbench.evaluate as ev
-    from workbench.probe import knn_probe_auc, targets
+    import workbench.validate as ev
+    from workbench.metrics import knn_probe_auc
+    from workbench.probe import targets
 
     splits = []
 

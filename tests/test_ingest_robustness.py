@@ -20,8 +20,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 import fixtures_datasets as fx  # noqa: E402
 
 from workbench.config import DataConfig  # noqa: E402
-from workbench.data import gtzan, jamendo  # noqa: E402
-from workbench.data import decode  # noqa: E402
+from workbench.data import (  # noqa: E402
+    decode,  # noqa: E402
+    gtzan,
+    jamendo,
+)
 from workbench.data.ingest import ingest, read_report  # noqa: E402
 from workbench.locks import build_lock  # noqa: E402
 

@@ -11,9 +11,15 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from workbench.config import FIDELITIES
-from workbench.losses import (DINOCenter, barlow_twins_loss, byol_loss, dino_loss, ema_momentum, nt_xent_loss,
-                              vicreg_loss)
-
+from workbench.losses import (
+    DINOCenter,
+    barlow_twins_loss,
+    byol_loss,
+    dino_loss,
+    ema_momentum,
+    nt_xent_loss,
+    vicreg_loss,
+)
 
 
 def _pair(b=32, d=16, seed=0, dtype=torch.float64):

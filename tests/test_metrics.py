@@ -7,8 +7,15 @@ import pytest
 from scipy.stats import norm
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from workbench.metrics import (accuracy, average_precision, bootstrap, resample_indices, roc_auc, tag_metrics,
-                               tagging_metrics)
+from workbench.metrics import (
+    accuracy,
+    average_precision,
+    bootstrap,
+    resample_indices,
+    roc_auc,
+    tag_metrics,
+    tagging_metrics,
+)
 
 
 def _data(n=200, k=8, seed=0, decimals=1):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from workbench.report import execute_notebook
+from workbench.notebooks import execute_notebook
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
@@ -37,9 +37,8 @@ def test_notebooks_committed_without_outputs() -> None:
 def test_notebook_config_cell_reads_a_real_dataset(stem: str, tmp_path: Path) -> None:
     """The config cell's DATASET/ROOT/VARIANT switch a notebook to an ingested dataset (an MTAT
     split-B fixture tree here) instead of the embedded corpus."""
-    import nbformat
-
     import fixtures_datasets as fx
+    import nbformat
 
     root = tmp_path / "mtat"
     fx.make_mtat(root, seconds=12.5)
@@ -66,7 +65,7 @@ def test_notebooks_side_by_side_write_html_and_name_a_failure(tmp_path: Path) ->
     import nbformat
     from nbformat.v4 import new_code_cell, new_notebook
 
-    from workbench.report import execute_notebooks
+    from workbench.notebooks import execute_notebooks
 
     def write(name: str, source: str) -> Path:
         path = tmp_path / name

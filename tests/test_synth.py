@@ -9,8 +9,8 @@ import pytest
 
 from workbench.config import CorpusConfig
 from workbench.data import corpus, synth
-from workbench.data.store import AudioStore
 from workbench.data.corpus import build_corpus, clean_labels, load_scores
+from workbench.data.store import AudioStore
 from workbench.data.synth import INSTRUMENT_TAGS, STYLES, TAG_FAMILIES, TAGS, generate_track
 
 TINY = CorpusConfig(seed=3, n_pool=2, n_train=3, n_valid=2, n_test=2, label_dropout=0.3)

@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from workbench import runs, train
+from workbench import jobs, optim, runs, train
 from workbench.config import apply_overrides
 from workbench.methods import SimCLR, build_method
 
@@ -47,7 +47,7 @@ def test_pretrain_writes_a_run_folder(smoke_cfg, smoke_store):
     assert not encoder.training
     # ensure_run reuses a finished run without training again
     stamp = (run / "checkpoint.pt").stat().st_mtime_ns
-    assert runs.ensure_run(cfg, progress=False) == run
+    assert jobs.ensure_run(cfg, progress=False) == run
     assert (run / "checkpoint.pt").stat().st_mtime_ns == stamp
     with pytest.raises(FileExistsError):
         train.pretrain(cfg, progress=False)
@@ -132,7 +132,7 @@ def test_lock_refuses_a_second_writer_and_clears_a_stale_one(smoke_cfg, smoke_st
 @pytest.mark.parametrize("optimizer", ["adamw", "lars"])
 def test_weight_decay_only_on_matrices(smoke_cfg, optimizer):
     method = build_method(replace(smoke_cfg, method=replace(smoke_cfg.method, name="byol")))
-    opt = train.build_optimizer(method, optimizer, lr=1e-3, weight_decay=0.1)
+    opt = optim.build_optimizer(method, optimizer, lr=1e-3, weight_decay=0.1)
     decayed = [p for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]]
     plain = [p for g in opt.param_groups if g["weight_decay"] == 0 for p in g["params"]]
     assert decayed and plain
@@ -140,11 +140,11 @@ def test_weight_decay_only_on_matrices(smoke_cfg, optimizer):
     trainable = {id(p) for p in method.parameters() if p.requires_grad}
     assert {id(p) for p in decayed + plain} == trainable  # the EMA teacher is not optimised
     with pytest.raises(ValueError, match="adamw"):
-        train.build_optimizer(method, "sgdx", lr=1e-3, weight_decay=0.1)
+        optim.build_optimizer(method, "sgdx", lr=1e-3, weight_decay=0.1)
 
 
 def test_learning_rate_schedule():
-    lr = [train.learning_rate(s, 1.0, 10, 110) for s in range(1, 111)]
+    lr = [optim.learning_rate(s, 1.0, 10, 110) for s in range(1, 111)]
     assert lr[0] == pytest.approx(0.1) and lr[9] == pytest.approx(1.0)
     assert lr[59] == pytest.approx(0.5) and lr[-1] == pytest.approx(0.0, abs=1e-12)
     assert all(a >= b for a, b in zip(lr[9:], lr[10:]))
@@ -231,7 +231,7 @@ def test_lars_trust_ratio_against_a_hand_computation():
     w = torch.nn.Parameter(torch.tensor([[3.0, 4.0]]))  # ||w|| = 5
     b = torch.nn.Parameter(torch.tensor([1.0]))
     w.grad, b.grad = torch.tensor([[0.0, 1.0]]), torch.tensor([2.0])
-    opt = train.LARS([{"params": [w], "weight_decay": 0.5}, {"params": [b], "weight_decay": 0.0}], lr=0.1,
+    opt = optim.LARS([{"params": [w], "weight_decay": 0.5}, {"params": [b], "weight_decay": 0.0}], lr=0.1,
                      momentum=0.9, eta=1e-3)
     opt.step()
     d = torch.tensor([[0.0, 1.0]]) + 0.5 * torch.tensor([[3.0, 4.0]])  # g + wd w = [1.5, 3]
@@ -273,7 +273,7 @@ def test_resume_after_an_evaluation_setting_changed_and_warnings_trimmed(smoke_c
                                          + json.dumps({"step": 1, "figure": "y"}) + "\n")
     changed = apply_overrides(cfg, ["probe.hidden=7", "eval.bootstrap_resamples=10"])
     train.pretrain(changed, name="resume-eval", resume=True, progress=False)  # the weights do not depend on them
-    assert {"step": 3, "figure": "x"} not in [json.loads(l) for l in (run / "warnings.jsonl").read_text().splitlines()]
+    assert {"step": 3, "figure": "x"} not in [json.loads(row) for row in (run / "warnings.jsonl").read_text().splitlines()]
     (run / "DONE").unlink()
     with pytest.raises(ValueError, match="sections train"):
         train.pretrain(apply_overrides(cfg, ["train.lr=0.5"]), name="resume-eval", resume=True, progress=False)
@@ -283,7 +283,7 @@ def test_notebook_03_budget_does_not_rename_the_main_runs(smoke_cfg):
     """diagnostics.collapse_steps / collapse_lr / collapse_batch only size notebook 03's own runs."""
     assert runs.run_name(apply_overrides(smoke_cfg, ["diagnostics.collapse_steps=7"])) == runs.run_name(smoke_cfg)
     assert runs.run_name(apply_overrides(smoke_cfg, ["diagnostics.collapse_batch=4"])) == runs.run_name(smoke_cfg)
-    from workbench.diagnostic_plots import collapse_configs
+    from workbench.config import collapse_configs
 
     sized = collapse_configs(apply_overrides(smoke_cfg, ["diagnostics.collapse_batch=4", "diagnostics.collapse_steps=7"]))
     assert {(c.train.batch_size, c.train.steps) for c in sized.values()} == {(4, 7)}
@@ -292,12 +292,12 @@ def test_notebook_03_budget_does_not_rename_the_main_runs(smoke_cfg):
 
 
 def test_runs_side_by_side_equal_runs_one_after_another(smoke_cfg, smoke_store, monkeypatch, capsys):
-    """`runs.ensure_runs` with ``train.threads`` set trains the missing runs in spawned processes
+    """`jobs.ensure_runs` with ``train.threads`` set trains the missing runs in spawned processes
     (2 cores here: two at a time); each run's weights equal those of the same run trained alone
     in this process with the same threads, and a finished run is reused."""
     cfgs = [_cfg(smoke_cfg, f"method.name={m}", "train.threads=1", "train.steps=3") for m in ("simclr", "vicreg")]
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    parallel = runs.ensure_runs(cfgs, progress=False)
+    parallel = jobs.ensure_runs(cfgs, progress=False)
     assert "training 2 runs, 2 at a time (1 thread each)" in capsys.readouterr().out
     assert [p.name for p in parallel] == [runs.run_name(c) for c in cfgs]
     assert all((p / "DONE").exists() for p in parallel)
@@ -307,5 +307,5 @@ def test_runs_side_by_side_equal_runs_one_after_another(smoke_cfg, smoke_store, 
     b = runs.load_checkpoint(alone / "checkpoint.pt")["model"]
     _tensors_equal(a, b, "side-by-side vs alone")
     stamp = (parallel[0] / "checkpoint.pt").stat().st_mtime_ns
-    assert runs.ensure_runs(cfgs, progress=False) == parallel
+    assert jobs.ensure_runs(cfgs, progress=False) == parallel
     assert (parallel[0] / "checkpoint.pt").stat().st_mtime_ns == stamp

@@ -23,8 +23,20 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from workbench.augment_filters import BandPass, HighLowPass, HighPass, LowPass, RandomEQ, _FFTFilter, _filter_run
-from workbench.augment_wave import (Augmentation, Delay, Gain, Generator, MixBatch, Noise, PitchShift, PolarityInversion,
-                                    Reverb, TimeShift, _partner, _uniform)
+from workbench.augment_wave import (
+    Augmentation,
+    Delay,
+    Gain,
+    Generator,
+    MixBatch,
+    Noise,
+    PitchShift,
+    PolarityInversion,
+    Reverb,
+    TimeShift,
+    _partner,
+    _uniform,
+)
 
 __all__ = [
     # re-exported from workbench.augment_wave and workbench.augment_filters

@@ -22,11 +22,16 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from workbench.audio import MelFrontend
 from workbench.config import RunConfig, config_hash, data_dir, to_dict
+from workbench.data import pretrain_indices
 from workbench.data.store import AudioStore
-from workbench.embeddings import EncoderSource, gather_segments, sha_file, sha_module, store_id
+from workbench.data.views import ViewSampler, gather_segments, random_starts
+from workbench.embeddings import EncoderSource, sha_file, sha_module, store_id
+from workbench.encoder import build_encoder
+from workbench.files import save_torch
 from workbench.probe import check_split, targets, task_of, validation_score
-from workbench.runs import device as run_device, save_torch
+from workbench.runs import device as run_device
 
 
 class LogMelStats(nn.Module):
@@ -56,10 +61,6 @@ def calibrate_batchnorm(encoder: nn.Module, batches: list[torch.Tensor]) -> nn.M
 
 
 def _random_encoder(cfg: RunConfig, store: AudioStore) -> EncoderSource:
-    from workbench.audio import MelFrontend
-    from workbench.data import pretrain_indices
-    from workbench.data.views import ViewSampler
-    from workbench.encoder import build_encoder
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.eval.baseline_seed)
@@ -92,9 +93,6 @@ def supervised_encoder(cfg: RunConfig, store: AudioStore, progress: bool = True,
     those tracks' labels, like every probe of that draw, so the upper bound stays honest in the
     limited-data curves. The checkpoint is cached under ``data_dir()/cache/supervised/``, keyed
     by the configuration and the subset."""
-    from workbench.audio import MelFrontend
-    from workbench.encoder import build_encoder
-
     sub = None if subset is None else hashlib.sha256(np.asarray(subset, np.int64).tobytes()).hexdigest()[:12]
     blob = json.dumps({"enc": to_dict(cfg.encoder), "audio": to_dict(cfg.audio), "store": store_id(store),
                        "epochs": cfg.eval.supervised_epochs, "seed": cfg.eval.baseline_seed,
@@ -121,7 +119,7 @@ def supervised_encoder(cfg: RunConfig, store: AudioStore, progress: bool = True,
         lengths = np.asarray(store.lengths)
         # validation: one fixed random segment per valid track, scored after every epoch
         v_idx, v_y = store.split_labels("valid")
-        v_starts = (rng.random(len(v_idx)) * (np.maximum(lengths[v_idx] - seg, 0) + 1)).astype(np.int64)
+        v_starts = random_starts(lengths[v_idx], seg, rng)
         v_x = torch.from_numpy(gather_segments(store, v_idx, v_starts, seg))
         task = task_of(store)
         bs = max(2, min(cfg.train.batch_size, len(idx)))
@@ -133,7 +131,7 @@ def supervised_encoder(cfg: RunConfig, store: AudioStore, progress: bool = True,
                 p = perm[lo:lo + bs]
                 if len(p) < 2:
                     continue
-                starts = (rng.random(len(p)) * (np.maximum(lengths[idx[p]] - seg, 0) + 1)).astype(np.int64)
+                starts = random_starts(lengths[idx[p]], seg, rng)
                 x = torch.from_numpy(gather_segments(store, idx[p], starts, seg)).to(device)
                 loss = nn.functional.binary_cross_entropy_with_logits(
                     model(x), torch.from_numpy(y[p].astype(np.float32)).to(device))

@@ -1,7 +1,8 @@
 """Command line: ``python -m workbench {corpus,pretrain,evaluate,validate,study,ingest,demo} ...``.
 
 Every command prints the profile in force first. Parsing lives here; the work is done by the
-stage modules (`workbench.data`, `workbench.train`, `workbench.evaluate`, `workbench.report`).
+stage modules (`workbench.data`, `workbench.train`, `workbench.evaluate`, `workbench.demo`), one
+function a command (`COMMANDS`).
 A user's mistake (a bad value, a missing file, a locked or damaged run) is one line on stderr
 and exit code 2; ``--debug`` shows the traceback instead.
 """
@@ -13,10 +14,28 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from workbench.config import (FIDELITIES, PROFILES, RunConfig, announce, apply_overrides, for_method, load_profile,
-                              with_dataset)
+from workbench import dist
+from workbench.config import (
+    FIDELITIES,
+    PROFILES,
+    RunConfig,
+    announce,
+    apply_overrides,
+    for_method,
+    load_profile,
+    with_dataset,
+)
+from workbench.data import open_dataset
+from workbench.data.ingest import ingest
+from workbench.demo import run_demo
+from workbench.evaluate import run_evaluation, seed_configs
+from workbench.files import save_text
+from workbench.jobs import ensure_runs
 from workbench.methods import METHODS
 from workbench.runs import DamagedCheckpointError, RunLockedError
+from workbench.study import run_study
+from workbench.train import pretrain
+from workbench.validate import validation_table
 
 # What a user's mistake raises (bad values, missing or existing files, locks): one line, exit 2.
 USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, NotADirectoryError, RunLockedError,
@@ -108,54 +127,52 @@ def run(args: argparse.Namespace) -> None:
             raise ValueError(f"--seeds is {args.seeds}; expected a whole number >= 1")
         cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, seeds=args.seeds))
     announce(cfg, f"python -m workbench {args.command}")
+    COMMANDS[args.command](cfg, args)
 
-    if args.command == "corpus":
-        from workbench.data import open_dataset
 
-        store = open_dataset(cfg)
-        print(store)
-    elif args.command == "pretrain":
-        from workbench.train import pretrain
+def _corpus(cfg: RunConfig, args: argparse.Namespace) -> None:
+    print(open_dataset(cfg))
 
-        from workbench import dist
 
-        cfg = for_method(cfg, args.method, **({"fidelity": args.fidelity} if args.fidelity else {}))
-        run_dir = pretrain(cfg, name=args.name, resume=args.resume)
-        if dist.is_main():
-            print(f"run folder: {run_dir}")
-    elif args.command == "evaluate":
-        from workbench.evaluate import run_evaluation
+def _pretrain(cfg: RunConfig, args: argparse.Namespace) -> None:
+    cfg = for_method(cfg, args.method, **({"fidelity": args.fidelity} if args.fidelity else {}))
+    run_dir = pretrain(cfg, name=args.name, resume=args.resume)
+    if dist.is_main():
+        print(f"run folder: {run_dir}")
 
-        if args.protocol:
-            cfg = dataclasses.replace(cfg, probe=dataclasses.replace(cfg.probe, protocol=args.protocol))
-        if args.fractions:
-            fr = tuple(float(x) for x in args.fractions.split(","))
-            cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, fractions=fr))
-        out = run_evaluation(cfg, [Path(r) for r in args.runs], out_dir=Path(args.out) if args.out else None)
-        print(f"report: {out}")
-    elif args.command == "validate":
-        from workbench.evaluate import validation_table
-        from workbench.runs import save_text
 
-        table = validation_table(cfg, [Path(r) for r in args.runs])
-        if args.out:
-            save_text(args.out, table.to_csv(index=False))
-        print(table.to_string(index=False, float_format="%.4f"))
-    elif args.command == "study":
-        from workbench.study import run_study
+def _evaluate(cfg: RunConfig, args: argparse.Namespace) -> None:
+    if args.protocol:
+        cfg = dataclasses.replace(cfg, probe=dataclasses.replace(cfg.probe, protocol=args.protocol))
+    if args.fractions:
+        fr = tuple(float(x) for x in args.fractions.split(","))
+        cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, fractions=fr))
+    runs = [Path(r) for r in args.runs] or ensure_runs(seed_configs(cfg))  # none named: the five methods
+    out = run_evaluation(cfg, runs, out_dir=Path(args.out) if args.out else None)
+    print(f"report: {out}")
 
-        out = run_study(cfg, seeds=args.seeds, out_dir=Path(args.out) if args.out else None)
-        print(f"report: {out}")
-    elif args.command == "ingest":
-        from workbench.data.ingest import ingest
 
-        store = ingest(cfg.data, workers=args.workers)
-        print(store)
-    elif args.command == "demo":
-        from workbench.report import run_demo
+def _validate(cfg: RunConfig, args: argparse.Namespace) -> None:
+    table = validation_table(cfg, [Path(r) for r in args.runs])
+    if args.out:
+        save_text(args.out, table.to_csv(index=False))
+    print(table.to_string(index=False, float_format="%.4f"))
 
-        out = run_demo(cfg, notebooks=args.notebooks)
-        print(f"report: {out}")
+
+def _study(cfg: RunConfig, args: argparse.Namespace) -> None:
+    print(f"report: {run_study(cfg, seeds=args.seeds, out_dir=Path(args.out) if args.out else None)}")
+
+
+def _ingest(cfg: RunConfig, args: argparse.Namespace) -> None:
+    print(ingest(cfg.data, workers=args.workers))
+
+
+def _demo(cfg: RunConfig, args: argparse.Namespace) -> None:
+    print(f"report: {run_demo(cfg, notebooks=args.notebooks)}")
+
+
+COMMANDS = {"corpus": _corpus, "pretrain": _pretrain, "evaluate": _evaluate, "validate": _validate,
+            "study": _study, "ingest": _ingest, "demo": _demo}
 
 
 if __name__ == "__main__":

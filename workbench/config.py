@@ -31,6 +31,15 @@ FIDELITIES = ("reference", "paper-code")  # the method papers | the released cod
 PRECISIONS = ("fp32", "bf16", "fp16")
 CLIP_RULES = ("auto", "none", "global", "per-parameter")
 REPO_ROOT = Path(__file__).resolve().parent.parent
+LABEL_TASKS = ("multi_label", "single_label")  # what a probe learns; a store may also declare "none" (unlabeled)
+
+# Offsets that give each random stream of a run its own seed, so that no stream repeats another's
+# draws: training batches use ``train.seed`` itself, and the streams below must not follow them.
+HELD_OUT_SEED_OFFSET = 12_345  # the collapse monitor's fixed held-out batch (`diagnostics.held_out_batch`)
+PROBE_TRACKS_SEED_OFFSET = 54_321  # the online probe's labeled tracks (`diagnostics.probe_batch`)
+# the on-device augmentation generator of rank r: train.seed + AUGMENT_SEED_STRIDE * (r + 1), a
+# prime stride so that ranks never share a seed with each other or with the batches
+AUGMENT_SEED_STRIDE = 7_919
 
 
 def data_dir() -> Path:
@@ -470,3 +479,42 @@ def config_hash(cfg: Any, length: int = 10) -> str:
     """A short, stable hash of a (sub)config, used to name caches and runs."""
     blob = json.dumps(to_dict(cfg), sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:length]
+
+
+def collapse_configs(cfg: RunConfig) -> dict[str, RunConfig]:
+    """The deliberate collapses of notebook 03, each beside a healthy twin trained the same way.
+
+    - ``dino-no-centering``: DINO with ``use_centering=False`` and a teacher temperature of 0.2
+      (neither centering nor sharpening against the student's 0.1) from the first step: the
+      uniform collapse; twin ``dino``.
+    - ``dino-no-centering-sharpened``: DINO without centering, sharpening kept (the method's
+      teacher temperatures): every example lands on one prototype (DINO Fig. 7, the other mode).
+    - ``byol-no-predictor``: BYOL with ``use_predictor=False``; twin ``byol``. Both with a
+      CONSTANT EMA momentum of 0 (``ema_schedule="constant"``: the teacher is the student
+      at every step, SimSiam's setting, Chen & He 2021, Table 1), so the collapse shows within
+      tens of steps instead of thousands.
+    All train ``diagnostics.collapse_steps`` steps (0: the profile's) of batch
+    ``diagnostics.collapse_batch`` (0: the profile's) at learning rate
+    ``diagnostics.collapse_lr`` (None: the profile's), with diagnostics about six times a run and
+    no online k-NN probe (the notebook reads only the collapse figures; the probe embeds 1.5x
+    ``probe_tracks`` tracks at every diagnostic).
+    Each variant's ``method.variant`` names what differs, so its run folder says so.
+    """
+    d = cfg.diagnostics
+    steps = d.collapse_steps or cfg.train.steps
+    train = replace(cfg.train, steps=steps, lr=d.collapse_lr or cfg.train.lr,
+                    batch_size=d.collapse_batch or cfg.train.batch_size,
+                    warmup_steps=min(cfg.train.warmup_steps, steps // 10 or 1),
+                    checkpoint_every=steps, log_every=max(1, steps // 6))
+    diag = replace(d, every=max(1, min(d.every, steps // 6)), probe_tracks=0)
+
+    def variant(name: str, tag: str = "", **method: Any) -> RunConfig:
+        return replace(cfg, method=replace(cfg.method, name=name, variant=tag, **method), train=train, diagnostics=diag)
+
+    ema0 = dict(ema_momentum=0.0, ema_schedule="constant")
+    return {"dino": variant("dino"),
+            "dino-no-centering": variant("dino", "nocenter-temp0.2", use_centering=False, teacher_temp=0.2,
+                                         warmup_teacher_temp=0.2),
+            "dino-no-centering-sharpened": variant("dino", "nocenter", use_centering=False),
+            "byol": variant("byol", "ema0", **ema0),
+            "byol-no-predictor": variant("byol", "ema0-nopredictor", use_predictor=False, **ema0)}

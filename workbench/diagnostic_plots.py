@@ -5,7 +5,7 @@
 01_augmentations: named clips as waveform, log-mel and audio player (`preview`).
 02_pretraining: loss curves of several runs redrawn while they train (`LiveLossPlot`).
 
-03_collapse: the deliberate collapses beside their healthy twins (`collapse_configs`), a fixed
+03_collapse: the deliberate collapses beside their healthy twins (`config.collapse_configs`), a fixed
 held-out batch (`held_out_views`), the singular values of a run's checkpoint (`run_spectra`,
 `plot_spectra`) and the diagnostics rows of ``metrics.jsonl`` with their collapse warnings
 (`plot_training_diagnostics`). 04_umap: UMAP maps coloured by a tag family (`umap_coordinates`,
@@ -24,66 +24,31 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import torch
+import umap
+from IPython.display import HTML, Audio, display
 from torch import Tensor, nn
 
+from workbench.audio import MelFrontend
 from workbench.config import DiagnosticsConfig
+from workbench.data import open_dataset
+from workbench.data.synth import INSTRUMENT_TAGS
 from workbench.diagnostics import held_out_batch, read_warnings, singular_values
+from workbench.runs import load_run, read_metrics
 
 __all__ = [
-    "plot_score", "preview", "LiveLossPlot", "collapse_configs", "held_out_views", "run_spectra", "plot_training_diagnostics", "plot_spectra",
+    "plot_score", "preview", "LiveLossPlot", "held_out_views", "run_spectra", "plot_training_diagnostics", "plot_spectra",
     "segment_similarity_by_distance", "family_labels", "umap_coordinates", "plot_maps", "nearest_neighbours",
 ]
 
 
 # ----------------------------------------------------------------------------------- 03_collapse
-def collapse_configs(cfg: Any) -> dict[str, Any]:
-    """The deliberate collapses of notebook 03, each beside a healthy twin trained the same way.
-
-    - ``dino-no-centering``: DINO with ``use_centering=False`` and a teacher temperature of 0.2
-      (neither centering nor sharpening against the student's 0.1) from the first step: the
-      uniform collapse; twin ``dino``.
-    - ``dino-no-centering-sharpened``: DINO without centering, sharpening kept (the method's
-      teacher temperatures): every example lands on one prototype (DINO Fig. 7, the other mode).
-    - ``byol-no-predictor``: BYOL with ``use_predictor=False``; twin ``byol``. Both with a
-      CONSTANT EMA momentum of 0 (``ema_schedule="constant"``: the teacher is the student
-      at every step, SimSiam's setting, Chen & He 2021, Table 1), so the collapse shows within
-      tens of steps instead of thousands.
-    All train ``diagnostics.collapse_steps`` steps (0: the profile's) of batch
-    ``diagnostics.collapse_batch`` (0: the profile's) at learning rate
-    ``diagnostics.collapse_lr`` (None: the profile's), with diagnostics about six times a run and
-    no online k-NN probe (the notebook reads only the collapse figures; the probe embeds 1.5x
-    ``probe_tracks`` tracks at every diagnostic).
-    Each variant's ``method.variant`` names what differs, so its run folder says so.
-    """
-    from dataclasses import replace
-
-    d = cfg.diagnostics
-    steps = d.collapse_steps or cfg.train.steps
-    train = replace(cfg.train, steps=steps, lr=d.collapse_lr or cfg.train.lr,
-                    batch_size=d.collapse_batch or cfg.train.batch_size,
-                    warmup_steps=min(cfg.train.warmup_steps, steps // 10 or 1),
-                    checkpoint_every=steps, log_every=max(1, steps // 6))
-    diag = replace(d, every=max(1, min(d.every, steps // 6)), probe_tracks=0)
-
-    def variant(name: str, tag: str = "", **method: Any) -> Any:
-        return replace(cfg, method=replace(cfg.method, name=name, variant=tag, **method), train=train, diagnostics=diag)
-
-    ema0 = dict(ema_momentum=0.0, ema_schedule="constant")
-    return {"dino": variant("dino"),
-            "dino-no-centering": variant("dino", "nocenter-temp0.2", use_centering=False, teacher_temp=0.2,
-                                         warmup_teacher_temp=0.2),
-            "dino-no-centering-sharpened": variant("dino", "nocenter", use_centering=False),
-            "byol": variant("byol", "ema0", **ema0),
-            "byol-no-predictor": variant("byol", "ema0-nopredictor", use_predictor=False, **ema0)}
-
-
 def held_out_views(cfg: Any, store: Any, batch: int | None = None) -> list[Tensor]:
     """A fixed batch of mel views (V tensors (B, 1, F, T)) of validation tracks (pretraining
     tracks when the store has none), seeded as the trainer's held-out batch."""
-    from workbench.audio import MelFrontend
-
     views = held_out_batch(cfg, store, batch).views
     frontend = MelFrontend.from_config(cfg.audio)
     with torch.no_grad():
@@ -94,9 +59,6 @@ def run_spectra(run_dir: str | Path, store: Any = None, center: bool = True) -> 
     """Singular values (descending) of the backbone embedding and projector output of a run's
     latest checkpoint on the held-out batch: {"embed": (min(N, E),), "proj": (min(N, D),)}.
     Centred by default (the spectrum of the covariance, as in Jing et al. 2022)."""
-    from workbench.data import open_dataset
-    from workbench.runs import load_run
-
     cfg, method = load_run(run_dir)
     views = held_out_views(cfg, store if store is not None else open_dataset(cfg))
     mel = torch.cat(views)
@@ -121,10 +83,6 @@ def plot_training_diagnostics(runs: dict[str, str | Path] | list[str | Path],
     per run; collapse warnings of that figure are red crosses. Reference lines: 1 (healthy
     spread) and ``std_ratio_min`` for ``*_std_ratio``; ``max(rank_fraction_min * D, 1.5)`` for
     ``*_rank``; ln(K) for DINO entropies and the cross-entropy. Returns the Figure."""
-    import matplotlib.pyplot as plt
-
-    from workbench.runs import read_metrics
-
     diag_cfg = diag_cfg or DiagnosticsConfig()
     runs = runs if isinstance(runs, dict) else {Path(r).name: r for r in runs}
     frames = {label: read_metrics(d) for label, d in runs.items()}
@@ -172,8 +130,6 @@ def plot_training_diagnostics(runs: dict[str, str | Path] | list[str | Path],
 
 def plot_spectra(spectra: dict[str, np.ndarray], ax=None, title: str = "singular values (normalised)"):
     """Singular values divided by the largest, on a log axis, one line per label. Returns the Axes."""
-    import matplotlib.pyplot as plt
-
     if ax is None:
         _, ax = plt.subplots(figsize=(4.5, 3))
     for label, s in spectra.items():
@@ -190,8 +146,6 @@ def segment_similarity_by_distance(chunks: np.ndarray, chunk_track: np.ndarray, 
     """chunks (M, E) chunk embeddings in time order within each track, chunk_track (M,) their
     track. Cosine similarity between two chunks of one track against their distance in time
     (start to start, seconds): a DataFrame (distance_s, mean, std, pairs)."""
-    import pandas as pd
-
     u = np.asarray(chunks, dtype=np.float64)
     u = u / np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-12)
     owner = np.asarray(chunk_track)
@@ -231,8 +185,6 @@ def umap_coordinates(x: np.ndarray, seed: int = 0, n_neighbors: int = 15) -> np.
     every new process (about 8 s on 2 cores). Random initialisation: the spectral one compiles
     more and fails on tiny or degenerate (collapsed) sets. n_neighbors is capped below N so the
     smoke splits work."""
-    import umap
-
     x = np.asarray(x, dtype=np.float64)
     x = (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
     k = max(2, min(n_neighbors, len(x) - 1))
@@ -242,8 +194,6 @@ def umap_coordinates(x: np.ndarray, seed: int = 0, n_neighbors: int = 15) -> np.
 def plot_maps(coords: dict[str, np.ndarray], colour: np.ndarray, title: str = ""):
     """Side-by-side scatter plots of 2-d maps {label: (N, 2)} coloured by one category per
     point (N,). Returns the Figure."""
-    import matplotlib.pyplot as plt
-
     cats = sorted(set(colour.tolist()))
     cmap = plt.get_cmap("tab20")
     fig, axes = plt.subplots(1, len(coords), figsize=(3.2 * len(coords), 3.2), squeeze=False)
@@ -274,10 +224,7 @@ def nearest_neighbours(x: np.ndarray, query: int, k: int = 3) -> tuple[np.ndarra
 # ----------------------------------------------------------------------------------- 00_corpus
 def plot_score(score: dict[str, Any], ax=None, seconds: float | None = None):
     """Piano roll of a track's score: one colour an instrument, drums as ticks at the bottom."""
-    import matplotlib.pyplot as plt
-
     ax = ax or plt.gca()
-    from workbench.data.synth import INSTRUMENT_TAGS
 
     colours = dict(zip(INSTRUMENT_TAGS, plt.cm.tab20.colors))
     for inst in score["instruments"]:
@@ -299,9 +246,6 @@ def preview(clips: dict[str, Tensor], sample_rate: int, frontend: nn.Module | No
     A value is a waveform (S,) (its mel comes from ``frontend``) or a mel (1, F, T) / (F, T)
     (spectrogram augmentations: no waveform, no player). Returns the matplotlib figure.
     """
-    import matplotlib.pyplot as plt
-    from IPython.display import Audio, HTML, display
-
     clips = {name: clip.detach().float().cpu() for name, clip in clips.items()}
     with torch.no_grad():
         mels = {name: (c if c.dim() > 1 else frontend(c[None])[0] if frontend is not None else None)
@@ -351,7 +295,6 @@ class LiveLossPlot:
     """
 
     def __init__(self, every_s: float = 2.0):
-        import matplotlib.pyplot as plt
 
         self.fig, self.ax = plt.subplots(figsize=(7, 3.5))
         plt.close(self.fig)  # shown through the display handle only
@@ -368,7 +311,6 @@ class LiveLossPlot:
         return add
 
     def show(self, label: str, run_dir: str | os.PathLike) -> None:
-        from workbench.runs import read_metrics
 
         df = read_metrics(run_dir)
         df = df[df["kind"] == "train"]
@@ -376,7 +318,6 @@ class LiveLossPlot:
         self.draw()
 
     def draw(self) -> None:
-        from IPython.display import display
 
         self.ax.clear()
         for label, (steps, losses) in self.curves.items():

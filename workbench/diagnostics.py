@@ -43,7 +43,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from workbench.config import DiagnosticsConfig
+from workbench.config import HELD_OUT_SEED_OFFSET, PROBE_TRACKS_SEED_OFFSET, DiagnosticsConfig
+from workbench.data import pretrain_indices
+from workbench.data.views import ViewSampler, gather_segments
+from workbench.metrics import knn_probe_auc
 
 log = logging.getLogger(__name__)
 
@@ -238,13 +241,30 @@ def held_out_batch(cfg: Any, store: Any, batch: int | None = None):
     """A fixed `ViewBatch` of ``batch`` (default ``diagnostics.held_out_batch``) examples of
     validation tracks (pretraining tracks when the store has none), drawn with its own seed so
     the training draws are untouched; the trainer's monitor and notebook 03 share it."""
-    from workbench.data import pretrain_indices
-    from workbench.data.views import ViewSampler
-
     valid = store.indices("valid") if "valid" in set(store.tracks["split"]) else np.array([], dtype=np.int64)
     idx = valid if len(valid) else pretrain_indices(store)
-    sampler = ViewSampler.from_config(store, idx, cfg, seed=cfg.train.seed + 12_345)
+    sampler = ViewSampler.from_config(store, idx, cfg, seed=cfg.train.seed + HELD_OUT_SEED_OFFSET)
     return sampler.sample(batch or cfg.diagnostics.held_out_batch)
+
+
+def probe_batch(cfg, store) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """The online probe's fixed labeled tracks: up to ``diagnostics.probe_tracks`` train tracks
+    and half as many valid ones (never test), seeded; their middle 4 s segment. Returns
+    (train waveforms (N, S), train labels, valid waveforms, valid labels), or None when the
+    store has no labeled train and valid splits (an unlabeled pool) or the probe is off."""
+    n = cfg.diagnostics.probe_tracks
+    splits = set(store.tracks["split"])
+    if n <= 0 or not {"train", "valid"} <= splits or store.labels.shape[1] == 0:
+        return None
+    rng = np.random.default_rng(cfg.train.seed + PROBE_TRACKS_SEED_OFFSET)
+    seg = cfg.audio.segment_samples
+    out = []
+    for split, size in (("train", n), ("valid", max(2, n // 2))):
+        idx, y = store.split_labels(split)
+        pick = np.sort(rng.permutation(len(idx))[:size])
+        starts = np.maximum(np.asarray(store.lengths)[idx[pick]] - seg, 0) // 2
+        out += [gather_segments(store, idx[pick], starts, seg), y[pick]]
+    return tuple(out)
 
 
 # ----------------------------------------------------------------------------------- all figures
@@ -267,7 +287,7 @@ def compute_diagnostics(method: torch.nn.Module, views: list[Tensor],
     (``schedule_state()``: EMA momentum, temperatures in force), ``*_lidar`` (`lidar`, over the
     views) and, given ``probe`` = (train mel (N, 1, F, T), train labels (N, K), valid mel,
     valid labels) of labeled tracks never in the test split, ``probe_knn_auc``: the online k-NN
-    probe of the backbone embedding (`workbench.probe.knn_probe_auc`), usefulness beside collapse.
+    probe of the backbone embedding (`workbench.metrics.knn_probe_auc`), usefulness beside collapse.
     """
     if not views or any(v.dim() != 4 or v.shape[1] != 1 or v.shape != views[0].shape for v in views):
         raise ValueError(f"compute_diagnostics expects a list of mel views (B, 1, F, T) of one shape, got "
@@ -292,8 +312,6 @@ def compute_diagnostics(method: torch.nn.Module, views: list[Tensor],
                     figures[f"{prefix}_lidar"] = lidar(list(zs))
             figures.update(method.figures(views))  # method-specific (DINO's)
             if probe is not None:
-                from workbench.probe import knn_probe_auc
-
                 x_train, y_train, x_valid, y_valid = probe
                 figures["probe_knn_auc"] = knn_probe_auc(method.embed(x_train).float(), y_train,
                                                          method.embed(x_valid).float(), y_valid)

@@ -26,8 +26,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from workbench import runs
+from workbench.audio import MelFrontend
 from workbench.config import AudioConfig, RunConfig, config_hash, data_dir, to_dict
 from workbench.data.store import AudioStore
+from workbench.data.views import chunk_track, gather_segments, random_starts
+from workbench.encoder import RELEASE_NAMES, load_released
+from workbench.files import save_npz
+
 
 def sha_file(path: Path) -> str:
     h = hashlib.sha256()
@@ -75,7 +80,6 @@ def resolve_source(source, cfg: RunConfig, name: str | None = None) -> EncoderSo
                              str(ckpt), sha_file(ckpt), config_hash(run_cfg), run_cfg.method.variant,
                              run_cfg.train.seed)
     if path.suffix == ".pt" and path.exists():
-        from workbench.encoder import RELEASE_NAMES, load_released
 
         method = RELEASE_NAMES.get(path.stem, path.stem)
         encoder, _info = load_released(path, method)
@@ -111,8 +115,6 @@ def _cache_path(kind: str, src: EncoderSource, store: AudioStore, split: str, ex
 
 def _embed_batches(src: EncoderSource, audio: np.ndarray, batch_size: int, device: torch.device) -> np.ndarray:
     """(M, S) waveforms -> (M, E) embeddings through the source's front end and encoder."""
-    from workbench.audio import MelFrontend
-
     front = MelFrontend.from_config(src.audio).to(device)
     encoder = src.encoder.to(device).eval()
     out = []
@@ -145,7 +147,6 @@ def extract_embeddings(source, store: AudioStore, split: str, cfg: RunConfig, ke
             buf.clear()
             buf_owner.clear()
 
-    from workbench.data.views import chunk_track
 
     n_buf = 0
     for pos, i in enumerate(tqdm(idx, desc=f"embed {src.name} {split}", disable=not progress, leave=False)):
@@ -168,7 +169,7 @@ def extract_embeddings(source, store: AudioStore, split: str, cfg: RunConfig, ke
     arrays = dict(track=track, indices=idx)
     if keep_chunks:
         arrays.update(chunks=chunk_emb, chunk_track=chunk_owner)
-    runs.save_npz(path, **arrays)
+    save_npz(path, **arrays)
     return Embeddings(track, idx, chunk_emb if keep_chunks else None, chunk_owner if keep_chunks else None, path.stem)
 
 
@@ -188,7 +189,7 @@ def extract_segments(source, store: AudioStore, split: str, cfg: RunConfig,
     rng = np.random.default_rng(cfg.probe.seed)
     lengths = np.asarray(store.lengths)[idx]
     owner = np.repeat(np.arange(len(idx)), n_per)
-    starts = (rng.random(len(owner)) * (np.maximum(lengths - seg, 0)[owner] + 1)).astype(np.int64)
+    starts = random_starts(lengths[owner], seg, rng)
     embs, kept = [], []
     block = 16 * cfg.eval.batch_size  # bounds memory: (block, S) waveforms at a time
     for lo in tqdm(range(0, len(owner), block), desc=f"segments {src.name} {split}", disable=not progress,
@@ -203,19 +204,5 @@ def extract_segments(source, store: AudioStore, split: str, cfg: RunConfig,
     if not embs:
         raise ValueError(f"every segment of the {split} split is silent (below {cfg.views.silence_db} dBFS)")
     emb, owner = np.concatenate(embs), np.concatenate(kept)
-    runs.save_npz(path, emb=emb, track=owner)
+    save_npz(path, emb=emb, track=owner)
     return emb, owner
-
-
-def gather_segments(store: AudioStore, track_idx: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
-    """(B,) store indices and starts -> float32 (B, length); a track shorter than ``length`` is
-    zero-padded (its start is 0)."""
-    lengths = np.asarray(store.lengths)[track_idx]
-    full = lengths >= starts + length
-    out = np.zeros((len(track_idx), length), np.float32)
-    if full.any():
-        out[full] = store.segments(track_idx[full], starts[full], length)
-    for j in np.flatnonzero(~full):
-        a = store.audio(int(track_idx[j]))[starts[j]:starts[j] + length]
-        out[j, :len(a)] = a
-    return out

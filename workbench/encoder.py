@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+import torchaudio
 from torch import Tensor, nn
 
 from workbench.config import AudioConfig, EncoderConfig
@@ -211,8 +212,6 @@ _SPEC_KEYS = ("spec.spec.spectrogram.window", "spec.spec.mel_scale.fb")
 def _frontend_from_buffers(window: Tensor | None, fb: Tensor | None, sample_rate: int = 16_000) -> dict:
     """The mel front end the spec buffers imply: n_fft from the window, n_mels, f_max and the
     filter normalisation found by rebuilding torchaudio's filterbank for candidate settings."""
-    import torchaudio
-
     info: dict = {"sample_rate": sample_rate}
     if window is not None:
         info["n_fft"] = int(window.numel())

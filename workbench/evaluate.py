@@ -1,124 +1,146 @@
-"""Downstream evaluation: frozen embeddings, probes, paired bootstrap, limited data, baselines.
+"""Downstream evaluation: every encoder probed the same way, compared by a paired bootstrap.
 
-One harness treats every encoder the same way: the five SSL runs, a released checkpoint, and
-three baselines (`workbench.baselines`: a randomly initialised encoder with calibrated BatchNorm, hand-crafted log-mel statistics, a supervised
-encoder trained end to end on the train labels: in the limited-data curves, on the labels of
-the draw only). Metrics and the bootstrap live in
-`workbench.metrics`, probes in `workbench.probe`, figures in `workbench.plots`.
+One harness treats every encoder alike: the SSL runs, a released checkpoint, and three
+baselines (`workbench.baselines`: a randomly initialised encoder with calibrated BatchNorm,
+hand-crafted log-mel statistics, a supervised encoder trained end to end on the train labels:
+in the limited-data curves, on the labels of the draw only). Embeddings come from
+`workbench.embeddings` (non-overlapping 4 s chunks mean-pooled per track, cached), probes from
+`workbench.probe`, the limited-data draws from `workbench.subsets`, metrics and the bootstrap
+from `workbench.metrics`, figures from `workbench.plots`, the report text from `workbench.report`.
 
-Embeddings (`workbench.embeddings`, re-exported here): non-overlapping 4 s chunks, last
-partial chunk dropped by default, mean-pooled per track, cached on disk by checkpoint hash,
-store and split.
-
-Limited data: subsets of the train split are nested within a draw (draw d of 5 % contains draw
-d of 1 %): each draw is one seeded ordering of the train tracks and the fraction f takes its first
-max(ceil(f N), 2) tracks. ``eval.subset_rule``: "uniform" (the paper: tracks drawn uniformly at
-random) or "coverage" (one random positive track of every tag first, tags in random order, then
-the rest at random; this over-represents rare-tag tracks at small fractions). Validation and
-test stay whole. The interval of a fraction with several draws covers both sources of
-variation: each bootstrap resample of the test set is paired with one draw picked at random
-(seeded), so draw-to-draw variance widens it (``draw_std`` reports that spread alone).
+`run_evaluation(cfg, runs)` is a list of stages: open the dataset, resolve the encoders, draw
+the subsets, probe every encoder (side by side on CPU), compare (`compare`: bootstrap, results
+tables), draw the figures, write the report. It never trains a run: `workbench.jobs.ensure_runs`
+makes missing runs before it is called.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from workbench.config import RunConfig, for_method, config_hash, data_dir, to_dict
+from workbench import plots
+from workbench.baselines import baseline_source, supervised_encoder
+from workbench.config import RunConfig, config_hash, data_dir, for_method, to_dict, with_dataset
+from workbench.data import open_dataset
+from workbench.data.corpus import clean_labels
 from workbench.data.store import AudioStore
-from workbench.baselines import BASELINES, baseline_source, supervised_encoder
-from workbench.embeddings import (Embeddings, EncoderSource, store_id,
-                                  extract_embeddings, extract_segments, resolve_source)
+from workbench.embeddings import EncoderSource, extract_embeddings, extract_segments, resolve_source, store_id
+from workbench.files import save_npz
 from workbench.methods import METHODS
-from workbench.metrics import bootstrap
+from workbench.metrics import bootstrap, percentile_interval
 from workbench.probe import targets, task_of, train_probe
-from workbench.runs import device as run_device, ensure_runs, save_npz, save_text
-
-__all__ = ["Embeddings", "EncoderSource", "extract_embeddings", "extract_segments", "resolve_source",
-           "limited_data_subsets", "save_subsets", "load_subsets", "baseline_source", "BASELINES",
-           "probe_scores", "run_evaluation"]
+from workbench.report import StageTimes, write_report
+from workbench.runs import device as run_device
+from workbench.subsets import draws_and_resamples, limited_data_subsets, save_subsets
+from workbench.workers import parallel_jobs, worker_results
 
 SPLITS = ("train", "valid", "test")
-# ---------------------------------------------------------------------------------------------
-# Limited data
+FIGURES = {"fig1_dots.png": plots.dot_plot, "fig2_limited.png": plots.limited_data_plot,
+           "paired_differences.png": plots.paired_difference_plot}
 
 
-SUBSET_RULES = ("uniform", "coverage")
+# ----------------------------------------------------------------------------------- the stages
+def run_evaluation(cfg: RunConfig, runs: list[Path], out_dir: Path | None = None, progress: bool = True) -> Path:
+    """Probe, bootstrap and compare every run and baseline; write the report folder.
 
-
-def limited_data_subsets(labels: np.ndarray, fractions: tuple[float, ...], draws: int,
-                         seed: int = 0, rule: str = "uniform") -> dict[float, list[np.ndarray]]:
-    """Nested, seeded subsets of the train split, as positions into it.
-
-    labels (N, K) multi-label (or (N,) class ids). Returns {fraction: [positions of draw d]};
-    fraction 1.0 has one draw (everything). See the module docstring for the two rules.
+    ``runs``: run folders or released checkpoints (`workbench.jobs.ensure_runs` makes missing
+    runs). Writes into ``out_dir`` (default ``data_dir()/reports/<dataset>-<profile>/``):
+    results.csv/.md (one row per method, fraction and metric), pairs.csv (paired differences on
+    the full train set), limited.csv (per draw), bootstrap.npz (per-resample values, keys
+    ``<fraction>|<metric>|<method>``), subsets.json, figures (PNG) and report.md with seeds and
+    stage timings.
     """
-    if rule not in SUBSET_RULES:
-        raise ValueError(f"eval.subset_rule is {rule!r}; expected one of {', '.join(SUBSET_RULES)}")
-    labels = np.asarray(labels)
-    onehot = labels if labels.ndim == 2 else np.eye(int(labels.max()) + 1, dtype=np.uint8)[labels]
-    n = len(onehot)
-    orders = []
-    for d in range(draws):
-        rng = np.random.default_rng([seed, d])
-        if rule == "uniform":
-            orders.append(rng.permutation(n))
-            continue
-        first: list[int] = []
-        taken = np.zeros(n, bool)
-        for k in rng.permutation(onehot.shape[1]):
-            cand = np.flatnonzero((onehot[:, k] > 0) & ~taken)
-            if cand.size and not onehot[taken, k].any():
-                j = int(rng.choice(cand))
-                first.append(j)
-                taken[j] = True
-        orders.append(np.concatenate([np.array(first, np.int64), rng.permutation(np.flatnonzero(~taken))]))
-    out: dict[float, list[np.ndarray]] = {}
-    for f in fractions:
-        if not 0 < f <= 1:
-            raise ValueError(f"limited-data fraction {f} is not in (0, 1]")
-        size = min(n, max(math.ceil(f * n - 1e-9), 2))
-        out[float(f)] = [np.arange(n)] if f == 1.0 else [np.sort(o[:size]) for o in orders]
+    times = StageTimes()
+    with times("open dataset"):
+        store = open_dataset(cfg)
+        out = Path(out_dir) if out_dir else default_report_dir(cfg)
+        out.mkdir(parents=True, exist_ok=True)
+    with times("runs"):
+        sources = [resolve_source(r, cfg) for r in runs]
+    with times("baselines"):
+        sources += [baseline_source(b, cfg, store) for b in cfg.eval.baselines]
+    labels = source_labels(sources, cfg.train.seed)
+    subsets = draw_subsets(cfg, store, out)
+    with times("embeddings + probes"):
+        scores = dict(zip(labels, all_probe_scores(sources, store, cfg, subsets, progress)))
+    with times("bootstrap"):
+        table = compare(cfg, store, sources, labels, scores, subsets, out)
+    with times("figures"):
+        draw_figures(out)
+    write_report(out, cfg, table, times.total(), store)
     return out
 
 
-def draws_and_resamples(per_draw: list[np.ndarray], pick: np.ndarray) -> np.ndarray:
-    """(R,) values whose spread covers draws and test resampling: resample r of draw pick[r].
-
-    per_draw: D arrays (R,) of one method's bootstrap values, one per limited-data draw (the same
-    test resamples for every draw); pick (R,) draw indices in [0, D)."""
-    stacked = np.stack(per_draw)  # (D, R)
-    return stacked[pick % len(per_draw), np.arange(stacked.shape[1])]
-
-
-def save_subsets(path: Path, subsets: dict[float, list[np.ndarray]], train_indices: np.ndarray, **meta) -> Path:
-    """Write subsets as JSON: store indices per fraction and draw, with the seed and rule."""
-    blob = {"nested": True, "rule": "one seeded ordering per draw; fraction f = first max(ceil(fN), 2)",
-            **meta, "subsets": {str(f): [train_indices[p].tolist() for p in ps] for f, ps in subsets.items()}}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_text(path, json.dumps(blob))
-    return path
+def draw_subsets(cfg: RunConfig, store: AudioStore, out: Path) -> dict[float, list[np.ndarray]]:
+    """The limited-data draws of the train split (`workbench.subsets`), saved as subsets.json."""
+    train_idx, y_train = store.split_labels("train")
+    fractions = tuple(sorted(set(cfg.eval.fractions) | {1.0}))
+    subsets = limited_data_subsets(targets(y_train, task_of(store)), fractions, cfg.eval.draws, cfg.eval.subset_seed,
+                                   cfg.eval.subset_rule)
+    save_subsets(out / "subsets.json", subsets, train_idx, seed=cfg.eval.subset_seed, draws=cfg.eval.draws,
+                 store=store_id(store), subset_rule=cfg.eval.subset_rule)
+    return subsets
 
 
-def load_subsets(path: Path) -> dict[float, list[np.ndarray]]:
-    """Store indices {fraction: [draw arrays]} as written by `save_subsets`."""
-    blob = json.loads(Path(path).read_text())
-    return {float(f): [np.asarray(d, np.int64) for d in ds] for f, ds in blob["subsets"].items()}
+def compare(cfg: RunConfig, store: AudioStore, sources: list[EncoderSource], labels: list[str],
+            scores: dict[str, dict[tuple[float, int], np.ndarray]], subsets: dict[float, list[np.ndarray]],
+            out: Path) -> pd.DataFrame:
+    """The paired bootstrap of every encoder's test scores, per fraction and draw; writes
+    results.csv, pairs.csv, seeds.csv, results_clean.csv, limited.csv and bootstrap.npz and
+    returns the results table."""
+    dataset = cfg.data.dataset
+    variant = cfg.data.variant or store.meta.get("variant") or "default"
+    _, y_test = store.split_labels("test")
+    y_test = targets(y_test, task_of(store))
+    rows, limited, arrays = [], [], {}
+    for f, draws in subsets.items():
+        per_draw = [bootstrap(y_test, {lab: scores[lab][(f, d)] for lab in labels},
+                              cfg.eval.bootstrap_resamples, cfg.eval.bootstrap_seed) for d in range(len(draws))]
+        if f == 1.0:
+            per_draw[0].pairs().to_csv(out / "pairs.csv", index=False)
+        pick = np.random.default_rng([cfg.eval.bootstrap_seed, 1]).integers(0, len(draws), cfg.eval.bootstrap_resamples)
+        for metric in per_draw[0].metrics:
+            for lab, src in zip(labels, sources):
+                points = np.array([b.point[metric][lab] for b in per_draw])
+                res = draws_and_resamples([b.resamples[metric][lab] for b in per_draw], pick)
+                arrays[f"{f}|{metric}|{lab}"] = res
+                limited += [dict(method=lab, fraction=f, draw=d, metric=metric, value=v) for d, v in enumerate(points)]
+                low, high = percentile_interval(res)
+                rows.append(dict(dataset=dataset, variant=variant, split="test", method=lab, fidelity=src.fidelity,
+                                 protocol=cfg.probe.protocol, fraction=f, metric=metric, point=points.mean(),
+                                 mean=float(np.nanmean(res)), ci_low=low, ci_high=high,
+                                 n_undefined_tags=per_draw[0].n_undefined_point, draws=len(draws),
+                                 draw_std=float(points.std()), checkpoint=src.checkpoint,
+                                 checkpoint_hash=src.checkpoint_hash, config_hash=src.config_hash,
+                                 probe_hash=config_hash(cfg.probe)))
+    table = pd.DataFrame(rows)
+    table.to_csv(out / "results.csv", index=False)
+    seeds = seed_spread(table)
+    if seeds is not None:
+        seeds.to_csv(out / "seeds.csv", index=False)
+    clean = clean_label_scores(store, {lab: scores[lab][(1.0, 0)] for lab in labels}, cfg)
+    if clean is not None:
+        clean.to_csv(out / "results_clean.csv", index=False)
+    pd.DataFrame(limited).to_csv(out / "limited.csv", index=False)
+    save_npz(out / "bootstrap.npz", **arrays)
+    return table
 
 
-# ---------------------------------------------------------------------------------------------
-# The comparison
+def draw_figures(out: Path) -> None:
+    """The report's figures (`FIGURES`), drawn from its files and saved beside them."""
+    for name, draw in FIGURES.items():
+        fig = draw(out)
+        fig.savefig(out / name, dpi=120, bbox_inches="tight")
+        plots.plt.close(fig)
 
 
+# ----------------------------------------------------------------------------------- probing
 def probe_scores(src: EncoderSource, store: AudioStore, cfg: RunConfig,
                  subsets: dict[float, list[np.ndarray]], progress: bool = True) -> dict[tuple[float, int], np.ndarray]:
     """Train one probe per (fraction, draw) on the subset of the train split, score the test
@@ -139,12 +161,9 @@ def probe_scores(src: EncoderSource, store: AudioStore, cfg: RunConfig,
 
 def all_probe_scores(sources: list[EncoderSource], store: AudioStore, cfg: RunConfig,
                      subsets: dict[float, list[np.ndarray]], progress: bool = True) -> list[dict]:
-    """`probe_scores` of each source, in order: `runs.side_by_side` on CPU (each source in a
+    """`probe_scores` of each source, in order: side by side on CPU (`jobs.cpu_jobs`) (each source in a
     spawned process of ``train.threads`` threads, which reopens the store), else one after another."""
-    from workbench.locks import worker_results
-    from workbench.runs import side_by_side
-
-    workers = side_by_side(cfg, len(sources))
+    workers = parallel_jobs(len(sources), cfg.train.threads, run_device(cfg).type)
     if workers <= 1:
         threads = torch.get_num_threads()
         if cfg.train.threads and run_device(cfg).type == "cpu":  # the same threads as side by side
@@ -170,7 +189,6 @@ def _retrains(src: EncoderSource) -> bool:
 
 
 def _probe_worker(item: tuple) -> dict:
-    from workbench.data import open_dataset
 
     src, cfg, subsets = item
     torch.set_num_threads(cfg.train.threads)
@@ -198,7 +216,7 @@ def _probe_scores(src: EncoderSource, store: AudioStore, cfg: RunConfig,
     return out
 
 
-def _labels(sources: list[EncoderSource], seed: int = 0) -> list[str]:
+def source_labels(sources: list[EncoderSource], seed: int = 0) -> list[str]:
     """Unique table labels: the method name, with ``[variant]`` for a deliberate departure, the
     fidelity when it is not the default, and ``@s<seed>`` for a pretraining seed other than
     ``seed`` (the config's): ``byol[ema0-nopredictor]``, ``dino/paper-code``, ``simclr@s1``."""
@@ -213,103 +231,10 @@ def _labels(sources: list[EncoderSource], seed: int = 0) -> list[str]:
     return labels
 
 
-def run_evaluation(cfg: RunConfig, runs: list[Path], out_dir: Path | None = None, progress: bool = True) -> Path:
-    """Probe, bootstrap and compare every run and baseline; write the report folder.
-
-    ``runs``: run folders or released checkpoints; empty = the five methods of ``cfg`` via
-    `workbench.runs.ensure_run`. Writes into ``out_dir`` (default
-    ``data_dir()/reports/<dataset>-<profile>/``): results.csv/.md (one row per method, fraction and
-    metric), pairs.csv (paired differences on the full train set), limited.csv (per draw),
-    bootstrap.npz (per-resample values, keys ``<fraction>|<metric>|<method>``), subsets.json,
-    figures (PNG) and report.md with seeds and stage timings.
-    """
-    from workbench import plots
-    from workbench.data import open_dataset
-
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    store = open_dataset(cfg)
-    dataset = cfg.data.dataset
-    variant = cfg.data.variant or store.meta.get("variant") or "default"
-    out = Path(out_dir) if out_dir else default_report_dir(cfg)
-    out.mkdir(parents=True, exist_ok=True)
-    timings["open dataset"] = time.perf_counter() - t0
-
-    t = time.perf_counter()
-    if not runs:
-        runs = ensure_runs(seed_configs(cfg))
-    sources = [resolve_source(r, cfg) for r in runs]
-    timings["runs"] = time.perf_counter() - t
-    t = time.perf_counter()
-    sources += [baseline_source(b, cfg, store) for b in cfg.eval.baselines]
-    timings["baselines"] = time.perf_counter() - t
-    labels = _labels(sources, cfg.train.seed)
-
-    task = task_of(store)
-    train_idx, y_train = store.split_labels("train")
-    fractions = tuple(sorted(set(cfg.eval.fractions) | {1.0}))
-    subsets = limited_data_subsets(targets(y_train, task), fractions, cfg.eval.draws, cfg.eval.subset_seed,
-                                   cfg.eval.subset_rule)
-    save_subsets(out / "subsets.json", subsets, train_idx, seed=cfg.eval.subset_seed, draws=cfg.eval.draws,
-                 store=store_id(store), subset_rule=cfg.eval.subset_rule)
-
-    t = time.perf_counter()
-    scores = dict(zip(labels, all_probe_scores(sources, store, cfg, subsets, progress)))
-    timings["embeddings + probes"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    _, y_test = store.split_labels("test")
-    y_test = targets(y_test, task)
-    rows, limited, arrays = [], [], {}
-    for f, draws in subsets.items():
-        per_draw = [bootstrap(y_test, {lab: scores[lab][(f, d)] for lab in labels},
-                              cfg.eval.bootstrap_resamples, cfg.eval.bootstrap_seed) for d in range(len(draws))]
-        if f == 1.0:
-            per_draw[0].pairs().to_csv(out / "pairs.csv", index=False)
-        pick = np.random.default_rng([cfg.eval.bootstrap_seed, 1]).integers(0, len(draws), cfg.eval.bootstrap_resamples)
-        for metric in per_draw[0].metrics:
-            for lab, src in zip(labels, sources):
-                points = np.array([b.point[metric][lab] for b in per_draw])
-                res = draws_and_resamples([b.resamples[metric][lab] for b in per_draw], pick)
-                arrays[f"{f}|{metric}|{lab}"] = res
-                limited += [dict(method=lab, fraction=f, draw=d, metric=metric, value=v) for d, v in enumerate(points)]
-                rows.append(dict(dataset=dataset, variant=variant, split="test", method=lab, fidelity=src.fidelity,
-                                 protocol=cfg.probe.protocol, fraction=f, metric=metric, point=points.mean(),
-                                 mean=float(np.nanmean(res)), ci_low=float(np.nanpercentile(res, 2.5)),
-                                 ci_high=float(np.nanpercentile(res, 97.5)),
-                                 n_undefined_tags=per_draw[0].n_undefined_point, draws=len(draws),
-                                 draw_std=float(points.std()), checkpoint=src.checkpoint,
-                                 checkpoint_hash=src.checkpoint_hash, config_hash=src.config_hash,
-                                 probe_hash=config_hash(cfg.probe)))
-    table = pd.DataFrame(rows)
-    table.to_csv(out / "results.csv", index=False)
-    seeds = seed_spread(table)
-    if seeds is not None:
-        seeds.to_csv(out / "seeds.csv", index=False)
-    clean = _clean_label_scores(store, {lab: scores[lab][(1.0, 0)] for lab in labels}, cfg)
-    if clean is not None:
-        clean.to_csv(out / "results_clean.csv", index=False)
-    pd.DataFrame(limited).to_csv(out / "limited.csv", index=False)
-    save_npz(out / "bootstrap.npz", **arrays)
-    timings["bootstrap"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    figures = {"fig1_dots.png": plots.dot_plot(out), "fig2_limited.png": plots.limited_data_plot(out),
-               "paired_differences.png": plots.paired_difference_plot(out)}
-    for name, fig in figures.items():
-        fig.savefig(out / name, dpi=120, bbox_inches="tight")
-        plots.plt.close(fig)
-    timings["figures"] = time.perf_counter() - t
-    timings["total"] = time.perf_counter() - t0
-    _write_report(out, cfg, table, timings, store)
-    return out
-
-
+# ----------------------------------------------------------------------------------- reports on disk
 def transfer_config(cfg: RunConfig) -> RunConfig:
     """``cfg`` evaluating on the transfer set (`workbench.data.transfer`): full train labels only
     (no limited-data draws, which the embedded corpus's report covers), same probe and bootstrap."""
-    from workbench.config import with_dataset
-
     return dataclasses.replace(with_dataset(cfg, "transfer"), eval=dataclasses.replace(cfg.eval, fractions=(1.0,)))
 
 
@@ -329,42 +254,9 @@ def existing_report(cfg: RunConfig, runs: list[Path], out_dir: Path | None = Non
     return out
 
 
-def evaluation(cfg: RunConfig, runs: list[Path], out_dir: Path | None = None, progress: bool = True) -> Path:
+def reuse_or_evaluate(cfg: RunConfig, runs: list[Path], out_dir: Path | None = None, progress: bool = True) -> Path:
     """`existing_report` when current, else `run_evaluation`."""
     return existing_report(cfg, runs, out_dir) or run_evaluation(cfg, runs, out_dir, progress)
-
-
-def validation_table(cfg: RunConfig, runs: list[Path], progress: bool = True) -> pd.DataFrame:
-    """Model selection without the test split (``python -m workbench validate``): one row per run
-    in ``runs`` and per baseline of ``eval.baselines`` but the supervised one, with the macro
-    ROC-AUC on the VALID split of the MLP probe trained on the full train split (its best epoch,
-    the probe's own early-stopping score: ``valid_mlp``) and of the k-NN probe (k = 10, cosine) of
-    the track embeddings (``valid_knn``); for the embedded corpus the same two on the transfer
-    set's valid split (``transfer_valid_mlp``, ``transfer_valid_knn``). Test embeddings are never
-    computed, so a setting chosen on this table has not seen the test tracks. A single-label
-    dataset reports the probe's accuracy and no k-NN figure (NaN)."""
-    from workbench.data import open_dataset
-    from workbench.probe import knn_probe_auc
-
-    sets = [("", cfg)] + ([("transfer_", transfer_config(cfg))] if cfg.data.dataset == "synth" else [])
-    sources = [resolve_source(r, cfg) for r in runs]
-    names = [Path(r).name if isinstance(r, (str, Path)) else src.checkpoint for r, src in zip(runs, sources)]
-    columns: dict[str, list[float]] = {}
-    for prefix, c in sets:
-        store = open_dataset(c)
-        task = task_of(store)
-        here = sources + [baseline_source(b, c, store) for b in c.eval.baselines if b != "supervised"]
-        for src in here:
-            emb = {s: extract_embeddings(src, store, s, c, progress=progress) for s in ("train", "valid")}
-            y = {s: targets(store.labels[emb[s].indices], task) for s in emb}
-            probe = train_probe(emb["train"].track, y["train"], emb["valid"].track, y["valid"], c.probe,
-                                task=task, n_outputs=store.labels.shape[1], device=run_device(c))
-            columns.setdefault(prefix + "valid_mlp", []).append(probe.best_valid)
-            columns.setdefault(prefix + "valid_knn", []).append(
-                knn_probe_auc(torch.from_numpy(emb["train"].track), y["train"],
-                              torch.from_numpy(emb["valid"].track), y["valid"]) if task == "multi_label" else math.nan)
-        labels = _labels(here, cfg.train.seed)
-    return pd.DataFrame({"encoder": labels, "run": names + [""] * (len(labels) - len(names)), **columns})
 
 
 def default_report_dir(cfg: RunConfig) -> Path:
@@ -372,14 +264,7 @@ def default_report_dir(cfg: RunConfig) -> Path:
     return data_dir() / "reports" / f"{cfg.data.dataset}{'-' + cfg.data.variant if cfg.data.variant else ''}-{cfg.profile}"
 
 
-def _markdown(df: pd.DataFrame) -> str:
-    """A GitHub Markdown table (floats to 4 decimals), without the optional tabulate dependency."""
-    def cell(v) -> str:
-        return f"{v:.4f}" if isinstance(v, (float, np.floating)) else str(v)
-    head = "| " + " | ".join(map(str, df.columns)) + " |\n|" + "---|" * len(df.columns) + "\n"
-    return head + "\n".join("| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False))
-
-
+# ----------------------------------------------------------------------------------- seeds, clean tags
 def seed_configs(cfg: RunConfig) -> list[RunConfig]:
     """The runs a comparison needs: every method, ``eval.seeds`` pretraining seeds each
     (``train.seed``, ``train.seed + 1``, ...), in method order then seed order."""
@@ -405,77 +290,15 @@ def seed_spread(table: pd.DataFrame) -> pd.DataFrame | None:
     return pd.DataFrame(rows) if rows else None
 
 
-def _clean_label_scores(store: AudioStore, scores: dict[str, np.ndarray], cfg: RunConfig) -> pd.DataFrame | None:
+def clean_label_scores(store: AudioStore, scores: dict[str, np.ndarray], cfg: RunConfig) -> pd.DataFrame | None:
     """Full-data test scores against the CLEAN tags (the embedded corpus keeps the tags before
     label dropout in ``tags_clean``): what the encoders know, beside the weak-label (MTAT-like)
     scores of results.csv. None for a store without clean tags."""
     if "tags_clean" not in store.tracks.columns:
         return None
-    from workbench.data.corpus import clean_labels
 
     test_idx, _ = store.split_labels("test")
     b = bootstrap(clean_labels(store)[test_idx], scores, cfg.eval.bootstrap_resamples, cfg.eval.bootstrap_seed)
     return pd.DataFrame([dict(method=m, labels="clean", metric=k, point=b.point[k][m],
-                              ci_low=float(np.nanpercentile(b.resamples[k][m], 2.5)),
-                              ci_high=float(np.nanpercentile(b.resamples[k][m], 97.5)))
+                              **dict(zip(("ci_low", "ci_high"), percentile_interval(b.resamples[k][m]))))
                          for k in b.metrics for m in scores])
-
-
-def _csv_section(out: Path, name: str, title: str) -> str:
-    """A report section with the table of ``out/name``; empty when the file was not written."""
-    path = out / name
-    return f"## {title}\n\n{_markdown(pd.read_csv(path))}\n\n" if path.exists() else ""
-
-
-def _write_report(out: Path, cfg: RunConfig, table: pd.DataFrame, timings: dict[str, float], store) -> None:
-    full = table[table.fraction == 1.0]
-    cols = ["method", "fidelity", "metric", "point", "mean", "ci_low", "ci_high", "n_undefined_tags"]
-    md_full = _markdown(full[cols])
-    lim = table.pivot_table(index=["metric", "method"], columns="fraction", values="point").round(4)
-    pairs = pd.read_csv(out / "pairs.csv")
-    best = {m: g.loc[g["mean"].idxmax(), "method"] for m, g in full.groupby("metric")}
-    pairs = pairs[[best.get(m) == b for m, b in zip(pairs.metric, pairs.method_b)]]
-    text = f"""# Downstream comparison: {cfg.data.dataset} ({cfg.profile} profile)
-
-Store: `{store.root}` ({len(store.indices('train'))} train / {len(store.indices('valid'))} valid /
-{len(store.indices('test'))} test tracks, {store.labels.shape[1]} tags). Probe protocol: `{cfg.probe.protocol}`
-(hidden {cfg.probe.hidden}, dropout {cfg.probe.dropout}, Adam lr {cfg.probe.lr}, up to {cfg.probe.max_epochs}
-epochs, patience {cfg.probe.patience}). Bootstrap: {cfg.eval.bootstrap_resamples} paired resamples of the test
-tracks; interval = 2.5/97.5 percentiles.
-
-Seeds: corpus {cfg.corpus.seed}, pretraining {cfg.train.seed}, probe {cfg.probe.seed}, bootstrap
-{cfg.eval.bootstrap_seed}, limited-data subsets {cfg.eval.subset_seed}, baselines {cfg.eval.baseline_seed}.
-
-## Full training data
-
-{md_full}
-
-![dot plot](fig1_dots.png)
-
-![paired differences](paired_differences.png)
-
-{_csv_section(out, "results_clean.csv", "Full training data, scored against the clean tags (before label dropout)")}\
-{_csv_section(out, "seeds.csv", "Pretraining seeds (full data): spread over seeds beside the first seed's bootstrap interval")}\
-## Limited data (point estimate, mean over draws)
-
-{_markdown(lim.reset_index())}
-
-![limited data](fig2_limited.png)
-
-## Paired differences to the best method (full data; p_a_better = share of resamples where a beats b)
-
-All ordered pairs are in pairs.csv.
-
-{_markdown(pairs)}
-
-## Stage timings (s)
-
-{_markdown(pd.Series(timings).round(1).rename('seconds').rename_axis('stage').reset_index())}
-
-Files: results.csv/.md, pairs.csv, limited.csv, bootstrap.npz, subsets.json, figures.
-Config hash {config_hash(cfg)}; full config in config.json.
-"""
-    (out / "results.md").write_text(_markdown(table))
-    (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
-    (out / "timings.json").write_text(json.dumps(timings, indent=2))
-    (out / "report.md").write_text(text)

@@ -1,19 +1,19 @@
-"""Locks and worker hygiene: one builder at a time, and a killed job leaves nothing that blocks.
+"""Build locks: one builder of a store or corpus at a time, and a killed builder blocks nobody.
 
 `build_lock(target)` serialises the builders of a store or corpus with a POSIX record lock
 (``fcntl.lockf``) on ``<target>.lock``: the kernel drops it when its owner dies, even on SIGKILL,
 forked workers never hold it (record locks belong to a process, and the file is opened
-O_CLOEXEC), and a process that waits says for whom. `worker_init_die_with_parent` makes pool
-workers exit when their parent dies; `worker_results`'s pools and `beside`'s one process use it.
-`pid_alive` is shared with the run-folder lock (`workbench.runs.acquire_lock`).
+O_CLOEXEC), and a process that waits says for whom. `pid_alive` is shared with the run-folder
+lock (`workbench.runs.acquire_lock`). Worker processes that die with their parent are in
+`workbench.workers`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
-import sys
-import threading
+import struct
 import time
 from pathlib import Path
 from typing import Iterator
@@ -39,9 +39,6 @@ def pid_alive(pid: int) -> bool:
 def _lock_holder(fd: int) -> int:
     """The pid the kernel says holds the POSIX lock on ``fd`` (F_GETLK), or the pid written in
     the file by the holder when the kernel does not tell (0 when neither is known)."""
-    import fcntl
-    import struct
-
     try:  # struct flock on Linux: short type, short whence, off_t start, off_t len, pid_t pid
         fmt = "hhqqi"
         req = struct.pack(fmt, fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
@@ -67,8 +64,6 @@ def build_lock(target: str | os.PathLike, poll: float = 0.5) -> Iterator[Path]:
     builder that has to wait says so, with the holder's pid; a holder that is no longer alive
     (stale) is not waited for.
     """
-    import fcntl
-
     lock = Path(target).with_name(Path(target).name + ".lock")
     lock.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
@@ -97,77 +92,3 @@ def build_lock(target: str | os.PathLike, poll: float = 0.5) -> Iterator[Path]:
         yield lock
     finally:
         os.close(fd)  # closing releases the lock
-
-
-def worker_init_die_with_parent() -> None:
-    """Pool worker initializer: exit when the parent process dies.
-
-    A worker orphaned by a killed parent would otherwise wait on its task queue forever. On
-    Linux the kernel kills it (PR_SET_PDEATHSIG); elsewhere a daemon thread polls the parent pid.
-    """
-    parent = os.getppid()
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-            import signal
-
-            libc = ctypes.CDLL(None, use_errno=True)
-            if libc.prctl(1, int(signal.SIGKILL), 0, 0, 0) == 0:  # 1 = PR_SET_PDEATHSIG
-                if os.getppid() != parent:  # the parent died before prctl took effect
-                    os._exit(1)
-                return
-        except (OSError, AttributeError):
-            pass
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True, name="parent-watchdog").start()
-
-
-def _worker_start(initializer, initargs) -> None:
-    worker_init_die_with_parent()
-    if initializer is not None:
-        initializer(*initargs)
-
-
-def beside(fn, args: tuple):
-    """``fn(*args)`` started in a spawned process that exits when this one dies (a picklable,
-    module-level ``fn``); returns the process: ``join()`` it, then read ``exitcode``."""
-    from multiprocessing import get_context
-
-    proc = get_context("spawn").Process(target=_die_with_parent_then, args=(fn, args), name=fn.__name__)
-    proc.start()
-    return proc
-
-
-def _die_with_parent_then(fn, args: tuple) -> None:
-    worker_init_die_with_parent()
-    fn(*args)
-
-
-@contextlib.contextmanager
-def worker_results(fn, items: list, workers: int, initializer=None, initargs: tuple = (), chunksize: int = 1,
-                   min_items: int = 8, start: str = "fork") -> Iterator:
-    """``fn`` over ``items``, in order, in a pool of ``workers`` processes that exit when this
-    one dies (in this process when ``workers`` <= 1 or fewer than ``min_items`` items);
-    ``initializer(*initargs)`` prepares each worker (or this process). ``start="fork"``: workers
-    need no re-import of the caller's script and start at once (NumPy work); ``"spawn"``: a
-    fresh interpreter, for torch work after this process has used torch's thread pool. The pool
-    is shut down, pending work cancelled, when the block ends, normally or not."""
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
-
-    if workers > 1 and len(items) >= min_items:
-        pool = ProcessPoolExecutor(workers, mp_context=get_context(start), initializer=_worker_start,
-                                   initargs=(initializer, initargs))
-        try:
-            yield pool.map(fn, items, chunksize=chunksize)
-        finally:
-            pool.shutdown(cancel_futures=True)
-    else:
-        if initializer is not None:
-            initializer(*initargs)
-        yield map(fn, items)

@@ -31,9 +31,22 @@ from torch import Tensor, nn
 
 from workbench import dist
 from workbench.config import FIDELITIES, RunConfig
-from workbench.heads import EMATeacher
-from workbench.losses import (DINOCenter, Terms, barlow_twins_loss, byol_loss, dino_cross_entropy, dino_targets,
-                              ema_momentum, koleo_loss, nt_xent_loss, sinkhorn_knopp, vicreg_loss)
+from workbench.diagnostics import dino_view_figures
+from workbench.encoder import build_encoder
+from workbench.heads import DINOHead, EMATeacher, Predictor, ProjectionMLP
+from workbench.losses import (
+    DINOCenter,
+    Terms,
+    barlow_twins_loss,
+    byol_loss,
+    dino_cross_entropy,
+    dino_targets,
+    ema_momentum,
+    koleo_loss,
+    nt_xent_loss,
+    sinkhorn_knopp,
+    vicreg_loss,
+)
 from workbench.multiview import check_views, gather_views, local_crops, mean_over_pairs, one_pass, pairwise
 
 
@@ -125,8 +138,6 @@ class _TeacherStudent(Method):
 def _projector(dims: tuple[int, ...], encoder_dim: int) -> nn.Module:
     """``dims`` are the layer widths after the encoder, as the release's ``Head(feature_dim,
     layers_feature_dim=[1024, 1024, 2048])``: 1024 -> 1024 -> 1024 -> 2048, three Linear layers."""
-    from workbench.heads import ProjectionMLP
-
     return ProjectionMLP((encoder_dim, *dims))
 
 
@@ -185,7 +196,6 @@ class BYOL(_TeacherStudent):
 
     @classmethod
     def from_config(cls, encoder: nn.Module, cfg: RunConfig) -> "BYOL":
-        from workbench.heads import Predictor
 
         m = cfg.method
         projector = _projector(m.projector_dims, cfg.encoder.output_dim)
@@ -269,7 +279,6 @@ class DINO(_TeacherStudent):
 
     @classmethod
     def from_config(cls, encoder: nn.Module, cfg: RunConfig) -> "DINO":
-        from workbench.heads import DINOHead
 
         m = cfg.method
         # Release: Head(1024, [1024, 1024, 256, 4096]) = 1024 -> 1024 -> 1024 -> 256 -> 4096.
@@ -348,7 +357,6 @@ class DINO(_TeacherStudent):
         self._teacher_rows = None
 
     def figures(self, views: list[Tensor]) -> dict[str, float]:
-        from workbench.diagnostics import dino_view_figures
 
         return dino_view_figures(self.logits(torch.cat(views)), len(views), self._center_in_force(),
                                  self.student_temp, self.teacher_temp(self.step))
@@ -422,8 +430,6 @@ METHODS: dict[str, type[Method]] = {
 
 def build_method(cfg: RunConfig) -> Method:
     """The method named by ``cfg.method.name`` with a fresh encoder (`build_encoder`)."""
-    from workbench.encoder import build_encoder
-
     name = cfg.method.name
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; valid methods: {', '.join(METHODS)}")

@@ -23,13 +23,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from itertools import permutations
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
+from sklearn.metrics import roc_auc_score
+from torch import Tensor
 
 METRICS = ("roc_auc", "pr_auc")  # pr_auc = average precision (mAP when macro-averaged)
 SINGLE_LABEL_METRICS = ("accuracy",)
+INTERVAL_LEVEL = 0.95  # every interval the workbench reports: the 2.5 and 97.5 percentiles
+
+
+def percentile_interval(values: np.ndarray, level: float = INTERVAL_LEVEL) -> tuple[float, float]:
+    """The percentile interval of bootstrap values (R,) (NaN ignored): the (1 - level) / 2 and
+    (1 + level) / 2 quantiles, (2.5 %, 97.5 %) at the default level."""
+    tail = 100 * (1 - level) / 2
+    return float(np.nanpercentile(values, tail)), float(np.nanpercentile(values, 100 - tail))
 
 
 def _check(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -195,8 +205,9 @@ class BootstrapResult:
         for metric in self.metrics:
             for m in self.methods:
                 v = self.resamples[metric][m]
+                low, high = percentile_interval(v)
                 rows.append(dict(method=m, metric=metric, point=self.point[metric][m], mean=float(np.nanmean(v)),
-                                 ci_low=float(np.nanpercentile(v, 2.5)), ci_high=float(np.nanpercentile(v, 97.5)),
+                                 ci_low=low, ci_high=high,
                                  n_undefined_tags=self.n_undefined_point,
                                  mean_undefined_per_resample=float(self.n_undefined.mean())))
         return pd.DataFrame(rows)
@@ -208,26 +219,12 @@ class BootstrapResult:
         for metric in self.metrics:
             for a, b in permutations(self.methods, 2):
                 d = self.resamples[metric][a] - self.resamples[metric][b]
+                low, high = percentile_interval(d)
                 rows.append(dict(metric=metric, method_a=a, method_b=b,
                                  diff_point=self.point[metric][a] - self.point[metric][b],
-                                 diff_mean=float(np.nanmean(d)), ci_low=float(np.nanpercentile(d, 2.5)),
-                                 ci_high=float(np.nanpercentile(d, 97.5)),
+                                 diff_mean=float(np.nanmean(d)), ci_low=low, ci_high=high,
                                  p_a_better=float(np.mean((d > 0) + 0.5 * (d == 0)))))
         return pd.DataFrame(rows)
-
-    def save_npz(self, path: Path, prefix: str = "") -> None:
-        """Resample arrays as ``<prefix><metric>|<method>`` keys (what the plots read)."""
-        arrays = {f"{prefix}{metric}|{m}": self.resamples[metric][m] for metric in self.metrics for m in self.methods}
-        arrays[f"{prefix}n_undefined"] = self.n_undefined
-        _save_npz(path, arrays)
-
-
-def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    tmp.replace(path)
 
 
 def _bootstrap_tagging(y: np.ndarray, s: np.ndarray, counts: np.ndarray, chunk: int) -> dict[str, np.ndarray]:
@@ -288,3 +285,21 @@ def bootstrap(y_true: np.ndarray, scores: dict[str, np.ndarray], n_resamples: in
             res[k][m] = r[k]
         n_undef = r["n_undefined"]
     return BootstrapResult(methods, METRICS, point, res, n_undef, full["n_undefined_tags"], n_resamples, seed)
+
+
+def knn_probe_auc(train: Tensor, y_train: np.ndarray, valid: Tensor, y_valid: np.ndarray, k: int = 10) -> float:
+    """Macro ROC-AUC of a k-NN probe: each valid row scores every tag by the share of its k
+    nearest train rows (cosine) that carry it. train (N, D), y_train (N, K) 0/1, valid (M, D),
+    y_valid (M, K). Tags without both classes in ``y_valid`` are skipped; NaN if none is left.
+    No fitting and no hyper-parameter but k, so it can run every few hundred steps of a
+    pretraining (the online probe of `workbench.diagnostics.compute_diagnostics`); the
+    frozen-encoder MLP probe of `workbench.evaluate` remains the reported measure."""
+    a = torch.nn.functional.normalize(train.detach().double().cpu(), dim=1)
+    b = torch.nn.functional.normalize(valid.detach().double().cpu(), dim=1)
+    nearest = (b @ a.T).topk(min(k, len(a)), dim=1).indices.numpy()  # (M, k)
+    scores = np.asarray(y_train, np.float64)[nearest].mean(axis=1)  # (M, K)
+    y_valid = np.asarray(y_valid)
+    tags = [j for j in range(y_valid.shape[1]) if 0 < y_valid[:, j].sum() < len(y_valid)]
+    if not tags:
+        return float("nan")
+    return float(np.mean([roc_auc_score(y_valid[:, j], scores[:, j]) for j in tags]))

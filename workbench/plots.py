@@ -14,9 +14,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import ipywidgets
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from IPython.display import display
 
 METHOD_ORDER = ("simclr", "dino", "barlow_twins", "byol", "vicreg", "supervised", "random", "handcrafted")
 METHOD_COLORS = {
@@ -212,9 +214,6 @@ def controls(render, **widgets_by_name):
     jupyter/nbconvert#2029 (interact with Audio) and #1921 (interact with a plot).
     Returns the panel (a VBox).
     """
-    import ipywidgets
-    from IPython.display import display
-
     out = ipywidgets.Output()
 
     def values() -> dict:

@@ -19,19 +19,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 
-from workbench.config import ProbeConfig
+from workbench.config import LABEL_TASKS, ProbeConfig
 from workbench.metrics import accuracy, tagging_metrics
-
-PROTOCOLS = ("mlp", "linear", "paper-code")
-TASKS = ("multi_label", "single_label")
 
 
 def check_split(y: np.ndarray, name: str, task: str = "multi_label") -> None:
     """Raise a ValueError naming the split when it cannot train or score a probe."""
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+    if task not in LABEL_TASKS:
+        raise ValueError(f"unknown task {task!r}; expected one of {LABEL_TASKS}")
     if len(y) == 0:
         raise ValueError(f"the {name} split is empty: no tracks to train or score a probe on")
     if task == "single_label":
@@ -190,46 +187,3 @@ def _train(x_train, y_train, x_valid, y_valid, cfg: ProbeConfig, task: str, prot
         head.cpu().load_state_dict(best_state)
     head.eval()
     return probe
-
-
-# ----------------------------------------------------------------------------------- online probe
-def knn_probe_auc(train: Tensor, y_train: np.ndarray, valid: Tensor, y_valid: np.ndarray, k: int = 10) -> float:
-    """Macro ROC-AUC of a k-NN probe: each valid row scores every tag by the share of its k
-    nearest train rows (cosine) that carry it. train (N, D), y_train (N, K) 0/1, valid (M, D),
-    y_valid (M, K). Tags without both classes in ``y_valid`` are skipped; NaN if none is left.
-    No fitting and no hyper-parameter but k, so it can run every few hundred steps of a
-    pretraining (the online probe of `workbench.diagnostics.compute_diagnostics`); the frozen-encoder MLP probe of
-    `workbench.evaluate` remains the reported measure."""
-    from sklearn.metrics import roc_auc_score
-
-    a = torch.nn.functional.normalize(train.detach().double().cpu(), dim=1)
-    b = torch.nn.functional.normalize(valid.detach().double().cpu(), dim=1)
-    nearest = (b @ a.T).topk(min(k, len(a)), dim=1).indices.numpy()  # (M, k)
-    scores = np.asarray(y_train, np.float64)[nearest].mean(axis=1)  # (M, K)
-    y_valid = np.asarray(y_valid)
-    tags = [j for j in range(y_valid.shape[1]) if 0 < y_valid[:, j].sum() < len(y_valid)]
-    if not tags:
-        return float("nan")
-    return float(np.mean([roc_auc_score(y_valid[:, j], scores[:, j]) for j in tags]))
-
-
-def probe_batch(cfg, store) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
-    """The online probe's fixed labeled tracks: up to ``diagnostics.probe_tracks`` train tracks
-    and half as many valid ones (never test), seeded; their middle 4 s segment. Returns
-    (train waveforms (N, S), train labels, valid waveforms, valid labels), or None when the
-    store has no labeled train and valid splits (an unlabeled pool) or the probe is off."""
-    from workbench.embeddings import gather_segments
-
-    n = cfg.diagnostics.probe_tracks
-    splits = set(store.tracks["split"])
-    if n <= 0 or not {"train", "valid"} <= splits or store.labels.shape[1] == 0:
-        return None
-    rng = np.random.default_rng(cfg.train.seed + 54_321)
-    seg = cfg.audio.segment_samples
-    out = []
-    for split, size in (("train", n), ("valid", max(2, n // 2))):
-        idx, y = store.split_labels(split)
-        pick = np.sort(rng.permutation(len(idx))[:size])
-        starts = np.maximum(np.asarray(store.lengths)[idx[pick]] - seg, 0) // 2
-        out += [gather_segments(store, idx[pick], starts, seg), y[pick]]
-    return tuple(out)

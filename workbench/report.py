@@ -1,229 +1,127 @@
-"""The demo job and notebook execution.
+"""Report writers: Markdown tables and the report files of an evaluation and of the study, and
+the stage timer whose figures they print.
 
-`execute_notebook` runs a notebook in a fresh kernel with ``WORKBENCH_PROFILE`` set (the test
-suite runs every notebook this way in the ``smoke`` profile) and can write a rendered HTML copy.
-`run_demo` is ``make demo``: corpus, the five methods, evaluation, reports (and, as ``make
-notebooks``, the collapse runs and every notebook rendered, two at a time: `execute_notebooks`).
+`write_report` writes report.md (and results.md, config.json, timings.json) into an evaluation
+folder (`workbench.evaluate.run_evaluation`); `study_report` is the study's study.md
+(`workbench.study.run_study`). Every table is read from the files the evaluation wrote.
 """
 
 from __future__ import annotations
 
-import os
+import json
+import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
-from workbench.config import REPO_ROOT
-from workbench.runs import save_text
+import numpy as np
+import pandas as pd
 
-NOTEBOOK_DIR = REPO_ROOT / "notebooks"
-
-
-def execute_notebook(path: Path, profile: str, html_out: Path | None = None, timeout: int = 1800):
-    """Execute ``path`` top to bottom in a new kernel (cwd = notebooks/) and return the notebook.
-
-    A failing cell raises ``nbclient.exceptions.CellExecutionError`` naming the cell. With
-    ``html_out`` the executed notebook is also written there as HTML (atomically).
-    """
-    import nbformat
-    from nbclient import NotebookClient
-
-    nb = nbformat.read(path, as_version=4)
-    old = os.environ.get("WORKBENCH_PROFILE")
-    os.environ["WORKBENCH_PROFILE"] = profile  # inherited by the kernel process
-    try:
-        # the kernel's own log at ERROR: its start-up warning about TCP transport is noise here
-        client = NotebookClient(nb, timeout=timeout, kernel_name="python3", extra_arguments=["--log-level=ERROR"],
-                                resources={"metadata": {"path": str(Path(path).parent)}})
-        client.execute()
-    finally:
-        if old is None:
-            os.environ.pop("WORKBENCH_PROFILE", None)
-        else:
-            os.environ["WORKBENCH_PROFILE"] = old
-    if html_out is not None:
-        from nbconvert import HTMLExporter
-
-        body, _ = HTMLExporter().from_notebook_node(nb)
-        html_out = Path(html_out)
-        save_text(html_out, body)
-    return nb
+from workbench.config import RunConfig, config_hash, to_dict
+from workbench.data.store import AudioStore
+from workbench.files import save_text
 
 
-def execute_notebooks(paths: list[Path], profile: str, html_dir: Path, workers: int = 1,
-                      threads: int = 0) -> dict[str, float]:
-    """`execute_notebook` each of ``paths`` (HTML copies ``html_dir/<stem>.html``), ``workers`` at
-    a time, each in its own spawned process (killed with this one) whose kernel runs ``threads``
-    threads (0: the default); returns {stem: seconds}, in the order of ``paths``. A failing
-    notebook raises ``RuntimeError`` naming it and the cell's error, once every started one ended."""
-    from workbench.locks import worker_results
+class StageTimes(dict):
+    """{stage: seconds} of a job; ``with times("name"):`` adds the wall time of a stage, and
+    ``total()`` returns a copy with ``total``: the seconds since the timer was made."""
 
-    items = [(str(p), profile, str(Path(html_dir) / f"{Path(p).stem}.html"), threads) for p in paths]
-    seconds = {}
-    with worker_results(_execute_timed, items, workers, min_items=2, start="spawn") as results:
-        for (path, *_), (took, error) in zip(items, results):
-            if error:
-                raise RuntimeError(f"notebook {Path(path).name} failed: {error}")
-            seconds[Path(path).stem] = took
-    return seconds
+    def __init__(self) -> None:
+        super().__init__()
+        self.start = time.perf_counter()
 
-
-def _execute_timed(item: tuple) -> tuple[float, str]:
-    import time
-
-    path, profile, html_out, threads = item
-    if threads:  # inherited by the kernel: torch and NumPy size their pools from it at import
-        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
-    print(f"[workbench] executing {Path(path).name} (profile {profile})", flush=True)
-    t = time.perf_counter()
-    try:
-        execute_notebook(Path(path), profile=profile, html_out=Path(html_out))
-    except Exception as e:  # a failing cell: its message (the cell and its traceback) goes back to the parent
-        return time.perf_counter() - t, f"{type(e).__name__}: {e}"
-    return time.perf_counter() - t, ""
-
-
-def cache_supervised(cfg) -> str:
-    """A `runs.ensure_runs` job: ``cfg``'s dataset opened (made the first time) and its supervised
-    baseline trained into the cache (`baselines.supervised_encoder`) at ``train.threads`` threads,
-    where `run_evaluation` then finds it. Returns its name for the log."""
-    import torch
-
-    from workbench.baselines import supervised_encoder
-    from workbench.data import open_dataset
-
-    torch.set_num_threads(cfg.train.threads or torch.get_num_threads())
-    supervised_encoder(cfg, open_dataset(cfg), progress=False)
-    return f"supervised baseline ({cfg.data.dataset})"
-
-
-def cache_dataset(cfg) -> str:
-    """A `runs.ensure_runs` job: ``cfg``'s dataset made (the transfer set rendered) if missing."""
-    from workbench.data import open_dataset
-
-    open_dataset(cfg)
-    return f"{cfg.data.dataset} set"
-
-
-def _evaluate_quietly(cfg, runs: list[Path], out_dir: Path) -> None:
-    import torch
-
-    from workbench.evaluate import run_evaluation
-
-    torch.set_num_threads(cfg.train.threads)
-    run_evaluation(cfg, runs, out_dir=out_dir, progress=False)
-    print(f"[workbench] {cfg.data.dataset} report written: {out_dir}", flush=True)
-
-
-README_FIGURES = REPO_ROOT / "data" / "readme"
-
-
-def run_demo(cfg, notebooks: bool = False) -> Path:
-    """``make demo``: the corpus, the five methods, the comparison report on the embedded test
-    split and on the transfer set (``data/reports/transfer-<profile>``). With ``notebooks``
-    (``make notebooks``) also notebook 03's collapse runs, in the same training queue, and every
-    notebook executed into ``<report>/notebooks/<name>.html``.
-
-    Every stage reuses what an earlier run already made (corpus, finished runs, cached
-    embeddings), so a second ``make demo`` only re-renders. Stage times go into
-    ``demo_timings.json`` beside the report, and the report's figures are copied into
-    ``data/readme/`` (tracked) for the README.
-    """
-    import json
-    import shutil
-    import time
-    from functools import partial
-
-    import torch
-
-    from workbench.config import data_dir, to_dict
-    from workbench.data import open_dataset
-    from workbench.diagnostic_plots import collapse_configs
-    from workbench.evaluate import (default_report_dir, evaluation, existing_report, run_evaluation, seed_configs,
-                                    transfer_config)
-    from workbench.locks import beside
-    from workbench.runs import ensure_runs, side_by_side
-    from workbench.study import report_dir as study_report_dir
-
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    store = open_dataset(cfg)
-    timings["corpus"] = time.perf_counter() - t0
-    print(store, flush=True)
-
-    t = time.perf_counter()
-    configs = seed_configs(cfg)  # every method, eval.seeds pretraining seeds each
-    # notebook 03's collapse runs join the same queue (longest first): side by side on CPU no
-    # core idles while the last of the five methods trains
-    extra = list(collapse_configs(cfg).values()) if notebooks else []
-    # then, on the core the last run leaves idle: the supervised baseline and the transfer set,
-    # which the evaluations would otherwise make first (cached; reused there)
-    then = [partial(cache_supervised, cfg)] if "supervised" in cfg.eval.baselines else []
-    if cfg.data.dataset == "synth":
-        then.append(partial(cache_dataset, transfer_config(cfg)))
-    runs = ensure_runs(configs + extra, then=then)[:len(configs)]
-    timings["pretrain"] = time.perf_counter() - t
-
-    # the same encoders on real recorded instruments (workbench.data.transfer); on CPU with
-    # `train.threads` set it is evaluated in its own process beside the embedded test split's,
-    # whose one-process stages (baselines, bootstrap, figures) would otherwise leave a core
-    # idle. Both processes then run `train.threads` threads: two 2-thread trainings on 2 cores
-    # each step 5-10x slower than alone (OpenMP threads spinning against each other)
-    # A report already current for these runs and this config is reused (`evaluation`), so
-    # make notebooks after make demo, or a second make demo, does not evaluate again.
-    t = time.perf_counter()
-    transfer, threads = None, torch.get_num_threads()
-    job = None
-    if cfg.data.dataset == "synth":
-        transfer_job = (transfer_config(cfg), runs, default_report_dir(cfg).parent / f"transfer-{cfg.profile}")
-        job = None if existing_report(*transfer_job) else transfer_job
-        if job and side_by_side(cfg, 2) > 1:
-            transfer = beside(_evaluate_quietly, job)
-            torch.set_num_threads(cfg.train.threads)
-    try:
-        out = evaluation(cfg, runs, out_dir=None)
-        timings["evaluate"] = time.perf_counter() - t
-        if job:
-            if transfer is None:
-                run_evaluation(*job)
-            else:
-                transfer.join()
-                if transfer.exitcode != 0:
-                    raise RuntimeError(f"the transfer set's evaluation failed (exit code {transfer.exitcode}, "
-                                       f"its error above); make demo again reuses every finished run")
-            timings["evaluate:transfer"] = time.perf_counter() - t
-    finally:
-        torch.set_num_threads(threads)
-        if transfer is not None and transfer.is_alive():
-            transfer.kill()
-
-    if notebooks:
-        paths = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
-        if not (study_report_dir(cfg) / "arms.csv").exists():
-            print("[workbench] 07_clustering.ipynb skipped: it reads the clustering study, which the demo's "
-                  "budget leaves out (make study, about 40 min on 2 cores, then make notebooks renders it)", flush=True)
-            paths = [p for p in paths if p.stem != "07_clustering"]
-        # side by side like the runs (`runs.side_by_side`): a notebook is mostly one thread of
-        # Python (kernel start, plotting), notebook 04's UMAP alone is a third of the stage
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
         t = time.perf_counter()
-        workers = side_by_side(cfg, len(paths))
-        seconds = execute_notebooks(paths, cfg.profile, Path(out) / "notebooks", workers,
-                                    threads=cfg.train.threads if workers > 1 else 0)
-        timings.update({f"notebook:{stem}": s for stem, s in seconds.items()})
-        timings["notebooks"] = time.perf_counter() - t
-    timings["total"] = time.perf_counter() - t0
+        try:
+            yield
+        finally:
+            self[name] = self.get(name, 0.0) + time.perf_counter() - t
 
-    summary = {"profile": cfg.profile, "seeds": {"corpus": cfg.corpus.seed, "train": cfg.train.seed,
-               "probe": cfg.probe.seed, "bootstrap": cfg.eval.bootstrap_seed, "subsets": cfg.eval.subset_seed},
-               "timings_s": {k: round(v, 1) for k, v in timings.items()}, "runs": [str(r) for r in runs],
-               "config": to_dict(cfg)}
-    (Path(out) / "demo_timings.json").write_text(json.dumps(summary, indent=2))
-    if cfg.data.dataset == "synth" and Path(data_dir()) == (REPO_ROOT / "data").resolve():
-        README_FIGURES.mkdir(parents=True, exist_ok=True)
-        prefix = "" if cfg.profile == "demo" else f"{cfg.profile}_"  # the laptop profile's beside the demo's
-        for png in Path(out).glob("*.png"):
-            shutil.copy2(png, README_FIGURES / f"{prefix}{png.name}")
-        transfer = Path(out).parent / f"transfer-{cfg.profile}"
-        for name in ("fig1_dots.png", "paired_differences.png"):  # full labels only: no limited-data curve
-            if (transfer / name).is_file():
-                shutil.copy2(transfer / name, README_FIGURES / f"{prefix}transfer_{name}")
-    print("[workbench] stage times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()), flush=True)
-    return Path(out)
+    def total(self) -> dict[str, float]:
+        return {**self, "total": time.perf_counter() - self.start}
+
+
+def markdown_table(df: pd.DataFrame) -> str:
+    """A GitHub Markdown table (floats to 4 decimals), without the optional tabulate dependency."""
+    def cell(v) -> str:
+        return f"{v:.4f}" if isinstance(v, (float, np.floating)) else str(v)
+    head = "| " + " | ".join(map(str, df.columns)) + " |\n|" + "---|" * len(df.columns) + "\n"
+    return head + "\n".join("| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False))
+
+
+def csv_section(out: Path, name: str, title: str) -> str:
+    """A report section with the table of ``out/name``; empty when the file was not written."""
+    path = out / name
+    return f"## {title}\n\n{markdown_table(pd.read_csv(path))}\n\n" if path.exists() else ""
+
+
+def write_report(out: Path, cfg: RunConfig, table: pd.DataFrame, timings: dict[str, float], store: AudioStore) -> None:
+    """report.md of an evaluation folder (results, figures, limited data, pairs, stage timings),
+    with results.md, config.json and timings.json beside it."""
+    full = table[table.fraction == 1.0]
+    cols = ["method", "fidelity", "metric", "point", "mean", "ci_low", "ci_high", "n_undefined_tags"]
+    md_full = markdown_table(full[cols])
+    lim = table.pivot_table(index=["metric", "method"], columns="fraction", values="point").round(4)
+    pairs = pd.read_csv(out / "pairs.csv")
+    best = {m: g.loc[g["mean"].idxmax(), "method"] for m, g in full.groupby("metric")}
+    pairs = pairs[[best.get(m) == b for m, b in zip(pairs.metric, pairs.method_b)]]
+    text = f"""# Downstream comparison: {cfg.data.dataset} ({cfg.profile} profile)
+
+Store: `{store.root}` ({len(store.indices('train'))} train / {len(store.indices('valid'))} valid /
+{len(store.indices('test'))} test tracks, {store.labels.shape[1]} tags). Probe protocol: `{cfg.probe.protocol}`
+(hidden {cfg.probe.hidden}, dropout {cfg.probe.dropout}, Adam lr {cfg.probe.lr}, up to {cfg.probe.max_epochs}
+epochs, patience {cfg.probe.patience}). Bootstrap: {cfg.eval.bootstrap_resamples} paired resamples of the test
+tracks; interval = 2.5/97.5 percentiles.
+
+Seeds: corpus {cfg.corpus.seed}, pretraining {cfg.train.seed}, probe {cfg.probe.seed}, bootstrap
+{cfg.eval.bootstrap_seed}, limited-data subsets {cfg.eval.subset_seed}, baselines {cfg.eval.baseline_seed}.
+
+## Full training data
+
+{md_full}
+
+![dot plot](fig1_dots.png)
+
+![paired differences](paired_differences.png)
+
+{csv_section(out, "results_clean.csv", "Full training data, scored against the clean tags (before label dropout)")}\
+{csv_section(out, "seeds.csv", "Pretraining seeds (full data): spread over seeds beside the first seed's bootstrap interval")}\
+## Limited data (point estimate, mean over draws)
+
+{markdown_table(lim.reset_index())}
+
+![limited data](fig2_limited.png)
+
+## Paired differences to the best method (full data; p_a_better = share of resamples where a beats b)
+
+All ordered pairs are in pairs.csv.
+
+{markdown_table(pairs)}
+
+## Stage timings (s)
+
+{markdown_table(pd.Series(timings).round(1).rename('seconds').rename_axis('stage').reset_index())}
+
+Files: results.csv/.md, pairs.csv, limited.csv, bootstrap.npz, subsets.json, figures.
+Config hash {config_hash(cfg)}; full config in config.json.
+"""
+    save_text(out / "results.md", markdown_table(table))
+    save_text(out / "config.json", json.dumps(to_dict(cfg), indent=2))
+    save_text(out / "timings.json", json.dumps(timings, indent=2))
+    save_text(out / "report.md", text)
+
+
+def study_report(cfg: RunConfig, seeds: int, base: str, table: pd.DataFrame, collapse: pd.DataFrame,
+                 transfer: pd.DataFrame | None = None) -> str:
+    """study.md of the clustering study: the arm table (ROC-AUC), the transfer set's, every run."""
+    md = markdown_table
+    roc = table[table.metric == "roc_auc"].drop(columns=["metric"])
+    on_transfer = ("" if transfer is None else "## The same runs on the transfer set (full train labels)\n\n"
+                   + md(transfer[transfer.metric == "roc_auc"].drop(columns=["metric", "collapsed"])) + "\n\n")
+    return (f"# Clustering study ({cfg.profile} profile, {seeds} pretraining seeds per arm)\n\n"
+            f"Test macro ROC-AUC per arm (mean and spread over seeds), collapse rate (seeds the monitor "
+            f"flags at the last diagnostics step), and the paired difference to `{base}` with a 95 % "
+            f"interval over test resamples and seeds.\n\n{md(roc)}\n\n{on_transfer}## Every run\n\n{md(collapse)}\n\n"
+            f"Figures: timeline.png (online probe, RankMe, LiDAR, teacher entropy), arm_differences.png; "
+            f"the evaluation's fig1_dots.png, fig2_limited.png, paired_differences.png.\n")

@@ -10,9 +10,9 @@ A pretraining run lives in ``data_dir()/runs/<run_name(cfg)>/``:
   every random generator), written atomically and synced; ``DONE`` once finished;
 - ``lock`` while a process writes the folder (pid and host; a dead holder's lock is stale).
 
-The trainer (`workbench.train`) writes a folder through `RunFolder`; evaluation, embeddings,
-diagnostics and notebooks read it with `load_run`, `load_encoder`, `read_metrics` and
-`ensure_run`, and never import the trainer themselves.
+The trainer (`workbench.train`) writes a folder through `RunFolder`; embeddings, evaluation
+and notebooks read it with `load_run`, `load_encoder` and `read_metrics`. This module never
+trains: `workbench.jobs.ensure_runs` (above the trainer) makes the runs that are missing.
 """
 
 from __future__ import annotations
@@ -24,18 +24,16 @@ import socket
 import time
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
 from workbench import dist
 from workbench.config import RunConfig, data_dir, from_dict, to_dict
+from workbench.files import append_jsonl, save_text, save_torch
 from workbench.locks import pid_alive
-
-if TYPE_CHECKING:
-    from workbench.methods import Method
+from workbench.methods import Method, build_method
 
 # What determines the weights of a run: the run name hashes these sections, and --resume
 # compares them (evaluation and probe settings may change between a cut and its resume).
@@ -100,50 +98,6 @@ def device(cfg: RunConfig) -> torch.device:
     if name == "cuda" and dist.is_distributed():
         return torch.device("cuda", dist.local_rank())
     return torch.device(name)
-
-
-# ----------------------------------------------------------------------------------- atomic writes
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
-    """``write(tmp)`` then fsync and rename over ``path``, then fsync the folder: a reader sees
-    the old file or the whole new one, after a killed process and after a power cut alike."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    except OSError:  # some file systems cannot sync a directory
-        pass
-    finally:
-        os.close(fd)
-    return path
-
-
-def save_torch(obj: Any, path: str | os.PathLike) -> Path:
-    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
-
-
-def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-    return atomic_write(path, write)
-
-
-def save_text(path: str | os.PathLike, text: str) -> Path:
-    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-
-
-def append_jsonl(path: Path, row: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(row) + "\n")
 
 
 def _trim_jsonl(path: Path, last_step: int) -> None:
@@ -274,64 +228,8 @@ class RunFolder:
 
 
 # ----------------------------------------------------------------------------------- readers
-def ensure_run(cfg: RunConfig, progress: bool = True, callback: Callable[[dict], None] | None = None) -> Path:
-    """The finished run folder of ``cfg``: reused when it has ``DONE``, resumed when it has a
-    checkpoint, trained otherwise."""
-    from workbench.train import pretrain  # the one reader that may start training
-
-    run_dir = runs_dir() / run_name(cfg)
-    if (run_dir / "DONE").exists():
-        return run_dir
-    return pretrain(cfg, resume=(run_dir / "checkpoint.pt").exists(), progress=progress, callback=callback)
-
-
-def side_by_side(cfg: RunConfig, jobs: int) -> int:
-    """How many of ``jobs`` CPU jobs (runs, encoders to evaluate) to run at once: ``cores //
-    train.threads`` when ``train.threads`` is set and the work runs on CPU, else 1 (one after
-    another in this process: on CUDA the device is the bottleneck, threads 0 uses every core)."""
-    threads = cfg.train.threads
-    if not threads or jobs < 2 or device(cfg).type != "cpu":
-        return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(jobs, cores // threads))
-
-
-def ensure_runs(cfgs: list[RunConfig], progress: bool = True, then: Sequence[Callable[[], str]] = ()) -> list[Path]:
-    """The finished run folders of ``cfgs``, in order, as `ensure_run` each; the missing ones
-    trained `side_by_side`, each in its own process (spawned, killed with this one; a killed run
-    resumes from its checkpoint next time). A run's weights do not depend on how many train
-    beside it. Prints one line as each run finishes (a live bar only for runs trained here).
-
-    ``then``: picklable zero-argument jobs that cache something a later stage needs (the demo's
-    supervised baseline, the transfer set), queued after the missing runs in the same processes,
-    where they take the core that the last run would leave idle; each returns a name for the
-    log. Only side by side: otherwise the later stage makes them itself when it needs them."""
-    from workbench.locks import worker_results
-
-    todo = list({run_name(c): c for c in cfgs if not (runs_dir() / run_name(c) / "DONE").exists()}.values())
-    workers = min(side_by_side(c, len(todo) + len(then)) for c in todo) if todo else 1
-    if workers > 1:
-        print(f"[workbench] training {len(todo)} runs, {workers} at a time ({todo[0].train.threads} thread each)"
-              + (f", then {len(then)} more jobs" if then else ""), flush=True)
-        with worker_results(_timed_job, todo + list(then), workers, min_items=2, start="spawn") as results:
-            for name, seconds in results:
-                print(f"[workbench] finished {name} in {seconds:.0f} s", flush=True)
-    return [ensure_run(c, progress=progress) for c in cfgs]
-
-
-def _timed_job(job: RunConfig | Callable[[], str]) -> tuple[str, float]:
-    t = time.perf_counter()
-    if not isinstance(job, RunConfig):
-        return job(), time.perf_counter() - t
-    torch.set_num_threads(job.train.threads)  # also the threads of the run's set-up
-    ensure_run(job, progress=False)
-    return run_name(job), time.perf_counter() - t
-
-
-def load_run(run_dir: str | os.PathLike) -> tuple[RunConfig, "Method"]:
+def load_run(run_dir: str | os.PathLike) -> tuple[RunConfig, Method]:
     """(config, method with the weights of the latest checkpoint), on CPU, in eval mode."""
-    from workbench.methods import build_method
-
     path = Path(run_dir) / "checkpoint.pt"
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint in run folder {run_dir}")
@@ -349,10 +247,8 @@ def load_encoder(run_dir: str | os.PathLike) -> tuple[nn.Module, RunConfig]:
     return method.encoder.eval(), cfg
 
 
-def read_metrics(run_dir: str | os.PathLike):
+def read_metrics(run_dir: str | os.PathLike) -> pd.DataFrame:
     """metrics.jsonl as a pandas DataFrame (rows of every ``kind``; empty if none yet)."""
-    import pandas as pd
-
     path = Path(run_dir) / "metrics.jsonl"
     if not path.exists():
         return pd.DataFrame()

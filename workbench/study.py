@@ -2,7 +2,7 @@
 does it make the embedding more useful, beyond what pretraining seeds alone change?
 
 ``python -m workbench study --profile demo --seeds 3`` trains what is missing of `ARMS` x seeds
-(`workbench.runs.ensure_run`: finished runs are reused), evaluates every run with the frozen
+(`workbench.jobs.ensure_runs`: finished runs are reused), evaluates every run with the frozen
 MLP probe (`workbench.evaluate.run_evaluation`: dot plot, limited-data curves, paired bootstrap)
 and adds, in ``data/reports/clustering-<profile>/``:
 
@@ -32,14 +32,21 @@ SimCLR as the contrastive reference the study found best.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from workbench import plots
 from workbench.config import RunConfig, apply_overrides, data_dir, for_method
 from workbench.diagnostics import read_warnings
-from workbench.runs import ensure_runs, read_metrics, save_text
+from workbench.evaluate import run_evaluation, transfer_config
+from workbench.files import save_text
+from workbench.jobs import ensure_runs
+from workbench.metrics import percentile_interval
+from workbench.report import study_report
+from workbench.runs import read_metrics
 
 # arm label (as `workbench.evaluate` labels it) -> (method, overrides as on the command line)
 ARMS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -81,10 +88,6 @@ def arm_of(label: str) -> str:
 def run_study(cfg: RunConfig, seeds: int = 3, out_dir: Path | None = None, progress: bool = True,
               arms: dict[str, tuple[str, tuple[str, ...]]] = ARMS) -> Path:
     """Train what is missing, evaluate, and write the study's tables and figures (module doc)."""
-    from dataclasses import replace
-
-    from workbench.evaluate import run_evaluation, transfer_config
-
     out = Path(out_dir) if out_dir else report_dir(cfg)
     configs = study_configs(cfg, seeds, arms)
     runs = ensure_runs([c for _, c in configs], progress=progress)
@@ -106,13 +109,12 @@ def run_study(cfg: RunConfig, seeds: int = 3, out_dir: Path | None = None, progr
         run_evaluation(transfer_config(eval_cfg), runs, out_dir=out / "transfer", progress=progress)
         transfer = arm_table(out / "transfer", collapse, base=base)
         transfer.to_csv(out / "arms_transfer.csv", index=False)
-    from workbench import plots
 
     for name, fig in {"timeline.png": plots.study_timeline(out, TIMELINE),
                       "arm_differences.png": plots.arm_difference_plot(out)}.items():
         fig.savefig(out / name, dpi=120, bbox_inches="tight")
         plots.plt.close(fig)
-    save_text(out / "study.md", _markdown(cfg, seeds, table, collapse, transfer))
+    save_text(out / "study.md", study_report(cfg, seeds, BASE, table, collapse, transfer))
     return out
 
 
@@ -153,7 +155,7 @@ def seed_paired_difference(arrays, metric: str, labels_a: list[str], labels_b: l
     rng = np.random.default_rng([seed, len(labels_a), len(labels_b)])
     r = np.arange(a.shape[1])
     diff = a[rng.integers(0, len(a), a.shape[1]), r] - b[rng.integers(0, len(b), b.shape[1]), r]
-    return float(np.nanmean(a) - np.nanmean(b)), float(np.nanpercentile(diff, 2.5)), float(np.nanpercentile(diff, 97.5))
+    return (float(np.nanmean(a) - np.nanmean(b)), *percentile_interval(diff))
 
 
 def arm_table(report: Path, collapse: pd.DataFrame, base: str = BASE) -> pd.DataFrame:
@@ -174,18 +176,3 @@ def arm_table(report: Path, collapse: pd.DataFrame, base: str = BASE) -> pd.Data
                          collapsed=f"{int(runs.collapsed_at_end.sum())}/{len(runs)}" if len(runs) else "",
                          diff_to_base=diff[0], diff_ci_low=diff[1], diff_ci_high=diff[2], base=base))
     return pd.DataFrame(rows)
-
-
-def _markdown(cfg: RunConfig, seeds: int, table: pd.DataFrame, collapse: pd.DataFrame,
-              transfer: pd.DataFrame | None = None) -> str:
-    from workbench.evaluate import _markdown as md
-
-    roc = table[table.metric == "roc_auc"].drop(columns=["metric"])
-    on_transfer = ("" if transfer is None else "## The same runs on the transfer set (full train labels)\n\n"
-                   + md(transfer[transfer.metric == "roc_auc"].drop(columns=["metric", "collapsed"])) + "\n\n")
-    return (f"# Clustering study ({cfg.profile} profile, {seeds} pretraining seeds per arm)\n\n"
-            f"Test macro ROC-AUC per arm (mean and spread over seeds), collapse rate (seeds the monitor "
-            f"flags at the last diagnostics step), and the paired difference to `{BASE}` with a 95 % "
-            f"interval over test resamples and seeds.\n\n{md(roc)}\n\n{on_transfer}## Every run\n\n{md(collapse)}\n\n"
-            f"Figures: timeline.png (online probe, RankMe, LiDAR, teacher entropy), arm_differences.png; "
-            f"the evaluation's fig1_dots.png, fig2_limited.png, paired_differences.png.\n")

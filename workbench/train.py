@@ -20,19 +20,28 @@ ranks in one step); each rank has its own augmentation generator.
 from __future__ import annotations
 
 import json
-import math
 import time
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from workbench import dist, runs
-from workbench.config import CLIP_RULES, PRECISIONS, RunConfig, to_dict
+from workbench.audio import MelFrontend
+from workbench.augment import build_chain
+from workbench.config import AUGMENT_SEED_STRIDE, CLIP_RULES, PRECISIONS, RunConfig, to_dict
+from workbench.data import open_dataset, pretrain_indices
+from workbench.data.prefetch import Prefetcher, auto_workers
+from workbench.data.store import DeviceSamples
+from workbench.data.views import ViewSampler
+from workbench.diagnostics import CollapseMonitor, compute_diagnostics, held_out_batch, probe_batch
 from workbench.methods import Method, build_method
+from workbench.optim import build_optimizer, learning_rate, set_learning_rate
 
 
 # ----------------------------------------------------------------------------------- the loop
@@ -45,8 +54,6 @@ def pretrain(cfg: RunConfig, name: str | None = None, resume: bool = False, prog
     ``callback(row)`` is called with each metrics row on the main process (live plots); an
     exception raised there stops the run like a kill would (no final checkpoint).
     """
-    from tqdm.auto import tqdm
-
     tc = cfg.train
     dist.init_from_env(tc.device)
     device = runs.device(cfg)
@@ -55,15 +62,9 @@ def pretrain(cfg: RunConfig, name: str | None = None, resume: bool = False, prog
             runs.RunFolder(runs.runs_dir() / (name or runs.run_name(cfg))) as folder, \
             TrainingData(cfg, device) as data:
         ckpt = folder.open(cfg, resume, dist.world_size())
-        method = build_method(cfg).to(device)
-        if tc.channels_last:  # also pays on CPU (oneDNN): 1.5x on the paper model (python -m workbench.bench train)
-            method = method.to(memory_format=torch.channels_last)
-        optimizer = build_optimizer(method, tc.optimizer, tc.lr, tc.weight_decay)
-        precision = Precision(tc.precision, device)
-        start = restore(ckpt, method, optimizer, data, precision)
-        model = dist.wrap_model(method, device)
-        if tc.compile:
-            method.encoder.compile()
+        learner = build_learner(cfg, device)
+        method = learner.method
+        start = restore(ckpt, learner, data)
         monitor = TrainingMonitor(cfg, folder, data, device) if cfg.diagnostics.every else None
         log = IntervalLog(folder, callback, device)
         bar = tqdm(total=tc.steps, initial=start, desc=cfg.method.name, dynamic_ncols=True,
@@ -71,26 +72,17 @@ def pretrain(cfg: RunConfig, name: str | None = None, resume: bool = False, prog
         stopped = None
         method.train()
         for step in range(start + 1, tc.steps + 1):
-            lr = set_learning_rate(optimizer, learning_rate(step, tc.lr, tc.warmup_steps, tc.steps))
-            views = data.next_views()
-            with precision.autocast():
-                loss, logs = model(views, step)
-            optimizer.zero_grad(set_to_none=True)
-            precision.backward(loss, optimizer)
-            method.before_optimizer_step(step)
-            grad_norm = clip_gradients(method, tc.grad_clip, tc.clip)
-            skipped = precision.step(optimizer, loss, grad_norm, skip_nonfinite=tc.nonfinite == "skip")
-            if not skipped:
-                method.after_step(step)
+            lr = set_learning_rate(learner.optimizer, learning_rate(step, tc.lr, tc.warmup_steps, tc.steps))
+            loss, logs, grad_norm, skipped = train_step(learner, data.next_views(), step)
             log.add(logs, loss, grad_norm, skipped, clips=data.clips_per_step)
             last = step == tc.steps
             if step % tc.log_every == 0 or step % tc.checkpoint_every == 0 or last:
                 log.flush(step, lr, method.schedule_state(), bar)
             paused = time.perf_counter()  # diagnostics and checkpoints do not count in clips/s
             if monitor is not None and (step % cfg.diagnostics.every == 0 or last):
-                stopped = monitor.check(step, method, precision)
+                stopped = monitor.check(step, method, learner.precision)
             if step % tc.checkpoint_every == 0 or last or stopped:
-                folder.save_checkpoint(checkpoint_state(cfg, step, method, optimizer, data, precision))
+                folder.save_checkpoint(checkpoint_state(cfg, step, learner, data))
             log.exclude(time.perf_counter() - paused)
             bar.update(1)
             if stopped:
@@ -98,6 +90,57 @@ def pretrain(cfg: RunConfig, name: str | None = None, resume: bool = False, prog
         bar.close()
         folder.finish(stopped)
     return folder.dir
+
+
+@dataclass
+class Learner:
+    """What one training step touches: the method, the module the forward goes through (the
+    method itself, or its DistributedDataParallel wrapper), the optimiser, the precision, and the
+    clipping rule (``train.grad_clip``, ``train.clip``) and non-finite policy (``train.nonfinite``)."""
+
+    method: Method
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    precision: Precision
+    grad_clip: float
+    clip: str = "auto"
+    skip_nonfinite: bool = False
+
+
+def build_learner(cfg: RunConfig, device: torch.device, compile_backend: str = "inductor") -> Learner:
+    """The `Learner` of ``cfg`` on ``device``: a fresh method (channels_last when
+    ``train.channels_last``: it also pays on CPU through oneDNN, 1.5x on the paper model, python
+    -m workbench.bench train), its optimiser, the precision, the DDP wrapper under torchrun, and
+    the encoder compiled when ``train.compile``."""
+    tc = cfg.train
+    method = build_method(cfg).to(device)
+    if tc.channels_last:
+        method = method.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(method, tc.optimizer, tc.lr, tc.weight_decay)
+    model = dist.wrap_model(method, device)
+    if tc.compile:
+        method.encoder.compile(backend=compile_backend)
+    return Learner(method, model, optimizer, Precision(tc.precision, device), tc.grad_clip, tc.clip,
+                   skip_nonfinite=tc.nonfinite == "skip")
+
+
+def train_step(learner: Learner, views: list[Tensor], step: int) -> tuple[Tensor, dict[str, Tensor], Tensor, bool]:
+    """One optimisation step on V mel views (B, 1, F, T): ``model(views, step)`` under autocast ->
+    backward -> ``before_optimizer_step`` (DINO's frozen last layer) -> clip (the method's rule)
+    -> optimiser step -> ``after_step`` (EMA teacher, DINO center; not on a skipped step).
+    Returns (loss, logged terms, gradient norm before clipping, skipped), all on the device: no
+    host read. The trainer and both step benchmarks (`workbench.bench.train`, `.gpu`) call it."""
+    method, optimizer, precision = learner.method, learner.optimizer, learner.precision
+    with precision.autocast():
+        loss, logs = learner.model(views, step)
+    optimizer.zero_grad(set_to_none=True)
+    precision.backward(loss, optimizer)
+    method.before_optimizer_step(step)
+    grad_norm = clip_gradients(method, learner.grad_clip, learner.clip)
+    skipped = precision.step(optimizer, loss, grad_norm, skip_nonfinite=learner.skip_nonfinite)
+    if not skipped:
+        method.after_step(step)
+    return loss, logs, grad_norm, skipped
 
 
 # ----------------------------------------------------------------------------------- set-up
@@ -148,9 +191,6 @@ class TrainingData:
     ``wait_seconds``: the time steps waited for their batch. Use with ``with`` (stops the threads)."""
 
     def __init__(self, cfg: RunConfig, device: torch.device):
-        from workbench.data import open_dataset, pretrain_indices
-        from workbench.data.prefetch import Prefetcher, auto_workers
-        from workbench.data.views import ViewSampler
 
         rank, world = dist.rank(), dist.world_size()
         self.store = open_dataset(cfg)
@@ -159,7 +199,7 @@ class TrainingData:
         on = self.store.on_device(device) if gather_on_device(cfg.train.gather_on, self.store, device) else None
         self.batches = Prefetcher(sampler, cfg.train.batch_size, cfg.train.prefetch, workers,
                                   pin=device.type == "cuda" and on is None, on=on)
-        self.generator = torch.Generator(device=device).manual_seed(cfg.train.seed + 7_919 * (rank + 1))
+        self.generator = torch.Generator(device=device).manual_seed(cfg.train.seed + AUGMENT_SEED_STRIDE * (rank + 1))
         self.pipeline = ViewPipeline(cfg, device, cfg.train.channels_last)
         self.device = device
         self.clips_per_step = cfg.train.batch_size * cfg.views.n_views
@@ -197,7 +237,6 @@ def gather_on_device(gather_on: str, store, device: torch.device) -> bool:
     take under a quarter of the free memory (the rest is the model's)."""
     if gather_on != "auto":
         return gather_on == "device"
-    from workbench.data.store import DeviceSamples
 
     return device.type == "cuda" and DeviceSamples.bytes_needed(store) < torch.cuda.mem_get_info(device)[0] / 4
 
@@ -234,82 +273,28 @@ class Precision:
         return False
 
 
-def restore(ckpt: dict | None, method: Method, optimizer: torch.optim.Optimizer, data: TrainingData,
-            precision: Precision) -> int:
+def restore(ckpt: dict | None, learner: Learner, data: TrainingData) -> int:
     """Load a checkpoint into the run's state; the step to continue after (0 for a fresh run)."""
     if ckpt is None:
         return 0
+    method = learner.method
     method.load_state_dict(ckpt["model"])
-    optimizer.load_state_dict(ckpt["optimizer"])
+    learner.optimizer.load_state_dict(ckpt["optimizer"])
     if "scaler" in ckpt:
-        precision.scaler.load_state_dict(ckpt["scaler"])
+        learner.precision.scaler.load_state_dict(ckpt["scaler"])
     data.set_rng_state(ckpt["rng"][dist.rank()])
     method.step = int(ckpt["step"])
     return method.step
 
 
-def checkpoint_state(cfg: RunConfig, step: int, method: Method, optimizer: torch.optim.Optimizer,
-                     data: TrainingData, precision: Precision) -> dict:
+def checkpoint_state(cfg: RunConfig, step: int, learner: Learner, data: TrainingData) -> dict:
     """Everything a resume needs; every rank's generators (a collective: all ranks call it)."""
-    return {"config": to_dict(cfg), "step": step, "world_size": dist.world_size(), "model": method.state_dict(),
-            "optimizer": optimizer.state_dict(), "scaler": precision.scaler.state_dict(),
-            "rng": dist.gather_objects(data.rng_state())}
+    return {"config": to_dict(cfg), "step": step, "world_size": dist.world_size(),
+            "model": learner.method.state_dict(), "optimizer": learner.optimizer.state_dict(),
+            "scaler": learner.precision.scaler.state_dict(), "rng": dist.gather_objects(data.rng_state())}
 
 
-# ----------------------------------------------------------------------------------- optimisation
-def learning_rate(step: int, base_lr: float, warmup_steps: int, total_steps: int) -> float:
-    """Linear warm-up to ``base_lr`` over ``warmup_steps``, then cosine decay to 0 at ``total_steps``."""
-    if step <= warmup_steps:
-        return base_lr * step / max(1, warmup_steps)
-    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-    return base_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-class LARS(torch.optim.Optimizer):
-    """LARS (You et al. 2017) as in the BYOL / Barlow Twins recipes: SGD with momentum whose
-    update of each matrix is scaled by the trust ratio ||w|| / ||g + wd w||; vectors (biases,
-    norms) get neither weight decay nor adaptation (their group has ``weight_decay=0``)."""
-
-    def __init__(self, params, lr: float = 0.1, weight_decay: float = 0.0, momentum: float = 0.9,
-                 eta: float = 1e-3):
-        super().__init__(params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum, eta=eta))
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        for g in self.param_groups:
-            for p in g["params"]:
-                if p.grad is None:
-                    continue
-                d = p.grad
-                if p.ndim >= 2:
-                    d = d.add(p, alpha=g["weight_decay"])
-                    w_norm, d_norm = torch.norm(p), torch.norm(d)
-                    trust = torch.where((w_norm > 0) & (d_norm > 0), g["eta"] * w_norm / d_norm,
-                                        torch.ones_like(w_norm))
-                    d = d.mul(trust)
-                buf = self.state[p].setdefault("momentum_buffer", torch.zeros_like(p))
-                buf.mul_(g["momentum"]).add_(d)
-                p.add_(buf, alpha=-g["lr"])
-
-
-def build_optimizer(method: nn.Module, optimizer: str, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """AdamW or LARS; weight decay only on parameters with two or more dimensions (nanoGPT)."""
-    params = [p for p in method.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
-              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
-    optimizers = {"adamw": lambda: torch.optim.AdamW(groups, lr=lr),
-                  "lars": lambda: LARS(groups, lr=lr)}
-    if optimizer not in optimizers:
-        raise ValueError(f"unknown optimizer {optimizer!r}; expected one of {', '.join(optimizers)}")
-    return optimizers[optimizer]()
-
-
-def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> float:
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-    return lr
-
-
+# ----------------------------------------------------------------------------------- gradients
 def clip_gradients(method: Method, max_norm: float, rule: str = "auto") -> Tensor:
     """Clip by ``rule`` ("auto": the method's, `Method.clip_rule`) and return the global
     gradient norm before clipping (logged as grad_norm). "global": one norm over every
@@ -338,8 +323,6 @@ class ViewPipeline(nn.Module):
 
     def __init__(self, cfg: RunConfig, device: torch.device, channels_last: bool = False):
         super().__init__()
-        from workbench.audio import MelFrontend
-        from workbench.augment import build_chain
 
         self.frontend = MelFrontend.from_config(cfg.audio).to(device)
         self.chain = build_chain(cfg.views.augment, cfg.audio.sample_rate).to(device)
@@ -410,8 +393,6 @@ class TrainingMonitor:
     message when ``diagnostics.stop_on_collapse`` and a warning fired."""
 
     def __init__(self, cfg: RunConfig, folder: runs.RunFolder, data: TrainingData, device: torch.device):
-        from workbench.diagnostics import CollapseMonitor, held_out_batch
-        from workbench.probe import probe_batch
 
         self.cfg, self.folder = cfg, folder
         self.monitor = CollapseMonitor(cfg.diagnostics, folder.dir.name)
@@ -424,7 +405,6 @@ class TrainingMonitor:
             data.pipeline.frontend(torch.from_numpy(probe[2]).to(device)), probe[3])
 
     def check(self, step: int, method: Method, precision: Precision) -> str | None:
-        from workbench.diagnostics import compute_diagnostics
 
         with precision.autocast():  # no_grad, modes and BatchNorm buffers are handled (and restored) there
             figures = {k: float(v) for k, v in compute_diagnostics(method, self.views, self.tracks,

@@ -15,10 +15,12 @@ import argparse
 import time
 
 import numpy as np
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from workbench.metrics import bootstrap, resample_indices
 
 
 def _sklearn_loop(y: np.ndarray, s: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.metrics import average_precision_score, roc_auc_score
 
     roc, ap = [], []
     for i in idx:
@@ -39,7 +41,6 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv or [])
 
-    from workbench.metrics import bootstrap, resample_indices
 
     rng = np.random.default_rng(args.seed)
     # MTAT-like: sparse tags, informative but noisy scores rounded to 3 decimals (ties occur)

@@ -28,6 +28,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
+from workbench.bench.train import step_flops
+from workbench.config import announce, apply_overrides, for_method, load_profile
+from workbench.data import open_dataset, pretrain_indices
+from workbench.data.views import ViewSampler
+from workbench.methods import build_method
+from workbench.train import TrainingData, build_learner, train_step
+
 H100_BF16_DENSE = 989e12  # FLOP/s, NVIDIA H100 SXM datasheet (dense, no sparsity); H200: the same chip
 
 
@@ -46,9 +53,6 @@ def _median_seconds(fn, batches: int, sync=lambda: None) -> float:
 def sampler_rates(cfg, store, batches: int, threads: list[int], pin: bool) -> list[dict]:
     """clips/s of the host path per thread count, of the index draw alone (the host's whole share
     when gathering on the device), and of the device gather on CUDA."""
-    from workbench.data import pretrain_indices
-    from workbench.data.views import ViewSampler
-
     rows = []
     batch, views = cfg.train.batch_size, cfg.views.n_views
 
@@ -75,10 +79,6 @@ def sampler_rates(cfg, store, batches: int, threads: list[int], pin: bool) -> li
 def flops_per_clip(cfg) -> float:
     """Model FLOPs of one clip (one view through the backbone) in a forward + backward, counted on
     a batch of 4 examples (FLOPs are linear in the batch; the projector and loss are included)."""
-    from workbench.bench.train import step_flops
-    from workbench.config import for_method
-    from workbench.methods import build_method
-
     small = for_method(cfg, cfg.method.name)
     method = build_method(small)
     g = torch.Generator().manual_seed(0)
@@ -89,25 +89,16 @@ def flops_per_clip(cfg) -> float:
 
 def overlap(store_cfg, steps: int) -> list[dict]:
     """The demo's training step on this machine, sampled on the training thread vs in the background."""
-    from workbench.config import apply_overrides
-    from workbench.methods import build_method
-    from workbench.train import TrainingData, build_optimizer
-
     rows = []
     for prefetch in (0, 2):
         cfg = apply_overrides(store_cfg, [f"train.prefetch={prefetch}", "train.device=cpu"])
         device = torch.device("cpu")
-        torch.manual_seed(0)
-        method = build_method(cfg)
-        opt = build_optimizer(method, cfg.train.optimizer, cfg.train.lr, cfg.train.weight_decay)
+        learner = build_learner(cfg, device)
         with TrainingData(cfg, device) as data:
             times, waits = [], []
             for step in range(1, steps + 2):
                 wait0, t = data.wait_seconds, time.perf_counter()
-                loss, _ = method(data.next_views(), step)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                train_step(learner, data.next_views(), step)
                 if step > 1:  # the first step warms up (and starts the producer)
                     times.append(time.perf_counter() - t)
                     waits.append(data.wait_seconds - wait0)
@@ -127,8 +118,6 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--mfu", type=float, default=0.40, help="assumed GPU model-FLOP utilisation for the rate to feed")
     args = p.parse_args(argv)
 
-    from workbench.config import announce, load_profile
-    from workbench.data import open_dataset
 
     cfg, store_cfg = load_profile(args.profile), load_profile(args.store_profile)
     cfg = type(cfg)(**{**{f: getattr(cfg, f) for f in cfg.__dataclass_fields__}, "data": store_cfg.data,

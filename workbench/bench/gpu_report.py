@@ -9,6 +9,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from workbench.files import atomic_write
+
 
 def _clean(x: Any) -> Any:
     """JSON-ready: non-finite floats become the strings 'nan' / 'inf' (valid JSON, visibly not a number)."""
@@ -24,7 +26,6 @@ def _clean(x: Any) -> Any:
 
 
 def write_report(report: dict, out: Path) -> None:
-    from workbench.runs import atomic_write
 
     atomic_write(out / "gpu_check.json", lambda tmp: tmp.write_text(json.dumps(_clean(report), indent=1)))
     atomic_write(out / "gpu_check.md", lambda tmp: tmp.write_text(markdown(report)))

@@ -24,22 +24,19 @@ import time
 
 SCRIPT = r"""
 import sys, time, torch
-from workbench.config import load_profile, for_method
-from workbench.methods import build_method
-from workbench.train import ViewPipeline, build_optimizer
+from workbench.config import apply_overrides, for_method, load_profile
+from workbench.train import ViewPipeline, build_learner, train_step
 profile, method, steps, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 torch.set_num_threads(threads)
-cfg = for_method(load_profile(profile), method)
+cfg = apply_overrides(for_method(load_profile(profile), method), ["train.channels_last=true", "train.device=cpu"])
 dev = torch.device("cpu")
 g = torch.Generator().manual_seed(0)
 waves = [torch.randn(cfg.train.batch_size, cfg.audio.segment_samples, generator=g).mul_(0.1)
          for _ in range(cfg.views.n_views)]
-m = build_method(cfg).to(memory_format=torch.channels_last)
-opt = build_optimizer(m, cfg.train.optimizer, cfg.train.lr, cfg.train.weight_decay)
+learner = build_learner(cfg, dev)
 pipe = ViewPipeline(cfg, dev, True)
 def step(s):
-    loss, _ = m(pipe(waves, None, dev), s)
-    opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); m.after_step(s)
+    train_step(learner, pipe(waves, None, dev), s)
 for s in range(2):
     step(s + 1)
 t = time.perf_counter()

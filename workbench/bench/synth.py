@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import tempfile
 import time
 from pathlib import Path
 
 from workbench.config import announce, load_profile
+from workbench.data.corpus import build_corpus
+from workbench.data.synth import STYLES, generate_track
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -25,8 +28,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-corpus", action="store_true", help="skip the whole-corpus build")
     args = parser.parse_args(argv)
 
-    from workbench.data.corpus import build_corpus
-    from workbench.data.synth import STYLES, generate_track
 
     cfg = load_profile(args.profile)
     announce(cfg, "bench synth")
@@ -61,7 +62,5 @@ def main(argv: list[str] | None = None) -> None:
 
 def _cpu_seconds() -> float:
     """CPU time of this process and of its finished children (the pool's workers)."""
-    import resource
-
     own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime

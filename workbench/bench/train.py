@@ -3,8 +3,10 @@
 ``python -m workbench.bench train [--profile paper] [--method simclr] [--batch N] [--steps 5]
 [--device cpu|cuda|all]``
 
-Both sides start from the same weights, see the same batch of waveform views and take one
-AdamW step (forward, backward, clip, step, EMA where the method has one):
+Both sides start from the same weights (`workbench.train.build_learner`), see the same batch of
+waveform views and take one step of the trainer's own `workbench.train.train_step` (forward under
+autocast, backward, the method's clipping rule, optimiser step, EMA where the method has one); only
+the forward differs:
 
 - ours: `workbench.train.ViewPipeline` (one mel pass over all views) then ``method(views, step)``
   (all views through the backbone in ONE pass, losses without host reads), as in
@@ -28,10 +30,17 @@ from __future__ import annotations
 import argparse
 import copy
 import time
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from workbench.audio import MelFrontend
+from workbench.config import apply_overrides, load_profile
+from workbench.methods import build_method
+from workbench.train import ViewPipeline, build_learner, train_step
 
 GPU_PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12}
 
@@ -48,21 +57,23 @@ def release_nt_xent(z1: Tensor, z2: Tensor, temperature: float = 0.1) -> Tensor:
     return loss
 
 
-class ReleasedStyleStep:
+class ReleasedStyleStep(nn.Module):
     """SimCLR per-view loop: front end and backbone once per view, a host copy of the embedding
-    norms each time, the release's NT-Xent with ``.item()`` inside."""
+    norms each time, the release's NT-Xent with ``.item()`` inside. Called like a method,
+    ``(waveform views, step) -> (loss, logs)``, so that `workbench.train.train_step` steps it."""
 
     def __init__(self, method: nn.Module, frontend: nn.Module):
+        super().__init__()
         self.method, self.frontend = method, frontend
 
-    def __call__(self, waves: list[Tensor], step: int) -> Tensor:
+    def forward(self, waves: list[Tensor], step: int) -> tuple[Tensor, dict[str, Tensor]]:
         m = self.method
         zs = []
         for w in waves:
             h = m.encoder(self.frontend(w))
             _ = h.norm(dim=1).mean().cpu()  # the release's embedding-norm logging, every forward
             zs.append(m.projector(h))
-        return release_nt_xent(zs[0], zs[1], m.temperature)
+        return release_nt_xent(zs[0], zs[1], m.temperature), {}
 
 
 def matmul_peak(device: torch.device, dtype: torch.dtype, n: int | None = None, reps: int = 8) -> float:
@@ -94,8 +105,6 @@ def step_flops(method: nn.Module, views: list[Tensor], step: int = 1) -> int:
     """Model FLOPs of one training step's forward + backward (``FlopCounterMode``: matmuls and
     convolutions, the teacher's forward included), counted on a copy so that ``method`` and its
     gradients are left as they were."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     method = copy.deepcopy(method)
     counter = FlopCounterMode(display=False)
     with counter:
@@ -127,30 +136,12 @@ def _time_interleaved(fns: list, steps: int, device: torch.device) -> list[float
 
 
 def bench_device(cfg, device: torch.device, batch: int, steps: int) -> list[dict]:
-    from workbench.audio import MelFrontend
-    from workbench.methods import build_method
-    from workbench.train import ViewPipeline, build_optimizer
-
     g = torch.Generator().manual_seed(0)
     waves = [torch.randn(batch, cfg.audio.segment_samples, generator=g).mul_(0.1) for _ in range(cfg.views.n_views)]
-    base = build_method(cfg)
     clips = batch * len(waves)
     rows = []
-
-    def our_step(method, model, pipeline, opt, autocast):
-        def step(s):
-            views = pipeline(waves, None, device)
-            with autocast:
-                loss, _ = model(views, s)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_([p for p in method.parameters() if p.requires_grad], cfg.train.grad_clip)
-            opt.step()
-            method.after_step(s)
-        return step
-
     # FLOPs of one forward + backward of our step (model FLOPs, the same for both sides)
-    flops = step_flops(base.to(device), ViewPipeline(cfg, device)(waves, None, device))
+    flops = step_flops(build_method(cfg).to(device), ViewPipeline(cfg, device)(waves, None, device))
 
     if device.type == "cpu":
         peak, peak_what = matmul_peak(device, torch.float32), "measured fp32 matmul"
@@ -160,41 +151,35 @@ def bench_device(cfg, device: torch.device, batch: int, steps: int) -> list[dict
         peak, peak_what = (known[0], f"{name} dense bf16") if known else (matmul_peak(device, torch.bfloat16),
                                                                           "measured bf16 matmul")
 
-    variants = [("reference (per-view loop, fp32)", "ref", False, False, False)]
+    # (label, side, train settings): every side is a `train.Learner` built from the config and
+    # stepped by `train.train_step`, the trainer's own step; only the forward differs
+    variants = [("reference (per-view loop, fp32)", "ref", {})]
     if device.type == "cpu":
-        variants += [("ours (fp32)", "ours", False, False, False),
-                     ("ours (fp32, channels_last)", "ours", False, True, False)]
+        variants += [("ours (fp32)", "ours", {}), ("ours (fp32, channels_last)", "ours", {"channels_last": True})]
     else:
-        variants += [("ours (fp32)", "ours", False, False, False),
-                     ("ours (bf16, channels_last)", "ours", True, True, False),
-                     ("ours (bf16, channels_last, compile)", "ours", True, True, True)]
+        variants += [("ours (fp32)", "ours", {}),
+                     ("ours (bf16, channels_last)", "ours", {"precision": "bf16", "channels_last": True}),
+                     ("ours (bf16, channels_last, compile)", "ours",
+                      {"precision": "bf16", "channels_last": True, "compile": True})]
     steps_fns = []
-    for label, side, bf16, channels_last, compiled in variants:
-        method = copy.deepcopy(base).to(device)
-        opt = build_optimizer(method, cfg.train.optimizer, cfg.train.lr, cfg.train.weight_decay)
-        if side == "ref":
-            frontend = MelFrontend.from_config(cfg.audio).to(device)
-            ref = ReleasedStyleStep(method, frontend)
+    for label, side, settings in variants:
+        base = {"channels_last": False, "precision": "fp32", "compile": False}
+        learner = build_learner(replace(cfg, train=replace(cfg.train, **{**base, **settings})), device)
+        if side == "ref":  # the release's forward: the waveforms go in, the per-view loop does the rest
+            learner.model = ReleasedStyleStep(learner.method, MelFrontend.from_config(cfg.audio).to(device))
 
-            def step(s, ref=ref, method=method, opt=opt):
-                loss = ref([w.to(device) for w in waves], s)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_([p for p in method.parameters() if p.requires_grad], cfg.train.grad_clip)
-                opt.step()
-                method.after_step(s)
+            def step(s, learner=learner):
+                train_step(learner, [w.to(device) for w in waves], s)
         else:
-            if channels_last:
-                method = method.to(memory_format=torch.channels_last)
-            if compiled:
-                method.encoder.compile()
-            pipeline = ViewPipeline(cfg, device, channels_last)
-            autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else torch.autocast(device.type, enabled=False)
-            step = our_step(method, method, pipeline, opt, autocast)
+            pipeline = ViewPipeline(cfg, device, settings.get("channels_last", False))
+
+            def step(s, learner=learner, pipeline=pipeline):
+                train_step(learner, pipeline(waves, None, device), s)
         steps_fns.append(step)
     for (label, *_), sec in zip(variants, _time_interleaved(steps_fns, steps, device)):
         rows.append({"device": str(device), "variant": label, "step_s": sec, "clips_per_s": clips / sec,
-                     "gflop_per_step": flops / 1e9, "mfu": flops / sec / peak, "peak": f"{peak / 1e12:.2f} TFLOP/s ({peak_what})"})
+                     "gflop_per_step": flops / 1e9, "mfu": flops / sec / peak,
+                     "peak": f"{peak / 1e12:.2f} TFLOP/s ({peak_what})"})
     return rows
 
 
@@ -209,7 +194,6 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
     args = p.parse_args(argv or [])
 
-    from workbench.config import apply_overrides, load_profile
 
     if args.method != "simclr":
         raise SystemExit("the per-view reference is written for simclr (the release's contrastive task); "

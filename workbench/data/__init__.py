@@ -8,19 +8,19 @@ first use; a real dataset is ingested on first use from ``cfg.data.root``).
 from __future__ import annotations
 
 from workbench.config import RunConfig
+from workbench.data.corpus import build_corpus
+from workbench.data.ingest import ingest
 from workbench.data.store import AudioStore
+from workbench.data.transfer import build_transfer
 
 
 def open_dataset(cfg: RunConfig) -> AudioStore:
     if cfg.data.dataset == "synth":
-        from workbench.data.corpus import build_corpus
 
         return build_corpus(cfg.corpus)
     if cfg.data.dataset == "transfer":
-        from workbench.data.transfer import build_transfer
 
         return build_transfer(cfg.transfer)
-    from workbench.data.ingest import ingest
 
     return ingest(cfg.data, sample_rate=cfg.audio.sample_rate)
 

@@ -13,16 +13,25 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.multiclass import OneVsRestClassifier
+from sklearn.preprocessing import StandardScaler
+from tqdm.auto import tqdm
 
+from workbench.audio import MelFrontend
 from workbench.config import CorpusConfig, config_hash, data_dir
-from workbench.locks import build_lock, worker_results
 from workbench.data.store import AudioStore, StoreError, StoreWriter
 from workbench.data.synth import GENERATOR_VERSION, SCORES, SPLITS, STYLES, TAG_FAMILIES, TAGS, generate_track
+from workbench.locks import build_lock
+from workbench.workers import worker_results
 
 
 def corpus_root(cfg: CorpusConfig) -> Path:
@@ -65,8 +74,6 @@ def build_corpus(cfg: CorpusConfig, root: Path | None = None, progress: bool = T
     A lock file serialises concurrent builders of the same corpus (`build_lock`: forked workers
     never hold it, and they exit when this process dies).
     """
-    from tqdm.auto import tqdm
-
     root = Path(root) if root is not None else corpus_root(cfg)
     if (root / "COMPLETE").is_file():
         return _open(root)
@@ -115,7 +122,6 @@ def build_corpus(cfg: CorpusConfig, root: Path | None = None, progress: bool = T
 def _open(root: Path) -> AudioStore:
     store = AudioStore.open(root)
     if store.meta.get("generator_version") != GENERATOR_VERSION:
-        import warnings
 
         warnings.warn(f"corpus {root} was made by synth generator version {store.meta.get('generator_version')}, "
                       f"this is version {GENERATOR_VERSION}; delete the folder to generate it again", stacklevel=3)
@@ -146,14 +152,6 @@ def headroom_check(store: AudioStore, train: str = "train", test: str = "test") 
     with both classes present, against the weak labels (``macro_roc_auc``) and the clean ones.
     The corpus suits a comparison of methods when it lands between 0.65 and 0.90.
     """
-    import torch
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import roc_auc_score
-    from sklearn.multiclass import OneVsRestClassifier
-    from sklearn.preprocessing import StandardScaler
-
-    from workbench.audio import MelFrontend
-
     mel = MelFrontend(sample_rate=store.sample_rate)
 
     length = int(store.lengths.min())  # every track's first `length` samples, so tracks batch together

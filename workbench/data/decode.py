@@ -18,9 +18,10 @@ from concurrent.futures import Future, ProcessPoolExecutor
 
 import numpy as np
 import soundfile as sf
+import torch
 
 from workbench.audio import load_audio
-from workbench.locks import worker_init_die_with_parent
+from workbench.workers import worker_init_die_with_parent
 
 SEGMENT_SECONDS = 4.0  # one view segment (paper); a shorter file cannot give a view
 REASONS = ("missing", "empty", "corrupt", "too short", "silent")  # first word of every report reason
@@ -143,7 +144,6 @@ def _worker_init() -> None:
     # enter an OpenMP region that its parent's torch already started (libgomp is not fork-safe).
     # A worker orphaned by a killed parent exits instead of waiting on its queue forever.
     worker_init_die_with_parent()
-    import torch
 
     torch.set_num_threads(1)
 

@@ -43,12 +43,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from workbench.config import DataConfig, data_dir
 from workbench.data.decode import REASONS, decoded_tracks, reason_kind
 from workbench.data.store import AudioStore, StoreWriter
-from workbench.locks import build_lock
 from workbench.data.table import DatasetTable
+from workbench.locks import build_lock
 
 # Dataset name -> module whose ``read(root, variant) -> DatasetTable`` parses its metadata.
 # Module names rather than functions: the readers import `DatasetTable` from here.
@@ -311,7 +312,6 @@ def _build(table: DatasetTable, data_cfg: DataConfig, root: Path, stats: pd.Data
 def _progress(total: int, initial: int, name: str, enabled: bool):
     if not enabled:
         return None
-    from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=initial, desc=f"ingest {name}", unit="file")
 

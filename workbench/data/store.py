@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
-import torch
 import pandas as pd
+import torch
 
 # int16 full scale; float audio in [-1, 1] maps to [-32767, 32767] (symmetric, no -32768).
 _SCALE = 32767.0

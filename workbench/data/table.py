@@ -16,7 +16,9 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 import numpy as np
 import pandas as pd
 
-TASKS = ("multi_label", "single_label", "none")
+from workbench.config import LABEL_TASKS
+
+TASKS = (*LABEL_TASKS, "none")  # "none": an unlabeled pool
 
 
 class UnsafePathError(ValueError):

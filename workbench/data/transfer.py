@@ -34,10 +34,14 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import tinysoundfont
+from scipy.signal import fftconvolve
+from tqdm.auto import tqdm
 
 from workbench.config import TransferConfig, data_dir
 from workbench.data.store import AudioStore, StoreWriter
-from workbench.locks import build_lock, worker_results
+from workbench.locks import build_lock
+from workbench.workers import worker_results
 
 TRANSFER_VERSION = 1
 SPLITS = ("train", "valid", "test")
@@ -219,8 +223,6 @@ class Renderer:
     def render(self, score: dict, parts: list[int] | None = None, seed: int = 0) -> np.ndarray:
         """The clip (S,) in [-1, 1]; ``parts`` (indices) renders only those parts, the mix
         otherwise (same volume, pan and room: a part alone is exactly its share of the mix)."""
-        import tinysoundfont
-
         sr = self.sample_rate
         s = tinysoundfont.Synth(samplerate=sr, gain=-3)
         sfid = s.sfload(self.soundfont)
@@ -255,8 +257,6 @@ class Renderer:
 
 def room(dry: np.ndarray, rt60: float, wet: float, sample_rate: int, seed: int) -> np.ndarray:
     """Dry plus ``wet`` of a diffuse room: exponentially decaying noise (-60 dB at ``rt60`` s)."""
-    from scipy.signal import fftconvolve
-
     n = int(rt60 * sample_rate)
     rng = np.random.default_rng([seed, 11])
     ir = rng.standard_normal(n) * np.exp(-6.9 * np.arange(n) / max(n, 1))
@@ -294,8 +294,6 @@ def build_transfer(cfg: TransferConfig = TransferConfig(), root: Path | None = N
     """Render the transfer set once into `transfer_root` (or ``root``) and open it; later calls
     reuse it. A process pool (``workers``, default 2 or fewer cores) renders; the store appears,
     complete, at the end, and an interrupted build resumes (the clips are deterministic)."""
-    from tqdm.auto import tqdm
-
     root = Path(root) if root is not None else transfer_root(cfg)
     if (root / "COMPLETE").is_file():
         return AudioStore.open(root)

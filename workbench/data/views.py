@@ -250,3 +250,24 @@ def chunk_track(audio: np.ndarray | Tensor, chunk_samples: int, last: str = "dro
     else:
         x = np.pad(np.asarray(audio)[:total], (0, max(0, total - n)))
     return x.reshape(count, chunk_samples)
+
+
+def random_starts(lengths: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
+    """One uniformly drawn start (int64) per track of ``lengths`` (N,) for a segment of
+    ``length`` samples, in [0, max(track length - length, 0)]: one random draw each."""
+    lengths = np.asarray(lengths)
+    return (rng.random(len(lengths)) * (np.maximum(lengths - length, 0) + 1)).astype(np.int64)
+
+
+def gather_segments(store: AudioStore, track_idx: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
+    """(B,) store indices and starts -> float32 (B, length); a track shorter than ``length`` is
+    zero-padded (its start is 0)."""
+    lengths = np.asarray(store.lengths)[track_idx]
+    full = lengths >= starts + length
+    out = np.zeros((len(track_idx), length), np.float32)
+    if full.any():
+        out[full] = store.segments(track_idx[full], starts[full], length)
+    for j in np.flatnonzero(~full):
+        a = store.audio(int(track_idx[j]))[starts[j]:starts[j] + length]
+        out[j, :len(a)] = a
+    return out

@@ -20,7 +20,7 @@ help:
 	@echo "make demo       - run the main job on the embedded corpus (profile: demo)"
 	@echo "make notebooks  - after make demo: notebook 03's collapse runs, every notebook executed into HTML (~5 min)"
 	@echo "make study      - the clustering study: DINO, its remedies and SimCLR, SEEDS=3 seeds each (~40 min on 2 cores)"
-	@echo "make test       - run the whole test suite (profile: smoke)"
+	@echo "make test       - lint (ruff) and run the whole test suite (profile: smoke)"
 	@echo "make lab        - open the notebooks in JupyterLab"
 	@echo "make bench      - print the benchmark figures"
 	@echo "make lock       - re-resolve uv.lock after editing pyproject.toml (and re-export $(EXPORT))"
@@ -45,6 +45,7 @@ study: $(STAMP)
 	WORKBENCH_PROFILE=$${WORKBENCH_PROFILE:-demo} $(PY) -m workbench study --seeds $${SEEDS:-3}
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check workbench tests
 	WORKBENCH_PROFILE=smoke $(PY) -m pytest -q tests
 
 lab: $(STAMP)

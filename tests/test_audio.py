@@ -110,7 +110,8 @@ def test_paper_shape_and_input_layouts():
     z = front(torch.zeros(1, 64_000))
     assert torch.all(z >= z.amax() - 100.0)
     for bad in (torch.randn(64_000), torch.randn(2, 2, 100), torch.randn(1, 1, 1, 100)):
-        with pytest.raises(ValueError, match=r"\(B, S\) or \(B, 1, S\), got " + str(tuple(bad.shape)).replace("(", r"\(").replace(")", r"\)")):
+        with pytest.raises(ValueError, match=r"\(B, S\) or \(B, 1, S\), got "
+                           + str(tuple(bad.shape)).replace("(", r"\(").replace(")", r"\)")):
             front(bad)
 
 

@@ -38,7 +38,8 @@ WAVE = [
     lambda p: A.Reverb(SR, p=p), lambda p: A.PitchShift(SR, p=p),
 ]
 SPEC = [
-    lambda p: A.TimeMask(20, min_width=2, p=p), lambda p: A.FrequencyMask(20, min_width=2, p=p), lambda p: A.RandomResizedCrop(p=p),
+    lambda p: A.TimeMask(20, min_width=2, p=p), lambda p: A.FrequencyMask(20, min_width=2, p=p),
+    lambda p: A.RandomResizedCrop(p=p),
     lambda p: A.Mixup(memory=0, p=p), lambda p: A.Mixup(memory=16, p=p),
 ]
 ALL = [(make, "wave") for make in WAVE] + [(make, "spec") for make in SPEC]
@@ -141,7 +142,8 @@ def _level_db(x: torch.Tensor, freq: float) -> float:
 
 def test_lowpass_highpass_bandpass_attenuate_and_pass() -> None:
     cases = [(A.LowPass(SR, 1000, 1000), 200.0, 6000.0), (A.HighPass(SR, 1000, 1000), 6000.0, 200.0),
-             (A.BandPass(SR, 1000, 1000, 1.0, 1.0), 1000.0, 6000.0), (A.BandPass(SR, 1000, 1000, 1.0, 1.0), 1000.0, 100.0)]
+             (A.BandPass(SR, 1000, 1000, 1.0, 1.0), 1000.0, 6000.0),
+             (A.BandPass(SR, 1000, 1000, 1.0, 1.0), 1000.0, 100.0)]
     for aug, f_pass, f_stop in cases:
         passed, stopped = _sine(f_pass), _sine(f_stop)
         assert abs(_level_db(aug(passed, _gen()), f_pass) - _level_db(passed, f_pass)) < 0.5, aug

@@ -17,7 +17,8 @@ def test_profiles_are_data_and_change_sizes_only():
     assert demo.encoder.width == PROFILES["demo"]["encoder"]["width"] and demo.profile == "demo"
     # laptop: the demo with five times the steps, on the same corpus (the same test split)
     assert laptop.train.steps == 5 * demo.train.steps and laptop.corpus == demo.corpus
-    assert (laptop.encoder, laptop.method, laptop.probe, laptop.eval) == (demo.encoder, demo.method, demo.probe, demo.eval)
+    assert (laptop.encoder, laptop.method, laptop.probe, laptop.eval) == (demo.encoder, demo.method,
+                                                                          demo.probe, demo.eval)
     with pytest.raises(ValueError, match="unknown profile 'tiny'"):
         load_profile("tiny")
 

@@ -220,7 +220,8 @@ def test_supervised_baseline_keeps_the_best_validation_epoch(smoke_cfg, smoke_st
 
     monkeypatch.setattr(baselines, "build_encoder", build)
     monkeypatch.setattr(baselines, "validation_score", score)
-    cfg = dataclasses.replace(smoke_cfg, eval=dataclasses.replace(smoke_cfg.eval, supervised_epochs=3, baseline_seed=11))
+    cfg = dataclasses.replace(smoke_cfg,
+                              eval=dataclasses.replace(smoke_cfg.eval, supervised_epochs=3, baseline_seed=11))
     src = baselines.baseline_source("supervised", cfg, smoke_store)
     assert len(snapshots) == 3
     got = src.encoder.state_dict()
@@ -352,12 +353,14 @@ def test_validation_table_never_embeds_the_test_split(smoke_cfg, smoke_store, mo
         return extract_embeddings(src, store, split, cfg, **kw)
 
     monkeypatch.setattr(ev, "extract_embeddings", recording)
-    cfg = dataclasses.replace(smoke_cfg, eval=dataclasses.replace(smoke_cfg.eval, baselines=("handcrafted", "supervised")))
+    cfg = dataclasses.replace(smoke_cfg,
+                              eval=dataclasses.replace(smoke_cfg.eval, baselines=("handcrafted", "supervised")))
     enc = LogMelStats()
     enc.name = "simclr"
     table = ev.validation_table(cfg, [enc], progress=False)
     assert list(table.encoder) == ["simclr", "handcrafted"]  # supervised is trained on labels: not a floor here
-    assert list(table.columns) == ["encoder", "run", "valid_mlp", "valid_knn", "transfer_valid_mlp", "transfer_valid_knn"]
+    assert list(table.columns) == ["encoder", "run", "valid_mlp", "valid_knn", "transfer_valid_mlp",
+                                   "transfer_valid_knn"]
     assert set(splits) == {"train", "valid"} and len(splits) == 2 * 2 * 2
     # the figures are the probe's own early-stopping score and the k-NN probe, recomputed here
     emb = {s: extract_embeddings(enc, smoke_store, s, cfg, progress=False) for s in ("train", "valid")}

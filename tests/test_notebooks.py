@@ -53,7 +53,8 @@ def test_notebook_config_cell_reads_a_real_dataset(stem: str, tmp_path: Path) ->
     out = execute_notebook(copy, profile="smoke", timeout=300)
     text = "".join(o.get("text", "") for c in out.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "dataset: mtat-B" in text
-    errors = [o for c in out.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    errors = [o for c in out.cells if c.cell_type == "code" for o in c.get("outputs", [])
+              if o.get("output_type") == "error"]
     assert not errors
 
 

@@ -86,3 +86,12 @@ def test_method_labels_keep_the_fidelity():
     assert method_label("dino") == "clustering (DINO)"
     assert method_label("dino/paper-code") == "clustering (DINO), paper-code"
     assert method_label("mine") == "mine"
+
+
+def test_every_method_and_floor_has_a_colour_and_a_label():
+    """The plots' order is the registries' (`METHODS`, `BASELINES`); each name has its colour and label."""
+    from workbench.baselines import BASELINES
+    from workbench.methods import METHODS
+
+    assert plots.METHOD_ORDER == (*METHODS, *BASELINES)
+    assert set(plots.METHOD_COLORS) == set(plots.METHOD_LABELS) == set(plots.METHOD_ORDER)

@@ -20,7 +20,8 @@ def test_every_arm_and_seed_is_a_distinct_run(smoke_cfg):
     assert len(set(names)) == len(names)
     by_arm = dict(configs[::2])
     assert by_arm["dino[sinkhorn]"].method.sinkhorn_iterations == 3 and "sinkhorn" in run_name(by_arm["dino[sinkhorn]"])
-    assert by_arm["dino/paper-code"].method.fidelity == "paper-code" and by_arm["dino/paper-code"].train.nonfinite == "skip"
+    assert (by_arm["dino/paper-code"].method.fidelity == "paper-code"
+            and by_arm["dino/paper-code"].train.nonfinite == "skip")
     assert [c.train.seed for _, c in configs[:2]] == [smoke_cfg.train.seed, smoke_cfg.train.seed + 1]
     assert study.arm_of("dino[koleo]@s2") == "dino[koleo]" and study.arm_of("dino/paper-code") == "dino/paper-code"
 

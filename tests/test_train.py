@@ -82,7 +82,8 @@ def test_killed_and_resumed_equals_uninterrupted(smoke_cfg, smoke_store):
     _tensors_equal(a["model"], b["model"], "model")
     assert any(k.startswith("teacher.") for k in a["model"]) and "center.center" in a["model"]
     _tensors_equal(a["optimizer"]["state"], b["optimizer"]["state"], "optimizer")
-    steps = [r["step"] for r in map(json.loads, (cut / "metrics.jsonl").read_text().splitlines()) if r["kind"] == "train"]
+    steps = [r["step"] for r in map(json.loads, (cut / "metrics.jsonl").read_text().splitlines())
+             if r["kind"] == "train"]
     assert steps == [1, 2, 3, 4]
 
 
@@ -273,7 +274,8 @@ def test_resume_after_an_evaluation_setting_changed_and_warnings_trimmed(smoke_c
                                          + json.dumps({"step": 1, "figure": "y"}) + "\n")
     changed = apply_overrides(cfg, ["probe.hidden=7", "eval.bootstrap_resamples=10"])
     train.pretrain(changed, name="resume-eval", resume=True, progress=False)  # the weights do not depend on them
-    assert {"step": 3, "figure": "x"} not in [json.loads(row) for row in (run / "warnings.jsonl").read_text().splitlines()]
+    assert {"step": 3, "figure": "x"} not in [json.loads(row)
+                                              for row in (run / "warnings.jsonl").read_text().splitlines()]
     (run / "DONE").unlink()
     with pytest.raises(ValueError, match="sections train"):
         train.pretrain(apply_overrides(cfg, ["train.lr=0.5"]), name="resume-eval", resume=True, progress=False)
@@ -285,7 +287,8 @@ def test_notebook_03_budget_does_not_rename_the_main_runs(smoke_cfg):
     assert runs.run_name(apply_overrides(smoke_cfg, ["diagnostics.collapse_batch=4"])) == runs.run_name(smoke_cfg)
     from workbench.config import collapse_configs
 
-    sized = collapse_configs(apply_overrides(smoke_cfg, ["diagnostics.collapse_batch=4", "diagnostics.collapse_steps=7"]))
+    sized = collapse_configs(apply_overrides(smoke_cfg, ["diagnostics.collapse_batch=4",
+                                                         "diagnostics.collapse_steps=7"]))
     assert {(c.train.batch_size, c.train.steps) for c in sized.values()} == {(4, 7)}
     assert {c.train.batch_size for c in collapse_configs(smoke_cfg).values()} == {smoke_cfg.train.batch_size}
     assert runs.run_name(apply_overrides(smoke_cfg, ["diagnostics.every=3"])) != runs.run_name(smoke_cfg)

@@ -40,7 +40,8 @@ def test_splits_sizes_and_labels_are_the_scores_tags(small_store):
     for i in range(len(small_store)):
         seed = int(small_store.tracks.seed.iloc[i])
         tags = T.compose(seed, SMALL.seconds, SMALL.solo_share)["tags"]
-        assert [small_store.tag_names[k] for k in np.flatnonzero(small_store.labels[i])] == [t for t in T.TAGS if t in tags]
+        assert [small_store.tag_names[k]
+                for k in np.flatnonzero(small_store.labels[i])] == [t for t in T.TAGS if t in tags]
 
 
 def _frame_hashes(samples: np.ndarray, frame: int = 8_000) -> set[bytes]:

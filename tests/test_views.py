@@ -131,7 +131,8 @@ def test_bad_parameters_raise(store):
     with pytest.raises(ValueError, match="n_views must be at least 2"):
         ViewSampler(store, idx, n_views=1)
     longest = store.lengths[idx].max() / SR
-    with pytest.raises(ValueError, match=rf"no track fits 2 views of 4.0 s with a 60.0 s gap .*longest .* {longest:.1f} s"):
+    with pytest.raises(ValueError,
+                       match=rf"no track fits 2 views of 4.0 s with a 60.0 s gap .*longest .* {longest:.1f} s"):
         ViewSampler(store, idx, min_gap=60.0)
     with pytest.raises(ValueError, match="duration must be positive"):
         ViewSampler(store, idx, duration=0.0)

@@ -129,4 +129,5 @@ class MelFrontend(nn.Module):
         return db.unsqueeze(1)  # (B, 1, F, T)
 
     def extra_repr(self) -> str:
-        return f"sample_rate={self.sample_rate}, f_max={self.f_max}, top_db={self.top_db}, dead_filters={self.dead_filters}"
+        return (f"sample_rate={self.sample_rate}, f_max={self.f_max}, top_db={self.top_db}, "
+                f"dead_filters={self.dead_filters}")

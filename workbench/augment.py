@@ -108,7 +108,8 @@ class RandomResizedCrop(Augmentation):
     def __init__(self, virtual_scale: tuple[float, float] = (1.0, 1.5), freq_scale: tuple[float, float] = (0.6, 1.5),
                  time_scale: tuple[float, float] = (0.6, 1.5), p: float = 1.0) -> None:
         super().__init__(p)
-        self.virtual_scale, self.freq_scale, self.time_scale = tuple(virtual_scale), tuple(freq_scale), tuple(time_scale)
+        self.virtual_scale, self.freq_scale, self.time_scale = (tuple(virtual_scale), tuple(freq_scale),
+                                                                tuple(time_scale))
 
     def _axis(self, size: int, virtual: float, scale: tuple[float, float], generator: Generator,
               like: Tensor) -> tuple[Tensor, Tensor]:

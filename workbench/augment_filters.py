@@ -150,7 +150,8 @@ class RandomEQ(_FFTFilter):
                  p: float = 1.0) -> None:
         super().__init__(sample_rate, p)
         self.n_bands, self.min_center, self.max_center = n_bands, min_center, max_center
-        self.min_gain_db, self.max_gain_db, self.min_width, self.max_width = min_gain_db, max_gain_db, min_width, max_width
+        self.min_gain_db, self.max_gain_db, self.min_width, self.max_width = (min_gain_db, max_gain_db,
+                                                                              min_width, max_width)
 
     def response(self, f: Tensor, generator: Generator, like: Tensor) -> Tensor:
         shape = (like.shape[0], self.n_bands, 1)

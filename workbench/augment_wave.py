@@ -24,8 +24,8 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Generator", "Augmentation", "Gain", "PolarityInversion", "Noise", "TimeShift", "Delay", "MixBatch", "Reverb",
-           "PitchShift"]
+__all__ = ["Generator", "Augmentation", "Gain", "PolarityInversion", "Noise", "TimeShift", "Delay", "MixBatch",
+           "Reverb", "PitchShift"]
 
 Generator = torch.Generator | None
 
@@ -203,7 +203,8 @@ class Delay(Augmentation):
     def __init__(self, sample_rate: int, min_ms: int = 200, max_ms: int = 500, step_ms: int = 50,
                  volume: float = 0.5, p: float = 1.0) -> None:
         super().__init__(p)
-        self.sample_rate, self.min_ms, self.max_ms, self.step_ms, self.volume = sample_rate, min_ms, max_ms, step_ms, volume
+        self.sample_rate, self.min_ms, self.max_ms, self.step_ms, self.volume = (sample_rate, min_ms, max_ms,
+                                                                                 step_ms, volume)
 
     def transform(self, x: Tensor, generator: Generator) -> Tensor:
         n_choices = len(range(self.min_ms, self.max_ms, self.step_ms))
@@ -270,7 +271,8 @@ class PitchShift(Augmentation):
     def __init__(self, sample_rate: int, min_semitones: float = -7.0, max_semitones: float = 7.0,
                  n_fft: int = 2048, p: float = 1.0) -> None:
         super().__init__(p)
-        self.sample_rate, self.min_semitones, self.max_semitones, self.n_fft = sample_rate, min_semitones, max_semitones, n_fft
+        self.sample_rate, self.min_semitones, self.max_semitones, self.n_fft = (sample_rate, min_semitones,
+                                                                                max_semitones, n_fft)
 
     def transform(self, x: Tensor, generator: Generator) -> Tensor:
         b, s = x.shape

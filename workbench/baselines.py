@@ -73,7 +73,8 @@ def _random_encoder(cfg: RunConfig, store: AudioStore) -> EncoderSource:
     enc = calibrate_batchnorm(enc, batches)
     return EncoderSource("random", "n/a", enc, cfg.audio,
                          f"random init seed {cfg.eval.baseline_seed}, BatchNorm calibrated on "
-                         f"{cfg.eval.calibration_batches} x {cfg.eval.batch_size} x {cfg.views.n_views} pretraining views",
+                         f"{cfg.eval.calibration_batches} x {cfg.eval.batch_size} x {cfg.views.n_views} "
+                         "pretraining views",
                          sha_module(enc), config_hash(cfg.encoder))
 
 

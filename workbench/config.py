@@ -323,8 +323,8 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "probe": dict(max_epochs=60, patience=8),
         # 2 draws per fraction below 100 %: the limited-data curves' band from two seeded subsets;
         # no 1 % point: 1 % of the 200 train tracks is 2 tracks, which carry few of the 39 tags
-        "eval": dict(bootstrap_resamples=1000, supervised_epochs=30, draws=2,  # 30 x 7 steps: the SSL runs' 200-step budget
-                     fractions=(0.05, 0.1, 0.2, 1.0)),
+        "eval": dict(bootstrap_resamples=1000, supervised_epochs=30,  # 30 x 7 steps: the SSL runs' 200-step budget
+                     draws=2, fractions=(0.05, 0.1, 0.2, 1.0)),
     },
     "smoke": {
         "corpus": dict(n_pool=16, n_train=24, n_valid=12, n_test=12),
@@ -345,7 +345,8 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
 # directly), five times the pretraining steps: about 40 minutes on 2 cores. Diagnostics, with the
 # online k-NN probe on valid tracks, every 100 steps: the curve that says whether the steps pay.
 PROFILES["laptop"] = {**PROFILES["demo"],
-                      "train": {**PROFILES["demo"]["train"], "steps": 1000, "warmup_steps": 50, "checkpoint_every": 250},
+                      "train": {**PROFILES["demo"]["train"], "steps": 1000, "warmup_steps": 50,
+                                "checkpoint_every": 250},
                       "diagnostics": {**PROFILES["demo"]["diagnostics"], "every": 100}}
 
 

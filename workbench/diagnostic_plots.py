@@ -40,8 +40,9 @@ from workbench.diagnostics import held_out_batch, read_warnings, singular_values
 from workbench.runs import load_run, read_metrics
 
 __all__ = [
-    "plot_score", "preview", "LiveLossPlot", "held_out_views", "run_spectra", "plot_training_diagnostics", "plot_spectra",
-    "segment_similarity_by_distance", "family_labels", "umap_coordinates", "plot_maps", "nearest_neighbours",
+    "plot_score", "preview", "LiveLossPlot", "held_out_views", "run_spectra", "plot_training_diagnostics",
+    "plot_spectra", "segment_similarity_by_distance", "family_labels", "umap_coordinates", "plot_maps",
+    "nearest_neighbours",
 ]
 
 

@@ -116,7 +116,8 @@ def lidar(views: list[Tensor], delta: float = 1e-4, eps: float = 1e-7) -> float:
     one sample differ: k for samples spread in k directions with small view noise.
     """
     if len(views) < 2 or any(v.dim() != 2 or v.shape != views[0].shape for v in views):
-        raise ValueError(f"lidar expects V >= 2 view embeddings (N, D) of one shape, got {[tuple(v.shape) for v in views]}")
+        raise ValueError(f"lidar expects V >= 2 view embeddings (N, D) of one shape, "
+                         f"got {[tuple(v.shape) for v in views]}")
     z = torch.stack([v.detach().double().cpu() for v in views], dim=1)  # (N, V, D)
     n, v, d = z.shape
     mu_i = z.mean(dim=1)  # (N, D)

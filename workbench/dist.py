@@ -125,15 +125,6 @@ def all_reduce_mean(x: Tensor) -> Tensor:
     return all_reduce_sum(x) / world_size()
 
 
-def broadcast_object(obj):
-    """Rank 0's Python object on every rank (the run folder name, a resume step)."""
-    if not is_distributed():
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
 def gather_objects(obj) -> list:
     """Every rank's Python object, in rank order (``[obj]`` without a group)."""
     if not is_distributed():
@@ -153,4 +144,5 @@ def wrap_model(module: torch.nn.Module, device: torch.device) -> torch.nn.Module
         return module
     if device.type == "cuda":
         module = torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)
-    return torch.nn.parallel.DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+    device_ids = [device.index] if device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(module, device_ids=device_ids)

@@ -244,7 +244,8 @@ def existing_report(cfg: RunConfig, runs: list[Path], out_dir: Path | None = Non
     None. Notebooks read the demo's report through it instead of evaluating a second time."""
     out = Path(out_dir) if out_dir else default_report_dir(cfg)
     results, saved = out / "results.csv", out / "config.json"
-    if not (results.is_file() and saved.is_file()) or json.loads(saved.read_text()) != json.loads(json.dumps(to_dict(cfg))):
+    if (not (results.is_file() and saved.is_file())
+            or json.loads(saved.read_text()) != json.loads(json.dumps(to_dict(cfg)))):
         return None
     scored = set(pd.read_csv(results, usecols=["checkpoint"]).checkpoint.astype(str))
     for run in runs:
@@ -261,7 +262,8 @@ def reuse_or_evaluate(cfg: RunConfig, runs: list[Path], out_dir: Path | None = N
 
 def default_report_dir(cfg: RunConfig) -> Path:
     """``data_dir()/reports/<dataset>[-<variant>]-<profile>``."""
-    return data_dir() / "reports" / f"{cfg.data.dataset}{'-' + cfg.data.variant if cfg.data.variant else ''}-{cfg.profile}"
+    return (data_dir() / "reports"
+            / f"{cfg.data.dataset}{'-' + cfg.data.variant if cfg.data.variant else ''}-{cfg.profile}")
 
 
 # ----------------------------------------------------------------------------------- seeds, clean tags

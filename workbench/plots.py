@@ -20,7 +20,10 @@ import numpy as np
 import pandas as pd
 from IPython.display import display
 
-METHOD_ORDER = ("simclr", "dino", "barlow_twins", "byol", "vicreg", "supervised", "random", "handcrafted")
+from workbench.baselines import BASELINES
+from workbench.methods import METHODS
+
+METHOD_ORDER = (*METHODS, *BASELINES)  # the registries' order: the five methods, then the floors
 METHOD_COLORS = {
     "simclr": "#1f77b4", "dino": "#ff7f0e", "barlow_twins": "#2ca02c", "byol": "#d62728", "vicreg": "#9467bd",
     "supervised": "#4d4d4d", "random": "#a6a6a6", "handcrafted": "#8c564b",

@@ -86,7 +86,8 @@ Seeds: corpus {cfg.corpus.seed}, pretraining {cfg.train.seed}, probe {cfg.probe.
 ![paired differences](paired_differences.png)
 
 {csv_section(out, "results_clean.csv", "Full training data, scored against the clean tags (before label dropout)")}\
-{csv_section(out, "seeds.csv", "Pretraining seeds (full data): spread over seeds beside the first seed's bootstrap interval")}\
+{csv_section(out, "seeds.csv",
+             "Pretraining seeds (full data): spread over seeds beside the first seed's bootstrap interval")}\
 ## Limited data (point estimate, mean over draws)
 
 {markdown_table(lim.reset_index())}

@@ -17,7 +17,8 @@ and adds, in ``data/reports/clustering-<profile>/``:
   95 % interval that includes seed variance: for each bootstrap resample of the test tracks (the
   same resamples for every run), one pretraining seed of each arm is drawn at random, so the
   interval covers test sampling and the seed lottery together;
-- ``timeline.csv``: every run's diagnostics rows with its arm and seed; ``timeline.png``: the online probe, RankMe, LiDAR and teacher entropy against the step, one
+- ``timeline.csv``: every run's diagnostics rows with its arm and seed; ``timeline.png``: the
+  online probe, RankMe, LiDAR and teacher entropy against the step, one
   panel each, every arm's seeds as thin lines and their mean as a thick one;
 - ``arm_differences.png``: the paired differences to plain DINO with their intervals.
 

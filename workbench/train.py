@@ -3,7 +3,8 @@
 ``pretrain(cfg)`` trains ``cfg.method.name`` on the views of ``cfg.data`` and writes its run
 folder (`workbench.runs`: config, metrics, warnings, checkpoints, DONE, the lock).
 
-One step: take the views sampled in the background (`workbench.data.prefetch`) -> waveform augmentation on the device -> log-mel
+One step: take the views sampled in the background (`workbench.data.prefetch`) -> waveform
+augmentation on the device -> log-mel
 front end -> spectrogram augmentation -> ``method(views, step)`` under autocast -> backward ->
 ``before_optimizer_step`` (DINO's frozen last layer) -> clip (the method's rule) -> optimiser
 step -> ``after_step`` (EMA teacher, DINO center; not on a skipped step). Steps are numbered
@@ -165,7 +166,8 @@ def check_train_config(cfg: RunConfig, device: torch.device, world: int) -> None
 @contextmanager
 def torch_flags(device: torch.device, deterministic: bool, threads: int = 0) -> Iterator[None]:
     """Process-wide torch flags for a run, restored afterwards (the caller's process is left
-    as found): deterministic algorithms, ``threads`` CPU threads when set. A collapsing network produces denormal floats, which make CPU BatchNorm and
+    as found): deterministic algorithms, ``threads`` CPU threads when set. A collapsing network
+    produces denormal floats, which make CPU BatchNorm and
     matmuls ~6x slower (a DINO run without centering: 88 s -> 15 s); flushing them changes
     nothing measurable in the results."""
     was_deterministic, was_threads = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()

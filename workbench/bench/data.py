@@ -111,7 +111,8 @@ def overlap(store_cfg, steps: int) -> list[dict]:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m workbench.bench data", description=__doc__.splitlines()[2])
     p.add_argument("--profile", default="paper", help="batch size, views and model of this profile (default paper)")
-    p.add_argument("--store-profile", default="demo", help="the embedded corpus read (default demo's, built if missing)")
+    p.add_argument("--store-profile", default="demo",
+                   help="the embedded corpus read (default demo's, built if missing)")
     p.add_argument("--batches", type=int, default=12, help="timed batches per setting (median)")
     p.add_argument("--steps", type=int, default=8, help="timed training steps per setting in the overlap check")
     p.add_argument("--threads", default=None, help="comma-separated gathering threads (default 1 and every core)")

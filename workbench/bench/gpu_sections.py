@@ -291,7 +291,8 @@ def pretrain_short(sizes: Sizes, device: torch.device, clock: Clock, method: str
     cfg = config(sizes, device, method, steps=steps_n, warmup_steps=max(1, steps_n // 10),
                  steps_per_epoch=max(1, steps_n // 5), log_every=min(sizes.log_every, steps_n),
                  checkpoint_every=steps_n, nonfinite="skip")
-    cfg = replace(cfg, method=replace(cfg.method, warmup_teacher_temp_epochs=min(2, cfg.method.warmup_teacher_temp_epochs)))
+    cfg = replace(cfg, method=replace(cfg.method,
+                                      warmup_teacher_temp_epochs=min(2, cfg.method.warmup_teacher_temp_epochs)))
     rows: list[dict] = []
     deadline = time.perf_counter() + time_s
 

@@ -1,7 +1,8 @@
 """GTZAN (Tzanetakis and Cook 2002), fault-filtered split of Kereliuk, Sturm and Larsen (2015).
 
 ``{train,valid,test}_filtered.txt``: one ``genre/genre.000NN.wav`` a line (443 / 197 / 290
-tracks), under the root or under ``GTZAN_split/`` (jongpillee/music_dataset_split) or ``splits/``. Audio under the root, ``genres/``,
+tracks), under the root or under ``GTZAN_split/`` (jongpillee/music_dataset_split) or ``splits/``.
+Audio under the root, ``genres/``,
 ``genres_original/`` (the Kaggle copy) or ``Data/genres_original/``; the original ``.au`` files
 are accepted where the ``.wav`` named in the list is absent. The audio folder is the one under
 which most listed files exist (all entries counted), and it is printed. Single-label, 10 genres; the

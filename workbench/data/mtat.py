@@ -45,7 +45,8 @@ EXPECTED = {
 KNOWN_BROKEN = {
     "6/norine_braun-now_and_zen-08-gently-117-146.mp3": "35644",
     "8/jacob_heringman-josquin_des_prez_lute_settings-19-gintzler__pater_noster-204-233.mp3": "55753",
-    "9/american_baroque-dances_and_suites_of_rameau_and_couperin-25-le_petit_rien_xiveme_ordre_couperin-88-117.mp3": "57881",
+    "9/american_baroque-dances_and_suites_of_rameau_and_couperin-25-le_petit_rien_xiveme_ordre_couperin-88-117.mp3":
+        "57881",
 }
 KNOWN_BROKEN_IDS = frozenset(KNOWN_BROKEN.values())
 _FOLDER_SPLIT = {**{c: "train" for c in "0123456789ab"}, "c": "valid", **{c: "test" for c in "def"}}
@@ -145,8 +146,8 @@ def read(root: Path, variant: str | None = None) -> DatasetTable:
         if rel in KNOWN_BROKEN:
             known[p] = f"known broken MTAT clip {KNOWN_BROKEN[rel]}"
     return DatasetTable(dataset="mtat", variant=variant, root=root, tracks=tracks, labels=labels,
-                        tag_names=[canonical_tag(t) for t in tags], task="multi_label", expected=dict(EXPECTED[variant]),
-                        known_broken=known, pretrain_splits=["train"])
+                        tag_names=[canonical_tag(t) for t in tags], task="multi_label",
+                        expected=dict(EXPECTED[variant]), known_broken=known, pretrain_splits=["train"])
 
 
 def _read_a(root: Path, prefix: str):

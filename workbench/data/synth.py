@@ -172,7 +172,8 @@ def _compose(tr: _Track, rng: np.random.Generator) -> None:
             for inst in tr.instruments:
                 if inst in ("drums", "bass") or (inst == tr.lead and len(tr.instruments) > 1):
                     continue
-                fig = st.comp if inst in si.PERCUSSIVE else ("stabs" if inst == "brass" and st.comp == "stabs" else "sustain")
+                fig = st.comp if inst in si.PERCUSSIVE else ("stabs" if inst == "brass" and st.comp == "stabs"
+                                                              else "sustain")
                 for s, dur, k in comp_line(fig, len(chord), spb, crng):
                     pcs = chord if k < 0 else [chord[k % len(chord)] + 12 * (k // len(chord))]
                     for j, pc in enumerate(pcs):
@@ -261,7 +262,8 @@ def room_rt60(rng: np.random.Generator) -> float:
 
 
 def generate_track(seed: int, style: str | None = None, seconds: float | None = None, sample_rate: int = 16_000,
-                   min_seconds: float = 20.0, max_seconds: float = 30.0) -> tuple[np.ndarray, dict[str, Any], list[str]]:
+                   min_seconds: float = 20.0,
+                   max_seconds: float = 30.0) -> tuple[np.ndarray, dict[str, Any], list[str]]:
     """One track from a seed: ``(audio float32 (S,) peak 1, score dict, clean tags)``.
 
     The score holds the track parameters and ``events``: ``[onset s, duration s, midi pitch,

@@ -311,7 +311,8 @@ def drum_kit(rng: np.random.Generator, brightness: float, kind: str) -> dict[str
     ts = t[: int(0.3 * SR)]
     tone = rng.uniform(170, 230)
     body = (np.sin(_TWO_PI * tone * ts) + 0.5 * np.sin(_TWO_PI * 1.7 * tone * ts)) * np.exp(-ts / 0.05)
-    noise = _bandpass(rng.standard_normal(len(ts)), 1200.0, 4000.0 + 3500.0 * brightness) * np.exp(-ts / rng.uniform(0.07, 0.15))
+    noise = (_bandpass(rng.standard_normal(len(ts)), 1200.0, 4000.0 + 3500.0 * brightness)
+             * np.exp(-ts / rng.uniform(0.07, 0.15)))
     kit["snare"] = 0.5 * body + 1.2 * noise
     clap = np.zeros(len(ts))
     for k, d in enumerate((0.0, 0.011, 0.023)):

@@ -52,7 +52,8 @@ BACKBEAT = _p(kick="x-------x-------", snare="----x-------x---", hat="o-o-o-o-o-
 STYLES: dict[str, Style] = {
     "rock": Style((100, 150), 0.4, ((0, 3, 0, 4), (5, 3, 0, 4), (0, 4, 3, 3), (0, 5, 3, 4)),
                   (ROCK_BEAT, _p(kick="x-----x-x-------", snare="----x-------x--.", hat="x-x-x-x-x-x-x-x-"),
-                   _p(kick="x-------x-x-----", snare="----x-------x---", ride="x-o-x-o-x-o-x-o-", crash="x---------------")),
+                   _p(kick="x-------x-x-----", snare="----x-------x---", ride="x-o-x-o-x-o-x-o-",
+                      crash="x---------------")),
                   dict(drums=.95, bass=.9, guitar=.9, piano=.25, organ=.3, voice=.55, strings=.12, brass=.1, pad=.12,
                        flute=.03, bells=.03, marimba=.02), "roots8", "strum", .35, (.55, 1.0), (.45, .95)),
     "pop": Style((88, 128), 0.3, ((0, 4, 5, 3), (5, 3, 0, 4), (0, 5, 3, 4), (3, 0, 4, 5)),
@@ -62,20 +63,23 @@ STYLES: dict[str, Style] = {
                       organ=.1, flute=.1, marimba=.1), "roots", "block", .45, (.4, .9), (.4, .85),
                  sevenths=.2, p_solo=.05, solo=("piano", "guitar")),
     "jazz": Style((70, 190), 0.45, ((1, 4, 0, 0), (0, 5, 1, 4), (2, 5, 1, 4), (0, 3, 1, 4)),
-                  (_p(ride="x---x-.xx---x-.x", hat="----x-------x---", kick="x---------.-----", snare="------.-------.-"),
+                  (_p(ride="x---x-.xx---x-.x", hat="----x-------x---", kick="x---------.-----",
+                      snare="------.-------.-"),
                    _p(ride="x---x--xx---x--x", hat="----x-------x---", snare="--.-----.--.----")),
-                  dict(drums=.85, bass=.95, piano=.8, brass=.55, guitar=.35, organ=.25, voice=.35, flute=.25, strings=.1,
-                       bells=.05, marimba=.1, pad=.02), "walking", "jazz", .55, (.3, .8), (.3, .75),
+                  dict(drums=.85, bass=.95, piano=.8, brass=.55, guitar=.35, organ=.25, voice=.35, flute=.25,
+                       strings=.1, bells=.05, marimba=.1, pad=.02), "walking", "jazz", .55, (.3, .8), (.3, .75),
                   sevenths=1.0, swing=.33, p_solo=.12, solo=("piano", "guitar")),
     "electronic": Style((118, 140), 0.6, ((0, 5, 2, 6), (0, 0, 5, 5), (0, 6, 5, 6), (5, 3, 0, 4)),
-                        (_p(kick="x---x---x---x---", clap="----x-------x---", open_hat="--x---x---x---x-", hat="xxxxxxxxxxxxxxxx"),
+                        (_p(kick="x---x---x---x---", clap="----x-------x---", open_hat="--x---x---x---x-",
+                            hat="xxxxxxxxxxxxxxxx"),
                          _p(kick="x---x---x---x---", snare="----x-------x---", hat="o-x-o-x-o-x-o-x-")),
-                        dict(drums=.98, bass=.95, pad=.8, bells=.4, piano=.3, strings=.2, voice=.3, guitar=.05, brass=.1,
-                             organ=.1, marimba=.2, flute=.05), "octaves", "arp16", .4, (.5, 1.0), (.4, 1.0),
+                        dict(drums=.98, bass=.95, pad=.8, bells=.4, piano=.3, strings=.2, voice=.3, guitar=.05,
+                             brass=.1, organ=.1, marimba=.2, flute=.05), "octaves", "arp16", .4, (.5, 1.0), (.4, 1.0),
                         kit="electronic", sevenths=.3),
     "classical": Style((60, 140), 0.45, ((0, 3, 4, 0), (0, 1, 4, 0), (0, 5, 3, 4), (0, 4, 5, 2), (3, 4, 0, 0)),
                        (), dict(strings=.85, piano=.5, flute=.5, brass=.35, bells=.1, organ=.2, marimba=.05, voice=.2,
-                                bass=.4, guitar=.1, drums=.0, pad=.05), "sustain", "arp", .5, (.15, .8), (.2, .7), beats=3, p_solo=.25, solo=("piano", "guitar", "organ")),
+                                bass=.4, guitar=.1, drums=.0, pad=.05), "sustain", "arp", .5, (.15, .8), (.2, .7),
+                       beats=3, p_solo=.25, solo=("piano", "guitar", "organ")),
     "folk": Style((80, 130), 0.35, ((0, 3, 0, 4), (0, 4, 0, 4), (0, 3, 4, 0), (5, 3, 0, 4)),
                   (_p(kick="x-----------", hat="o---o---o---", rim="----x---x---"),
                    _p(kick="x-----x-----", hat="o-o-o-o-o-o-")),
@@ -84,12 +88,13 @@ STYLES: dict[str, Style] = {
                   beats=3, p_solo=.2, solo=("guitar",)),
     "ambient": Style((55, 85), 0.5, ((0, 3), (0, 5), (3, 0, 5, 4)),
                      (_p(kick="x---------------", hat="--------o-------"),),
-                     dict(pad=.95, bells=.6, strings=.45, piano=.4, flute=.25, voice=.2, marimba=.15, guitar=.2, bass=.35,
-                          drums=.15, organ=.1, brass=.05), "sustain", "arp", .18, (.1, .5), (.05, .55),
+                     dict(pad=.95, bells=.6, strings=.45, piano=.4, flute=.25, voice=.2, marimba=.15, guitar=.2,
+                          bass=.35, drums=.15, organ=.1, brass=.05), "sustain", "arp", .18, (.1, .5), (.05, .55),
                      sevenths=.5, p_solo=.15, solo=("piano", "bells"), kit="electronic", chord_bars=2),
     "funk": Style((90, 118), 0.6, ((0, 0, 0, 3), (0, 3, 0, 3), (1, 4, 1, 4)),
                   (_p(kick="x--x--x---x--x--", snare="----x--.-.--x--.", hat="xoxoxoxoxoxoxoxo"),
-                   _p(kick="x-x---x--x--x---", snare="----x-.-.---x-..", hat="x-x-x-x-x-x-x-x-", open_hat="-------x-------x")),
+                   _p(kick="x-x---x--x--x---", snare="----x-.-.---x-..", hat="x-x-x-x-x-x-x-x-",
+                      open_hat="-------x-------x")),
                   dict(drums=.98, bass=.98, guitar=.85, organ=.5, brass=.6, piano=.4, voice=.5, pad=.1, strings=.1,
                        flute=.05, bells=.02, marimba=.05), "synco", "stabs", .35, (.5, 1.0), (.5, 1.0),
                   lead_step=1, sevenths=.8),
@@ -116,7 +121,8 @@ def bass_line(figure: str, chord: list[int], spb: int, rng: np.random.Generator)
     if figure == "roots":
         return [(0, 6, root), (spb // 2 if spb == 16 else 8, 4, fifth if rng.uniform() < 0.5 else root)]
     if figure == "walking":
-        return [(s, 3.6, pc) for s, pc in zip(range(0, spb, 4), (root, third, fifth, root + 11 if rng.uniform() < .5 else fifth + 2))]
+        return [(s, 3.6, pc) for s, pc in zip(range(0, spb, 4),
+                                              (root, third, fifth, root + 11 if rng.uniform() < .5 else fifth + 2))]
     if figure == "octaves":
         return [(s, 1.5, root + 12 * (s % 4 == 2)) for s in range(0, spb, 2)]
     if figure == "synco":

@@ -189,11 +189,13 @@ def compose(seed: int, seconds: float, solo_share: float = 0.25) -> dict:
                           notes=melody(float(rng.uniform(0.5, 0.95))) if role == "melody"
                           else accompaniment(st["figure"], float(rng.uniform(0.6, 1.0)))))
     else:
-        parts.append(dict(role="melody", program=program("melody"), channel=0, notes=melody(float(rng.uniform(0.4, 0.95)))))
+        parts.append(dict(role="melody", program=program("melody"), channel=0,
+                          notes=melody(float(rng.uniform(0.4, 0.95)))))
         parts.append(dict(role="chords", program=program("chords"), channel=1,
                           notes=accompaniment(st["figure"], float(rng.uniform(0.6, 1.0)))))
         if rng.uniform() < 0.85:
-            parts.append(dict(role="bass", program=program("bass"), channel=2, notes=bassline(float(rng.uniform(0.5, 0.95)))))
+            parts.append(dict(role="bass", program=program("bass"), channel=2,
+                              notes=bassline(float(rng.uniform(0.5, 0.95)))))
         if rng.uniform() < (0.45 if style in ("ballad", "arpeggio") else 0.9):
             parts.append(dict(role="drums", program=0, channel=9, notes=drums()))
     for p in parts:
@@ -312,7 +314,8 @@ def build_transfer(cfg: TransferConfig = TransferConfig(), root: Path | None = N
         n_workers = workers or min(2, os.cpu_count() or 1)
         bar = tqdm(total=len(todo) + len(done), initial=len(done), desc=f"transfer set {root.name}", unit="clip",
                    disable=not progress)
-        with writer, worker_results(_make_clip, todo, n_workers, _init_renderer, (cfg.sample_rate,), chunksize=4) as results:
+        with writer, worker_results(_make_clip, todo, n_workers, _init_renderer, (cfg.sample_rate,),
+                                    chunksize=4) as results:
             try:
                 for track_id, split, seed, audio, score in results:
                     writer.add(track_id, audio, split, np.isin(TAGS, score["tags"]).astype(np.uint8),

@@ -15,7 +15,7 @@ from workbench.diagnostic_plots import segment_similarity_by_distance
 from workbench.diagnostics import (
     CollapseMonitor,
     alignment,
-    dino_figures,
+    dino_stats,
     effective_rank,
     embedding_std,
     entropy,
@@ -97,7 +97,7 @@ def test_entropy_known_values() -> None:
 def test_dino_figures_uniform_teacher() -> None:
     """Constant teacher logits: uniform teacher, entropy ln K, CE = ln K when the student is uniform too."""
     B, K = 16, 32
-    f = dino_figures(torch.zeros(B, K), torch.zeros(B, K), torch.zeros(1, K), 0.1, 0.04)
+    f = dino_stats(torch.zeros(B, K), torch.zeros(B, K), torch.zeros(1, K), 0.1, 0.04)
     assert f["teacher_entropy"] == pytest.approx(math.log(K), rel=1e-6)
     assert f["teacher_batch_entropy"] == pytest.approx(math.log(K), rel=1e-6)
     assert f["ce"] == pytest.approx(math.log(K), rel=1e-6)
@@ -112,7 +112,7 @@ def test_dino_figures_one_hot_teacher() -> None:
     logits[:, 5] = 10.0
     student = torch.randn(B, K, generator=torch.Generator().manual_seed(0))
     center = torch.full((1, K), 0.5)
-    f = dino_figures(student, logits, center, 0.1, 0.04)
+    f = dino_stats(student, logits, center, 0.1, 0.04)
     assert f["teacher_entropy"] == pytest.approx(0.0, abs=1e-6)
     assert f["teacher_batch_entropy"] == pytest.approx(0.0, abs=1e-6)
     assert f["teacher_prototypes_used"] == 1
@@ -127,7 +127,7 @@ def test_dino_figures_ce_matches_loss() -> None:
 
     g = torch.Generator().manual_seed(2)
     s, t, c = torch.randn(8, 16, generator=g), torch.randn(8, 16, generator=g), torch.randn(1, 16, generator=g)
-    f = dino_figures(s, t, c, 0.1, 0.04)
+    f = dino_stats(s, t, c, 0.1, 0.04)
     assert f["ce"] == pytest.approx(float(dino_loss(s, t, c, 0.1, 0.04)[0]), rel=1e-5)
     assert f["kl"] >= 0
 
@@ -141,7 +141,7 @@ def test_monitor_fires_on_constructed_collapse(capsys) -> None:
                  "embed_rank": 20.0, "dino_ln_k": math.log(K), "dino_ce": math.log(K) - 0.01,
                  "dino_teacher_entropy": math.log(K) - 0.01, "dino_teacher_batch_entropy": math.log(K)}
     found = mon.check(7, collapsed)
-    assert {w["figure"] for w in found} == {"proj_std", "proj_rank", "dino_ce", "dino_teacher_entropy"}
+    assert {w["stat"] for w in found} == {"proj_std", "proj_rank", "dino_ce", "dino_teacher_entropy"}
     for w in found:
         assert w["run"] == "unit-run" and w["step"] == 7 and set(w) >= {"value", "threshold", "message"}
     out = capsys.readouterr().out
@@ -149,7 +149,7 @@ def test_monitor_fires_on_constructed_collapse(capsys) -> None:
 
     one_hot = {"dino_ln_k": math.log(K), "dino_ce": 0.01, "dino_teacher_entropy": 0.0,
                "dino_teacher_batch_entropy": 0.001}
-    assert [w["figure"] for w in mon.check(8, one_hot)] == ["dino_teacher_batch_entropy"]
+    assert [w["stat"] for w in mon.check(8, one_hot)] == ["dino_teacher_batch_entropy"]
 
 
 def test_monitor_quiet_on_healthy_figures() -> None:
@@ -180,24 +180,24 @@ def test_compute_diagnostics_leaves_the_method_untouched(smoke_cfg) -> None:
     method = build_method(cfg).train()
     before = {k: v.clone() for k, v in method.state_dict().items()}
     views = [torch.randn(8, 1, cfg.audio.n_mels, cfg.audio.n_frames) for _ in range(2)]
-    figures = compute_diagnostics(method, views)
+    stats = compute_diagnostics(method, views)
     assert method.training and all(m.training for m in method.modules())
     after = method.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before), "diagnostics changed a parameter or buffer"
     for key in ("embed_std", "embed_rank", "proj_std", "proj_alignment", "dino_teacher_entropy", "dino_kl",
                 "dino_center_norm", "sched_teacher_temp", "sched_momentum"):
-        assert key in figures and isinstance(figures[key], float) and math.isfinite(figures[key]), key
-    assert figures["embed_dim"] == cfg.encoder.output_dim
+        assert key in stats and isinstance(stats[key], float) and math.isfinite(stats[key]), key
+    assert stats["embed_dim"] == cfg.encoder.output_dim
 
 
 def _flags(run_dir) -> set[str]:
     from workbench.diagnostics import read_warnings
 
-    return {w["figure"] for w in read_warnings(run_dir)}
+    return {w["stat"] for w in read_warnings(run_dir)}
 
 
 def test_healthy_smoke_run_is_quiet(smoke_cfg) -> None:
-    """A default smoke DINO run writes every figure; a healthy SimCLR run of 40 steps at a high
+    """A default smoke DINO run writes every stat; a healthy SimCLR run of 40 steps at a high
     learning rate (1e-2), checked 8 times, raises no collapse warning at all and its online probe
     reads the tags above chance (0.72 macro ROC-AUC here; 0.5 for an embedding that knows
     nothing)."""

@@ -46,7 +46,7 @@ def _run(tmp_path, name, diag_steps, warn_steps):
     rows = [{"kind": "diagnostics", "step": s, "probe_knn_auc": 0.6 + s / 1000, "embed_rank": 10.0 - s / 10,
              "dino_teacher_entropy": 0.5, "dino_ln_k": 2.0} for s in diag_steps]
     (run / "metrics.jsonl").write_text("\n".join(map(json.dumps, rows)) + "\n")
-    (run / "warnings.jsonl").write_text("".join(json.dumps({"step": s, "figure": "embed_rank"}) + "\n"
+    (run / "warnings.jsonl").write_text("".join(json.dumps({"step": s, "stat": "embed_rank"}) + "\n"
                                                 for s in warn_steps))
     return run
 

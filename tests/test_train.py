@@ -270,11 +270,11 @@ def test_resume_after_an_evaluation_setting_changed_and_warnings_trimmed(smoke_c
     with pytest.raises(KeyboardInterrupt):
         train.pretrain(cfg, name="resume-eval", progress=False, callback=kill_at_3)
     run = runs.runs_dir() / "resume-eval"
-    (run / "warnings.jsonl").write_text(json.dumps({"step": 3, "figure": "x"}) + "\n"
-                                         + json.dumps({"step": 1, "figure": "y"}) + "\n")
+    (run / "warnings.jsonl").write_text(json.dumps({"step": 3, "stat": "x"}) + "\n"
+                                         + json.dumps({"step": 1, "stat": "y"}) + "\n")
     changed = apply_overrides(cfg, ["probe.hidden=7", "eval.bootstrap_resamples=10"])
     train.pretrain(changed, name="resume-eval", resume=True, progress=False)  # the weights do not depend on them
-    assert {"step": 3, "figure": "x"} not in [json.loads(row)
+    assert {"step": 3, "stat": "x"} not in [json.loads(row)
                                               for row in (run / "warnings.jsonl").read_text().splitlines()]
     (run / "DONE").unlink()
     with pytest.raises(ValueError, match="sections train"):

@@ -71,27 +71,27 @@ def run_spectra(run_dir: str | Path, store: Any = None, center: bool = True) -> 
                 "proj": singular_values(method.project(mel), center)}
 
 
-def _warning_marks(run_dir: Path, figure: str) -> list[tuple[int, float]]:
-    base = figure.removesuffix("_ratio")
-    return [(w["step"], w["value"]) for w in read_warnings(run_dir) if w.get("figure") in (figure, base)]
+def _warning_marks(run_dir: Path, stat: str) -> list[tuple[int, float]]:
+    base = stat.removesuffix("_ratio")
+    return [(w["step"], w["value"]) for w in read_warnings(run_dir) if w.get("stat") in (stat, base)]
 
 
 def plot_training_diagnostics(runs: dict[str, str | Path] | list[str | Path],
-                              figures: tuple[str, ...] = ("proj_std_ratio", "proj_rank", "embed_std_ratio",
+                              stats: tuple[str, ...] = ("proj_std_ratio", "proj_rank", "embed_std_ratio",
                                                           "embed_rank"),
                               diag_cfg: DiagnosticsConfig | None = None, ncols: int = 4, logy: tuple[str, ...] = ()):
-    """One panel per figure (rows "kind": "diagnostics" of each run's metrics.jsonl), one line
-    per run; collapse warnings of that figure are red crosses. Reference lines: 1 (healthy
+    """One panel per statistic (rows "kind": "diagnostics" of each run's metrics.jsonl), one line
+    per run; collapse warnings of that statistic are red crosses. Reference lines: 1 (healthy
     spread) and ``std_ratio_min`` for ``*_std_ratio``; ``max(rank_fraction_min * D, 1.5)`` for
     ``*_rank``; ln(K) for DINO entropies and the cross-entropy. Returns the Figure."""
     diag_cfg = diag_cfg or DiagnosticsConfig()
     runs = runs if isinstance(runs, dict) else {Path(r).name: r for r in runs}
     frames = {label: read_metrics(d) for label, d in runs.items()}
     frames = {k: (df[df["kind"] == "diagnostics"] if len(df) else df) for k, df in frames.items()}
-    nrows = math.ceil(len(figures) / ncols)
-    fig, axes = plt.subplots(nrows, min(ncols, len(figures)), figsize=(3.4 * min(ncols, len(figures)), 2.8 * nrows),
+    nrows = math.ceil(len(stats) / ncols)
+    fig, axes = plt.subplots(nrows, min(ncols, len(stats)), figsize=(3.4 * min(ncols, len(stats)), 2.8 * nrows),
                              squeeze=False)
-    for ax, name in zip(axes.flat, figures):
+    for ax, name in zip(axes.flat, stats):
         refs: dict[str, float] = {}
         for label, df in frames.items():
             if name not in df:
@@ -119,7 +119,7 @@ def plot_training_diagnostics(runs: dict[str, str | Path] | list[str | Path],
             ax.set_yscale("log")
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("step")
-    for ax in list(axes.flat)[len(figures):]:
+    for ax in list(axes.flat)[len(stats):]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
     if handles:

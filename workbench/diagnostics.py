@@ -1,11 +1,11 @@
-"""Collapse diagnostics: cheap embedding statistics, DINO figures, and a collapse monitor.
+"""Collapse diagnostics: cheap embedding statistics, DINO statistics, and a collapse monitor.
 
 Every function takes tensors and returns plain Python floats (or one numpy array for the
 spectrum), cheap enough to run every few hundred steps on a fixed held-out batch. The trainer
 (`workbench.train.pretrain`) calls `compute_diagnostics(method, views)` every
-``cfg.diagnostics.every`` steps and hands the figures to `CollapseMonitor.check`.
+``cfg.diagnostics.every`` steps and hands the stats to `CollapseMonitor.check`.
 
-Figures and their healthy / collapsed values (D embedding size, K prototypes):
+Statistics and their healthy / collapsed values (D embedding size, K prototypes):
 
 - ``std``: mean over dimensions of the per-dimension std of L2-normalised embeddings.
   Healthy spread on the sphere: about 1/sqrt(D); complete collapse: 0 (the SimSiam paper's
@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "embedding_std", "singular_values", "effective_rank", "alignment", "uniformity", "mean_cosine_between",
-    "entropy", "dino_figures", "embedding_figures", "compute_diagnostics", "CollapseMonitor",
+    "entropy", "dino_stats", "embedding_stats", "compute_diagnostics", "CollapseMonitor",
     "read_warnings",
 ]
 
@@ -175,12 +175,12 @@ def mean_cosine_between(z: Tensor, groups: Tensor | np.ndarray | None = None) ->
     return float(sim[mask].mean())
 
 
-def embedding_figures(z: Tensor, prefix: str, z_other: Tensor | None = None,
+def embedding_stats(z: Tensor, prefix: str, z_other: Tensor | None = None,
                       groups: Tensor | np.ndarray | None = None) -> dict[str, float]:
-    """All embedding figures of one (N, D) matrix under ``prefix``; ``z_other`` (N, D) is the
+    """All embedding stats of one (N, D) matrix under ``prefix``; ``z_other`` (N, D) is the
     paired view for alignment. Keys: std, std_ref (1/sqrt(D)), std_ratio, rank, rank_centered,
     dim, n (N: RankMe cannot exceed min(N, D)), alignment, uniformity, cos_between."""
-    z = _check_2d(z, "embedding_figures")
+    z = _check_2d(z, "embedding_stats")
     D = z.shape[1]
     out = {"std": embedding_std(z), "std_ref": 1.0 / math.sqrt(D), "dim": float(D), "n": float(z.shape[0]),
            "rank": effective_rank(z), "rank_centered": effective_rank(z, center=True),
@@ -201,7 +201,7 @@ def entropy(probs: Tensor, dim: int = -1) -> Tensor:
     return -(p * torch.log(p.clamp_min(1e-30))).sum(dim=dim)
 
 
-def dino_figures(student_logits: Tensor, teacher_logits: Tensor, center: Tensor, student_temp: float,
+def dino_stats(student_logits: Tensor, teacher_logits: Tensor, center: Tensor, student_temp: float,
                  teacher_temp: float) -> dict[str, float]:
     """student_logits, teacher_logits: (B, K) of paired views (teacher of one view, student of
     another); center: (1, K) in force (zeros when centering is off). DINO (Caron et al. 2021):
@@ -213,11 +213,11 @@ def dino_figures(student_logits: Tensor, teacher_logits: Tensor, center: Tensor,
     Uniform collapse: H(t) -> ln K and CE -> ln K. One-prototype collapse: batch H(t) -> 0.
     """
     if student_logits.dim() != 2 or student_logits.shape != teacher_logits.shape:
-        raise ValueError(f"dino_figures expects student and teacher logits (B, K) of one shape, got "
+        raise ValueError(f"dino_stats expects student and teacher logits (B, K) of one shape, got "
                          f"{tuple(student_logits.shape)} and {tuple(teacher_logits.shape)}")
     K = student_logits.shape[1]
     if center.shape != (1, K):
-        raise ValueError(f"dino_figures expects center (1, {K}), got {tuple(center.shape)}")
+        raise ValueError(f"dino_stats expects center (1, {K}), got {tuple(center.shape)}")
     s_log = F.log_softmax(student_logits.detach().float() / student_temp, dim=-1)
     t = F.softmax((teacher_logits.detach().float() - center.float()) / teacher_temp, dim=-1)
     s = s_log.exp()
@@ -268,11 +268,11 @@ def probe_batch(cfg, store) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     return tuple(out)
 
 
-# ----------------------------------------------------------------------------------- all figures
+# ----------------------------------------------------------------------------------- all stats
 def compute_diagnostics(method: torch.nn.Module, views: list[Tensor],
                         track_idx: Tensor | np.ndarray | None = None, batch_norm: str = "batch",
                         probe: tuple[Tensor, np.ndarray, Tensor, np.ndarray] | None = None) -> dict[str, float]:
-    """Every figure of ``method`` on a held-out batch: views, a list of V >= 1 mel tensors
+    """Every stat of ``method`` on a held-out batch: views, a list of V >= 1 mel tensors
     (B, 1, F, T) (row i of each from one track); track_idx (B,) optional, excludes pairs of
     one track from ``cos_between``.
 
@@ -304,42 +304,42 @@ def compute_diagnostics(method: torch.nn.Module, views: list[Tensor],
             m.train()
     try:
         with torch.no_grad():
-            figures: dict[str, float] = {}
+            stats: dict[str, float] = {}
             mel = torch.cat(views)  # one pass over all views, as the methods' training step
             for prefix, fn in (("embed", method.embed), ("proj", method.project)):
                 zs = fn(mel).float().split(views[0].shape[0])
-                figures.update(embedding_figures(zs[0], prefix, zs[1] if len(zs) > 1 else None, track_idx))
+                stats.update(embedding_stats(zs[0], prefix, zs[1] if len(zs) > 1 else None, track_idx))
                 if len(zs) > 1:
-                    figures[f"{prefix}_lidar"] = lidar(list(zs))
-            figures.update(method.figures(views))  # method-specific (DINO's)
+                    stats[f"{prefix}_lidar"] = lidar(list(zs))
+            stats.update(method.stats(views))  # method-specific (DINO's)
             if probe is not None:
                 x_train, y_train, x_valid, y_valid = probe
-                figures["probe_knn_auc"] = knn_probe_auc(method.embed(x_train).float(), y_train,
+                stats["probe_knn_auc"] = knn_probe_auc(method.embed(x_train).float(), y_train,
                                                          method.embed(x_valid).float(), y_valid)
-            figures.update({f"sched_{k}": float(v) for k, v in method.schedule_state().items()})
+            stats.update({f"sched_{k}": float(v) for k, v in method.schedule_state().items()})
     finally:
         for m, was_training in modes.items():
             m.train(was_training)
         for m, buffers in zip(norms, saved):
             for k, b in buffers.items():
                 getattr(m, k).copy_(b)
-    return figures
+    return stats
 
 
-def dino_view_figures(logits: tuple[Tensor, Tensor], n_views: int, center: Tensor, student_temp: float,
+def dino_view_stats(logits: tuple[Tensor, Tensor], n_views: int, center: Tensor, student_temp: float,
                       teacher_temp: float) -> dict[str, float]:
-    """DINO figures (``dino_*``) of (student, teacher) logits (V B, K) each, view-major, over
+    """DINO stats (``dino_*``) of (student, teacher) logits (V B, K) each, view-major, over
     the view pairs of the loss (teacher of view i, student of view i + 1 mod V), with the center
-    and temperatures in force (`workbench.methods.DINO.figures`)."""
+    and temperatures in force (`workbench.methods.DINO.stats`)."""
     s_all, t_all = logits
     B, V = s_all.shape[0] // n_views, n_views
     student = torch.cat([s_all[((i + 1) % V) * B:((i + 1) % V + 1) * B] for i in range(V)])
-    return {f"dino_{k}": v for k, v in dino_figures(student, t_all, center, student_temp, teacher_temp).items()}
+    return {f"dino_{k}": v for k, v in dino_stats(student, t_all, center, student_temp, teacher_temp).items()}
 
 
 # ----------------------------------------------------------------------------------- monitor
 class CollapseMonitor:
-    """Checks diagnostics figures against documented collapse thresholds (``DiagnosticsConfig``).
+    """Checks diagnostics stats against documented collapse thresholds (``DiagnosticsConfig``).
 
     For each of ``embed`` and ``proj`` (D = ``<prefix>_dim``):
     - ``std``: per-dimension std of L2-normalised embeddings below ``std_ratio_min / sqrt(D)``
@@ -362,7 +362,7 @@ class CollapseMonitor:
       the teacher settles on one fixed distribution, neither one-hot nor uniform, that the
       student copies: the entropy and ln(K) checks can miss it, the KL does not (DINO Fig. 7).
 
-    ``check(step, figures)`` returns the warnings (dicts: run, step, figure, value, threshold,
+    ``check(step, stats)`` returns the warnings (dicts: run, step, stat, value, threshold,
     message), prints one line per warning and logs it. ``diag_cfg.monitor_prefixes`` says
     which of ``embed`` / ``proj`` get the std and rank checks.
     """
@@ -376,36 +376,36 @@ class CollapseMonitor:
         self.prefixes = tuple(diag_cfg.monitor_prefixes)
         self.rank_min = float(diag_cfg.rank_min)
 
-    def thresholds(self, figures: dict[str, float]) -> dict[str, tuple[str, float, float]]:
-        """{figure: (op, threshold, margin)} that apply to these figures: op "<" fires when the
+    def thresholds(self, stats: dict[str, float]) -> dict[str, tuple[str, float, float]]:
+        """{stat: (op, threshold, margin)} that apply to these stats: op "<" fires when the
         value is below threshold, "near" when |value - threshold| <= margin."""
         c = self.cfg
         out: dict[str, tuple[str, float, float]] = {}
         for p in self.prefixes:
-            if f"{p}_dim" not in figures:
+            if f"{p}_dim" not in stats:
                 continue
-            D = figures[f"{p}_dim"]
-            reachable = min(figures.get(f"{p}_n", D), D)  # RankMe <= min(N, D)
+            D = stats[f"{p}_dim"]
+            reachable = min(stats.get(f"{p}_n", D), D)  # RankMe <= min(N, D)
             out[f"{p}_std"] = ("<", c.std_ratio_min / math.sqrt(D), 0.0)
             out[f"{p}_rank"] = ("<", max(c.rank_fraction_min * reachable, self.rank_min), 0.0)
-        if "dino_ln_k" in figures:
-            ln_k = figures["dino_ln_k"]
+        if "dino_ln_k" in stats:
+            ln_k = stats["dino_ln_k"]
             out["dino_ce"] = ("near", ln_k, ln_k * c.dino_loss_margin)
             out["dino_teacher_entropy"] = ("near", ln_k, ln_k * c.entropy_margin)
             out["dino_teacher_batch_entropy"] = ("near", 0.0, ln_k * c.entropy_margin)
             out["dino_kl"] = ("<", c.dino_kl_min, 0.0)
         return out
 
-    def check(self, step: int, figures: dict[str, float]) -> list[dict[str, Any]]:
+    def check(self, step: int, stats: dict[str, float]) -> list[dict[str, Any]]:
         found = []
-        for name, (op, threshold, margin) in self.thresholds(figures).items():
-            value = figures.get(name)
+        for name, (op, threshold, margin) in self.thresholds(stats).items():
+            value = stats.get(name)
             if value is None or not math.isfinite(value):
                 continue
             if (op == "<" and value < threshold) or (op == "near" and abs(value - threshold) <= margin):
                 what = f"below threshold {threshold:.4g}" if op == "<" else f"within {margin:.3g} of {threshold:.4g}"
                 message = f"collapse warning: run {self.run_name} step {step}: {name} = {value:.4g} {what}"
-                found.append({"run": self.run_name, "step": int(step), "figure": name, "value": float(value),
+                found.append({"run": self.run_name, "step": int(step), "stat": name, "value": float(value),
                               "threshold": float(threshold), "message": message})
                 print(f"[workbench] {message}", flush=True)
                 log.info(message)
@@ -413,8 +413,13 @@ class CollapseMonitor:
 
 
 def read_warnings(run_dir: str | Path) -> list[dict[str, Any]]:
-    """The rows of ``warnings.jsonl`` of a run folder (empty list when none)."""
+    """The rows of ``warnings.jsonl`` of a run folder (empty list when none); each names the
+    statistic that fired under ``stat`` (a folder written before that name says ``figure``)."""
     path = Path(run_dir) / "warnings.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    for row in rows:
+        if "figure" in row:
+            row["stat"] = row.pop("figure")
+    return rows

@@ -4,7 +4,7 @@ Every method owns a student backbone ``.encoder`` (the modified ResNet) and its 
 class `Method` does the bookkeeping of ``training_step(views, step) -> (loss, logs)`` (view
 check, step, logs); each method's ``loss(views, step) -> (loss, terms)`` is its paper's math.
 Hooks: ``before_optimizer_step(step)`` (DINO freezes its last layer), ``after_step(step)``
-(EMA teacher, DINO center; the trainer skips it on a skipped step), ``figures(views)``
+(EMA teacher, DINO center; the trainer skips it on a skipped step), ``stats(views)``
 (method-specific diagnostics, DINO's), ``embed(mel)``, ``project(mel)``, ``schedule_state()``
 and ``clip_rule`` (how the trainer clips gradients). ``forward`` is ``training_step`` so a
 method can be wrapped by DistributedDataParallel as it is.
@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from workbench import dist
 from workbench.config import FIDELITIES, RunConfig
-from workbench.diagnostics import dino_view_figures
+from workbench.diagnostics import dino_view_stats
 from workbench.encoder import build_encoder
 from workbench.heads import DINOHead, EMATeacher, Predictor, ProjectionMLP
 from workbench.losses import (
@@ -102,7 +102,7 @@ class Method(nn.Module):
     def after_step(self, step: int) -> None:
         """Called once after each optimiser step that was taken (EMA teachers, DINO's center)."""
 
-    def figures(self, views: list[Tensor]) -> dict[str, float]:
+    def stats(self, views: list[Tensor]) -> dict[str, float]:
         """Method-specific diagnostics on held-out mel views (the trainer's no_grad eval pass)."""
         return {}
 
@@ -356,9 +356,9 @@ class DINO(_TeacherStudent):
             self.center.update(self._teacher_rows)
         self._teacher_rows = None
 
-    def figures(self, views: list[Tensor]) -> dict[str, float]:
+    def stats(self, views: list[Tensor]) -> dict[str, float]:
 
-        return dino_view_figures(self.logits(torch.cat(views)), len(views), self._center_in_force(),
+        return dino_view_stats(self.logits(torch.cat(views)), len(views), self._center_in_force(),
                                  self.student_temp, self.teacher_temp(self.step))
 
     def schedule_state(self):

@@ -8,7 +8,7 @@ and adds, in ``data/reports/clustering-<profile>/``:
 
 - ``collapse.csv``: per run, whether the collapse monitor fires at the run's last diagnostics
   step (a collapse that stays, not a transient on the way down from a random start), whether it
-  ever fired, and the last online figures (k-NN probe on train/valid tracks, RankMe, LiDAR,
+  ever fired, and the last online statistics (k-NN probe on train/valid tracks, RankMe, LiDAR,
   teacher entropy over ln K);
 - ``arms_transfer.csv`` (when pretrained on the embedded corpus): the same table for the same
   runs on the transfer set (`workbench.data.transfer`, full train labels), report in ``transfer/``;
@@ -130,13 +130,13 @@ def timeline_rows(run: Path) -> pd.DataFrame:
 
 def collapse_table(arms: list[str], seeds: list[int], runs: list[Path]) -> pd.DataFrame:
     """One row per run: collapsed at the end (the monitor fired at the last diagnostics step),
-    ever flagged, the figures flagged at the end, and the last online figures."""
+    ever flagged, the statistics flagged at the end, and the last online statistics."""
     rows = []
     for arm, seed, run in zip(arms, seeds, runs):
         diag = timeline_rows(run)
         last_step = int(diag.step.max()) if len(diag) else -1
         warnings = read_warnings(run)
-        at_end = sorted({w["figure"] for w in warnings if w["step"] == last_step})
+        at_end = sorted({w["stat"] for w in warnings if w["step"] == last_step})
         last = diag.iloc[-1] if len(diag) else pd.Series(dtype=float)
         rows.append(dict(arm=arm, seed=seed, run=run.name, last_step=last_step, collapsed_at_end=bool(at_end),
                          ever_flagged=bool(warnings), flagged_at_end=" ".join(at_end),

@@ -390,7 +390,7 @@ class IntervalLog:
 
 
 class TrainingMonitor:
-    """Collapse figures on a fixed held-out batch (`workbench.diagnostics`), written as
+    """Collapse statistics on a fixed held-out batch (`workbench.diagnostics`), written as
     ``kind: "diagnostics"`` rows; warnings go to warnings.jsonl; ``check`` returns a stop
     message when ``diagnostics.stop_on_collapse`` and a warning fired."""
 
@@ -409,10 +409,10 @@ class TrainingMonitor:
     def check(self, step: int, method: Method, precision: Precision) -> str | None:
 
         with precision.autocast():  # no_grad, modes and BatchNorm buffers are handled (and restored) there
-            figures = {k: float(v) for k, v in compute_diagnostics(method, self.views, self.tracks,
+            stats = {k: float(v) for k, v in compute_diagnostics(method, self.views, self.tracks,
                                                                     probe=self.probe).items()}
-        found = self.monitor.check(step, figures)  # prints them
-        self.folder.log({"kind": "diagnostics", "step": step, **figures})
+        found = self.monitor.check(step, stats)  # prints them
+        self.folder.log({"kind": "diagnostics", "step": step, **stats})
         for w in found:
             self.folder.warn({"step": step, **w})
         if found and self.cfg.diagnostics.stop_on_collapse:

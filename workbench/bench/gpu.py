@@ -83,101 +83,123 @@ from workbench.methods import METHODS
 def run_check(out: Path, quick: bool = False, sizes: Sizes | None = None, keep_data: bool = False) -> dict:
     """Every section in turn (see the module doc); returns the report also written to ``out``."""
     quick_reason = "--quick" if quick else "" if torch.cuda.is_available() else "no CUDA device"
-    sizes = sizes or (QUICK if quick_reason else FULL)
-    device = torch.device("cpu" if quick_reason else "cuda")
-    clock = Clock(sizes.budget_s)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    report: dict[str, Any] = {"profile": sizes.profile, "budget_s": sizes.budget_s, "sections": {}, "notes": []}
+    check = GpuCheck(Path(out), sizes or (QUICK if quick_reason else FULL), quick_reason)
     work = Path(tempfile.mkdtemp(prefix="workbench-gpu-check-"))
     threads = torch.get_num_threads()
     if quick_reason:  # one thread: tiny steps on a shared CPU otherwise stall at every parallel region
         torch.set_num_threads(1)
-
-    def section(name: str, fn: Callable[[], Any]) -> Any:
-        clock.log(f"{name}: start")
-        t = time.perf_counter()
-        try:
-            report[name], status = fn(), "ok"
-        except Exception as err:
-            status = f"error: {_short(err)}"
-            traceback.print_exc()
-        report["sections"][name] = {"status": status, "seconds": time.perf_counter() - t}
-        report["elapsed_s"] = clock.elapsed()
-        write_report(report, out)
-        clock.log(f"{name}: {status} ({time.perf_counter() - t:.1f} s)")
-        return report.get(name)
-
-
-    def saved() -> None:
-        report["elapsed_s"] = clock.elapsed()
-        write_report(report, out)
-
     try:
         with mock.patch.dict(os.environ, {"WORKBENCH_DATA": str(work)}):  # corpus and run folders
-            section("corpus", lambda: corpus(sizes, device))  # first, before CUDA starts: the pool forks
-            section("environment", lambda: environment(device, quick_reason))
-            pk = section("peak", lambda: peak(sizes, device))
-            peak_flops = pk["bf16_tflops"] * 1e12 if pk else None
-            flops: dict[str, int] = {}
-            train = config(sizes, device).train  # the data path's settings, whichever the trainer has
-            timing = {"warmup_steps": sizes.warmup, "timed_steps": sizes.timed, "data_path": {
-                k: getattr(train, k) for k in ("prefetch", "data_workers", "gather_on") if hasattr(train, k)}}
-            report["steps"] = {"settings": {k: SETTINGS[k] for k in ("fp32", "bf16+cl")}, **timing, "rows": []}
-            section("steps", lambda: {**report["steps"], "rows": steps(
-                sizes, device, clock, peak_flops, ["fp32", "bf16+cl"], list(METHODS), flops, report["steps"]["rows"],
-                need_s=sizes.step_need_s, saved=saved)})
-            section("augment", lambda: augment(sizes, device))
-            step_s = {r["method"]: r["step_s"] for r in report["steps"]["rows"]
-                      if r["setting"] == "bf16+cl" and "step_s" in r}
-            report["pretrain"] = {}
-
-            def pretraining() -> dict:
-                pre = report["pretrain"]
-                for i, m in enumerate(PRETRAIN_METHODS):
-                    left = clock.left()
-                    share = min(sizes.pretrain_max_s, max(sizes.pretrain_min_s, (left - sizes.pretrain_reserve_s)
-                                                          / (len(PRETRAIN_METHODS) - i)))
-                    if left < share or left < 10:
-                        pre[m] = {"skipped": f"time budget: {left:.0f} s left"}
-                        continue
-                    try:
-                        pre[m] = pretrain_short(sizes, device, clock, m, step_s.get(m), share)
-                    except Exception as err:
-                        pre[m] = {"error": _short(err)}
-                    saved()
-                    clock.log(f"  {m}: {pre[m]}")
-                    _free(device)
-                return pre
-
-            section("pretrain", pretraining)
-            rest = [m for m in METHODS if m not in COMPILE_FIRST]
-            report["compile"] = {"settings": {"bf16+cl+compile": SETTINGS["bf16+cl+compile"]}, **timing,
-                                 "backend": sizes.compile_backend, "rows": []}
-
-            def compiled() -> dict:
-                rows = report["compile"]["rows"]
-                for m in [m for m in COMPILE_FIRST if m in METHODS] + (rest if sizes.compile_rest else []):
-                    walls = [r["wall_s"] for r in rows if "step_s" in r]  # the next one costs about as much
-                    need = sizes.compile_need_s if not walls or not sizes.compile_need_s else 1.3 * max(walls) + 10
-                    steps(sizes, device, clock, peak_flops, ["bf16+cl+compile"], [m], flops, rows, need, saved)
-                skipped = [r["method"] for r in rows if "skipped" in r]
-                if not sizes.compile_rest:
-                    report["notes"].append(f"torch.compile timed for {', '.join(COMPILE_FIRST)} only "
-                                           f"({'quick run' if quick_reason else 'compile_rest off'})")
-                if skipped:
-                    report["notes"].append(f"torch.compile not timed for {', '.join(skipped)}: time budget")
-                return report["compile"]
-
-            section("compile", compiled)  # last: the figures above matter more
+            check.section("corpus", check.corpus)  # first, before CUDA starts: the pool forks
+            check.section("environment", check.environment)
+            check.section("peak", check.peak)
+            check.section("steps", check.steps)
+            check.section("augment", check.augment)
+            check.section("pretrain", check.pretraining)
+            check.section("compile", check.compiled)  # last: the figures above matter more
     finally:
         torch.set_num_threads(threads)
         if not keep_data:
             shutil.rmtree(work, ignore_errors=True)
-    report["elapsed_s"] = clock.elapsed()
-    write_report(report, out)
-    clock.log(f"done in {clock.elapsed():.0f} s: {out / 'gpu_check.json'}, {out / 'gpu_check.md'}")
-    return report
+    check.save()
+    check.clock.log(f"done in {check.clock.elapsed():.0f} s: {out / 'gpu_check.json'}, {out / 'gpu_check.md'}")
+    return check.report
+
+
+class GpuCheck:
+    """The report of one check and its sections, each a method returning its part of the report;
+    `section` runs one, records its status and time, and rewrites the report files."""
+
+    def __init__(self, out: Path, sizes: Sizes, quick_reason: str):
+        self.out, self.sizes, self.quick_reason = out, sizes, quick_reason
+        self.device = torch.device("cpu" if quick_reason else "cuda")
+        self.clock = Clock(sizes.budget_s)
+        out.mkdir(parents=True, exist_ok=True)
+        self.report: dict[str, Any] = {"profile": sizes.profile, "budget_s": sizes.budget_s, "sections": {},
+                                       "notes": []}
+        self.peak_flops: float | None = None
+        self.flops: dict[str, int] = {}
+        train = config(sizes, self.device).train  # the data path's settings, whichever the trainer has
+        self.timing = {"warmup_steps": sizes.warmup, "timed_steps": sizes.timed, "data_path": {
+            k: getattr(train, k) for k in ("prefetch", "data_workers", "gather_on") if hasattr(train, k)}}
+
+    def save(self) -> None:
+        self.report["elapsed_s"] = self.clock.elapsed()
+        write_report(self.report, self.out)
+
+    def section(self, name: str, fn: Callable[[], Any]) -> Any:
+        self.clock.log(f"{name}: start")
+        t = time.perf_counter()
+        try:
+            self.report[name], status = fn(), "ok"
+        except Exception as err:
+            status = f"error: {_short(err)}"
+            traceback.print_exc()
+        self.report["sections"][name] = {"status": status, "seconds": time.perf_counter() - t}
+        self.save()
+        self.clock.log(f"{name}: {status} ({time.perf_counter() - t:.1f} s)")
+        return self.report.get(name)
+
+    def corpus(self) -> dict:
+        return corpus(self.sizes, self.device)
+
+    def environment(self) -> dict:
+        return environment(self.device, self.quick_reason)
+
+    def peak(self) -> dict:
+        pk = peak(self.sizes, self.device)
+        self.peak_flops = pk["bf16_tflops"] * 1e12
+        return pk
+
+    def steps(self) -> dict:
+        rows: list[dict] = []
+        self.report["steps"] = {"settings": {k: SETTINGS[k] for k in ("fp32", "bf16+cl")}, **self.timing,
+                                "rows": rows}
+        steps(self.sizes, self.device, self.clock, self.peak_flops, ["fp32", "bf16+cl"], list(METHODS), self.flops,
+              rows, need_s=self.sizes.step_need_s, saved=self.save)
+        return self.report["steps"]
+
+    def augment(self) -> dict:
+        return augment(self.sizes, self.device)
+
+    def pretraining(self) -> dict:
+        sizes, clock = self.sizes, self.clock
+        step_s = {r["method"]: r["step_s"] for r in self.report.get("steps", {}).get("rows", [])
+                  if r["setting"] == "bf16+cl" and "step_s" in r}
+        pre = self.report["pretrain"] = {}
+        for i, m in enumerate(PRETRAIN_METHODS):
+            left = clock.left()
+            share = min(sizes.pretrain_max_s, max(sizes.pretrain_min_s, (left - sizes.pretrain_reserve_s)
+                                                  / (len(PRETRAIN_METHODS) - i)))
+            if left < share or left < 10:
+                pre[m] = {"skipped": f"time budget: {left:.0f} s left"}
+                continue
+            try:
+                pre[m] = pretrain_short(sizes, self.device, clock, m, step_s.get(m), share)
+            except Exception as err:
+                pre[m] = {"error": _short(err)}
+            self.save()
+            clock.log(f"  {m}: {pre[m]}")
+            _free(self.device)
+        return pre
+
+    def compiled(self) -> dict:
+        sizes, rows = self.sizes, []
+        self.report["compile"] = {"settings": {"bf16+cl+compile": SETTINGS["bf16+cl+compile"]}, **self.timing,
+                                  "backend": sizes.compile_backend, "rows": rows}
+        rest = [m for m in METHODS if m not in COMPILE_FIRST]
+        for m in [m for m in COMPILE_FIRST if m in METHODS] + (rest if sizes.compile_rest else []):
+            walls = [r["wall_s"] for r in rows if "step_s" in r]  # the next one costs about as much
+            need = sizes.compile_need_s if not walls or not sizes.compile_need_s else 1.3 * max(walls) + 10
+            steps(sizes, self.device, self.clock, self.peak_flops, ["bf16+cl+compile"], [m], self.flops, rows, need,
+                  self.save)
+        skipped = [r["method"] for r in rows if "skipped" in r]
+        if not sizes.compile_rest:
+            self.report["notes"].append(f"torch.compile timed for {', '.join(COMPILE_FIRST)} only "
+                                        f"({'quick run' if self.quick_reason else 'compile_rest off'})")
+        if skipped:
+            self.report["notes"].append(f"torch.compile not timed for {', '.join(skipped)}: time budget")
+        return self.report["compile"]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -48,7 +48,6 @@ KNOWN_BROKEN = {
     "9/american_baroque-dances_and_suites_of_rameau_and_couperin-25-le_petit_rien_xiveme_ordre_couperin-88-117.mp3":
         "57881",
 }
-KNOWN_BROKEN_IDS = frozenset(KNOWN_BROKEN.values())
 _FOLDER_SPLIT = {**{c: "train" for c in "0123456789ab"}, "c": "valid", **{c: "test" for c in "def"}}
 _SPLIT_DIRS = ("", "MTAT_split", "split", "splits", "music_dataset_split/MTAT_split",
                "music_dataset_split-master/MTAT_split")

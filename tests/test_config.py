@@ -53,3 +53,34 @@ def test_cli_validate_names_a_missing_run_in_one_line(tmp_path):
                          timeout=120)
     assert out.returncode == 2
     assert out.stderr.strip() == f"error: {missing}: neither a run folder nor a released checkpoint (.pt)"
+
+
+class _Payload:
+    """A pickled object that is not a tensor: what a checkpoint carrying code looks like."""
+
+    def __reduce__(self):
+        return (print, ("this would have run",))
+
+
+@pytest.mark.parametrize("kind", ["untrusted", "truncated"])
+def test_cli_names_an_untrusted_or_damaged_checkpoint_in_one_line(tmp_path, kind):
+    """A released checkpoint with a pickled object, or a truncated one, is one line naming the file
+    and what is wrong (never torch's advice to load it with weights_only=False); --debug shows the
+    traceback."""
+    import torch
+
+    path = tmp_path / "simclr.pt"
+    torch.save({"model": {"w": torch.zeros(2)}, "extra": _Payload()}, path)
+    if kind == "truncated":
+        torch.save({"model": {"w": torch.zeros(64)}}, path)
+        path.write_bytes(path.read_bytes()[:200])
+    cmd = [sys.executable, "-m", "workbench", "validate", "--profile", "smoke", "--runs", str(path)]
+    env = {"WORKBENCH_DATA": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert out.stderr.startswith(f"error: checkpoint {path} is damaged")
+    assert "weights_only" not in out.stderr and "this would have run" not in out.stdout + out.stderr
+    if kind == "untrusted":
+        assert "refused unread" in out.stderr
+    debug = subprocess.run(cmd + ["--debug"], capture_output=True, text=True, env=env, timeout=300)
+    assert debug.returncode != 0 and "Traceback" in debug.stderr and "DamagedCheckpointError" in debug.stderr

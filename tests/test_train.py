@@ -12,6 +12,7 @@ import torch
 
 from workbench import jobs, optim, runs, train
 from workbench.config import apply_overrides
+from workbench.files import DamagedCheckpointError
 from workbench.methods import SimCLR, build_method
 
 
@@ -255,7 +256,7 @@ def test_a_damaged_checkpoint_is_named(smoke_cfg, smoke_store):
     ckpt = run / "checkpoint.pt"
     ckpt.write_bytes(ckpt.read_bytes()[:1000])
     (run / "DONE").unlink()
-    with pytest.raises(runs.DamagedCheckpointError, match=f"checkpoint {ckpt} is damaged"):
+    with pytest.raises(DamagedCheckpointError, match=f"checkpoint {ckpt} is damaged"):
         train.pretrain(cfg, name="damaged", resume=True, progress=False)
     assert not (run / "lock").exists()
 

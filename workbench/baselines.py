@@ -29,7 +29,7 @@ from workbench.data.store import AudioStore
 from workbench.data.views import ViewSampler, gather_segments, random_starts
 from workbench.embeddings import EncoderSource, sha_file, sha_module, store_id
 from workbench.encoder import build_encoder
-from workbench.files import save_torch
+from workbench.files import read_checkpoint, save_torch
 from workbench.probe import check_split, targets, task_of, validation_score
 from workbench.runs import device as run_device
 
@@ -106,7 +106,7 @@ def supervised_encoder(cfg: RunConfig, store: AudioStore, progress: bool = True,
         enc = build_encoder(cfg.encoder, cfg.audio)
         head = nn.Linear(cfg.encoder.output_dim, store.labels.shape[1])
     if path.exists():
-        enc.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["encoder"])
+        enc.load_state_dict(read_checkpoint(path)["encoder"])
     else:
         device = run_device(cfg)
         idx, y = store.split_labels("train")

@@ -29,10 +29,10 @@ from workbench.data import open_dataset
 from workbench.data.ingest import ingest
 from workbench.demo import run_demo
 from workbench.evaluate import run_evaluation, seed_configs
-from workbench.files import save_text
+from workbench.files import DamagedCheckpointError, save_text
 from workbench.jobs import ensure_runs
 from workbench.methods import METHODS
-from workbench.runs import DamagedCheckpointError, RunLockedError
+from workbench.runs import RunLockedError
 from workbench.study import run_study
 from workbench.train import pretrain
 from workbench.validate import validation_table

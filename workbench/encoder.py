@@ -28,6 +28,7 @@ import torchaudio
 from torch import Tensor, nn
 
 from workbench.config import AudioConfig, EncoderConfig
+from workbench.files import read_checkpoint
 
 
 def count_parameters(module: nn.Module) -> int:
@@ -256,7 +257,7 @@ def load_released(path: str | os.PathLike, method: str, heads: int = 8) -> tuple
         raise ValueError(f"unknown method {method!r}; expected one of "
                          f"{', '.join(sorted(set(RELEASE_NAMES) | set(RELEASE_PREFIX)))}")
     prefix = RELEASE_PREFIX[ours]
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = read_checkpoint(path)
     state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict):
         raise ValueError(f"{path}: expected a dict with a 'model' state dict, got {type(ckpt).__name__}")

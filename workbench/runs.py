@@ -31,7 +31,7 @@ from torch import nn
 
 from workbench import dist
 from workbench.config import RunConfig, data_dir, from_dict, to_dict
-from workbench.files import append_jsonl, save_text, save_torch
+from workbench.files import DamagedCheckpointError, append_jsonl, read_checkpoint, save_text, save_torch
 from workbench.locks import pid_alive
 from workbench.methods import Method, build_method
 
@@ -49,10 +49,6 @@ NOT_TRAINING = {"diagnostics": ("collapse_steps", "collapse_lr", "collapse_batch
 
 class RunLockedError(RuntimeError):
     """Another live process writes this run folder."""
-
-
-class DamagedCheckpointError(RuntimeError):
-    """A checkpoint file that cannot be read back (truncated, overwritten, not a checkpoint)."""
 
 
 # ----------------------------------------------------------------------------------- names, device
@@ -108,16 +104,14 @@ def _trim_jsonl(path: Path, last_step: int) -> None:
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
-    """A checkpoint on CPU (tensors only); a damaged file is named, not a bare OSError."""
+    """A run's checkpoint on CPU (`files.read_checkpoint`: tensors only); a damaged file is one
+    line that says what to do."""
     path = Path(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as err:
-        raise DamagedCheckpointError(f"checkpoint {path} is damaged ({type(err).__name__}: {err}); "
-                                     f"it cannot be resumed or loaded: delete the run folder "
-                                     f"{path.parent} and train again") from None
+        return read_checkpoint(path)
+    except DamagedCheckpointError as err:
+        raise DamagedCheckpointError(f"{err}; it cannot be resumed or loaded: delete the run folder "
+                                     f"{path.parent} and train again") from err
 
 
 # ----------------------------------------------------------------------------------- the lock

@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from workbench.baselines import LogMelStats
+from workbench.config import load_profile
 from workbench.embeddings import extract_embeddings, resolve_source
-from workbench.metrics import accuracy, tagging_metrics
+from workbench.metrics import accuracy, tagging_metrics, two_level_resamples
 from workbench.probe import check_split, train_probe
-from workbench.subsets import draws_and_resamples, limited_data_subsets, load_subsets, save_subsets
+from workbench.subsets import limited_data_subsets, load_subsets, save_subsets
 
 
 def _separable(n, k=4, e=16, seed=0):
@@ -74,11 +75,59 @@ def test_uniform_subsets_are_uniform_and_nested():
 
 def test_limited_data_interval_includes_draw_variance():
     rng = np.random.default_rng(0)
-    resamples = [0.7 + 0.01 * rng.standard_normal(1000), 0.8 + 0.01 * rng.standard_normal(1000)]
-    pooled = draws_and_resamples(resamples, rng.integers(0, 2, 1000))
-    averaged = np.mean(resamples, axis=0)  # what was reported before: draw variance averaged away
+    resamples = np.stack([0.7 + 0.01 * rng.standard_normal(1000), 0.8 + 0.01 * rng.standard_normal(1000)])
+    pooled = two_level_resamples(resamples, seed=1)
+    averaged = resamples.mean(axis=0)  # draw variance averaged away: too narrow
     assert np.percentile(pooled, 97.5) - np.percentile(pooled, 2.5) > 0.08
     assert np.percentile(averaged, 97.5) - np.percentile(averaged, 2.5) < 0.04
+
+
+def test_two_level_bootstrap_is_the_bootstrap_of_a_mean_over_runs():
+    """Closed case: no test-sampling noise (every resample of run g equals x_g), so the two-level
+    resamples are the bootstrap of the mean of x over G runs: their mean is x's mean and their
+    variance the plug-in variance of x over G. Runs of the same spread, more of them: a narrower interval."""
+    rng = np.random.default_rng(0)
+    n = 40_000
+    widths, base = {}, np.array([0.73, 0.77])
+    for runs in (2, 4, 16):
+        x = np.tile(base, runs // 2)  # the same spread of runs, more of them
+        res = two_level_resamples(np.repeat(x[:, None], n, axis=1), seed=1)
+        assert res.mean() == pytest.approx(x.mean(), abs=1e-3)
+        assert res.var() == pytest.approx(x.var() / runs, rel=0.05)
+        widths[runs] = res.std()
+    assert widths[16] < widths[4] < widths[2]
+    one = rng.normal(0.7, 0.01, n)
+    assert np.array_equal(two_level_resamples(one[None], seed=3), one)  # one run: its own resamples
+    # encoders resampled with one seed draw the same runs at each resample (paired draws)
+    a = rng.normal(0.7, 0.01, (3, 500))
+    assert np.allclose(two_level_resamples(a, seed=5) - two_level_resamples(a - 0.1, seed=5), 0.1)
+
+
+def test_results_by_tag_family_against_the_floors():
+    """A closed case: encoder "good" ranks the style tags perfectly and the tempo tags in reverse,
+    "handcrafted" the opposite, "random" is constant (0.5 everywhere): per family the macro ROC-AUC
+    is 1, 0 or 0.5 exactly, and the paired differences to the floors are their differences."""
+    from types import SimpleNamespace
+
+    from workbench.evaluate import family_table
+
+    rng = np.random.default_rng(0)
+    y = (rng.random((60, 4)) < 0.5).astype(np.uint8)
+    y[0], y[1] = 1, 0  # every tag has both classes
+    store = SimpleNamespace(tag_names=["rock", "jazz", "slow", "fast"],
+                            tag_families={"style": ["rock", "jazz"], "tempo": ["slow", "fast"]})
+    good = np.concatenate([y[:, :2], 1 - y[:, 2:]], axis=1).astype(float)
+    scores = {"good": good, "handcrafted": 1 - good, "random": np.full(y.shape, 0.5)}
+    cfg = dataclasses.replace(load_profile("smoke"), eval=dataclasses.replace(load_profile("smoke").eval,
+                                                                             bootstrap_resamples=200))
+    table = family_table(store, y, scores, cfg).set_index(["family", "method", "metric"])
+    auc = table.xs("roc_auc", level="metric")
+    assert auc.point.to_dict() == {("style", "good"): 1.0, ("style", "handcrafted"): 0.0, ("style", "random"): 0.5,
+                                   ("tempo", "good"): 0.0, ("tempo", "handcrafted"): 1.0, ("tempo", "random"): 0.5}
+    assert auc.loc[("style", "good"), "diff_handcrafted"] == 1.0 and auc.loc[("style", "good"), "diff_random"] == 0.5
+    good_style = auc.loc[("style", "good")]
+    assert (good_style.diff_handcrafted_ci_low, good_style.diff_handcrafted_ci_high) == (1.0, 1.0)
+    assert set(table.reset_index().tags) == {2}
 
 
 def test_limited_data_subsets_reproducible_nested_covering(tmp_path):
@@ -275,12 +324,15 @@ def test_seed_configs_spread_and_labels(smoke_cfg):
     rows = [dict(method=m, fraction=1.0, metric="roc_auc", point=p, ci_low=p - 0.02, ci_high=p + 0.02)
             for m, p in (("simclr", 0.80), ("simclr@s1", 0.82), ("simclr@s2", 0.78), ("random", 0.70))]
     rows.append(dict(method="simclr", fraction=0.5, metric="roc_auc", point=0.1, ci_low=0.0, ci_high=0.2))
-    spread = seed_spread(pd.DataFrame(rows))
+    arrays = {f"1.0|roc_auc|{r['method']}": np.full(400, r["point"]) for r in rows[:4]}  # no test noise
+    spread = seed_spread(pd.DataFrame(rows), arrays)
     assert list(spread.method) == ["simclr"]  # one seed only: not listed
     row = spread.iloc[0]
     assert row.seeds == 3 and row.mean_over_seeds == pytest.approx(0.80) and row.seed_std == pytest.approx(0.02)
-    assert (row.seed_min, row.seed_max, row.bootstrap_ci_low) == (0.78, 0.82, pytest.approx(0.78))
-    assert seed_spread(pd.DataFrame(rows[3:])) is None
+    assert (row.seed_min, row.seed_max, row.first_seed_ci_low) == (0.78, 0.82, pytest.approx(0.78))
+    # the interval of the mean of three seeds: inside the seeds' range, wider than no spread at all
+    assert 0.78 <= row.ci_low < 0.80 < row.ci_high <= 0.82
+    assert seed_spread(pd.DataFrame(rows[3:]), arrays) is None
 
 
 def test_an_existing_report_is_reused_only_while_current(tmp_path, smoke_cfg):

@@ -40,6 +40,23 @@ def test_paired_difference_covers_seeds_and_resamples():
     assert (low, high) == pytest.approx(tuple(np.percentile(a - b, [2.5, 97.5])))
 
 
+def test_more_seeds_narrow_the_paired_interval():
+    """The interval is that of the difference of MEANS over seeds: with seeds drawn from the same
+    spread, eight seeds a side give a narrower interval than two (the old one-seed-per-resample
+    interval kept the width of a single run whatever the number of seeds)."""
+    rng = np.random.default_rng(1)
+    r = 4000
+
+    def width(seeds: int) -> float:
+        arrays = {f"1.0|m|{arm}@s{k}": rng.normal(mu + rng.normal(0, 0.02), 0.005, r)
+                  for arm, mu in (("a", 0.7), ("b", 0.68)) for k in range(seeds)}
+        _, low, high = study.seed_paired_difference(arrays, "m", [f"a@s{k}" for k in range(seeds)],
+                                                    [f"b@s{k}" for k in range(seeds)])
+        return high - low
+
+    assert width(8) < 0.75 * width(2)
+
+
 def _run(tmp_path, name, diag_steps, warn_steps):
     run = tmp_path / name
     run.mkdir()

@@ -33,11 +33,11 @@ from workbench.data.store import AudioStore
 from workbench.embeddings import EncoderSource, extract_embeddings, extract_segments, resolve_source, store_id
 from workbench.files import save_npz
 from workbench.methods import METHODS
-from workbench.metrics import bootstrap, percentile_interval
+from workbench.metrics import bootstrap, percentile_interval, two_level_resamples
 from workbench.probe import targets, task_of, train_probe
 from workbench.report import StageTimes, write_report
 from workbench.runs import device as run_device
-from workbench.subsets import draws_and_resamples, limited_data_subsets, save_subsets
+from workbench.subsets import limited_data_subsets, save_subsets
 from workbench.workers import parallel_jobs, worker_results
 
 SPLITS = ("train", "valid", "test")
@@ -92,8 +92,8 @@ def compare(cfg: RunConfig, store: AudioStore, sources: list[EncoderSource], lab
             scores: dict[str, dict[tuple[float, int], np.ndarray]], subsets: dict[float, list[np.ndarray]],
             out: Path) -> pd.DataFrame:
     """The paired bootstrap of every encoder's test scores, per fraction and draw; writes
-    results.csv, pairs.csv, seeds.csv, results_clean.csv, limited.csv and bootstrap.npz and
-    returns the results table."""
+    results.csv, pairs.csv, seeds.csv, results_clean.csv, families.csv, limited.csv and
+    bootstrap.npz and returns the results table."""
     dataset = cfg.data.dataset
     variant = cfg.data.variant or store.meta.get("variant") or "default"
     _, y_test = store.split_labels("test")
@@ -104,11 +104,12 @@ def compare(cfg: RunConfig, store: AudioStore, sources: list[EncoderSource], lab
                               cfg.eval.bootstrap_resamples, cfg.eval.bootstrap_seed) for d in range(len(draws))]
         if f == 1.0:
             per_draw[0].pairs().to_csv(out / "pairs.csv", index=False)
-        pick = np.random.default_rng([cfg.eval.bootstrap_seed, 1]).integers(0, len(draws), cfg.eval.bootstrap_resamples)
         for metric in per_draw[0].metrics:
             for lab, src in zip(labels, sources):
                 points = np.array([b.point[metric][lab] for b in per_draw])
-                res = draws_and_resamples([b.resamples[metric][lab] for b in per_draw], pick)
+                # the mean over draws, tracks and draws resampled; every encoder draws the same draws
+                res = two_level_resamples(np.stack([b.resamples[metric][lab] for b in per_draw]),
+                                          [cfg.eval.bootstrap_seed, 1])
                 arrays[f"{f}|{metric}|{lab}"] = res
                 limited += [dict(method=lab, fraction=f, draw=d, metric=metric, value=v) for d, v in enumerate(points)]
                 low, high = percentile_interval(res)
@@ -121,12 +122,16 @@ def compare(cfg: RunConfig, store: AudioStore, sources: list[EncoderSource], lab
                                  probe_hash=config_hash(cfg.probe)))
     table = pd.DataFrame(rows)
     table.to_csv(out / "results.csv", index=False)
-    seeds = seed_spread(table)
+    seeds = seed_spread(table, arrays, cfg.eval.bootstrap_seed)
     if seeds is not None:
         seeds.to_csv(out / "seeds.csv", index=False)
-    clean = clean_label_scores(store, {lab: scores[lab][(1.0, 0)] for lab in labels}, cfg)
+    full = {lab: scores[lab][(1.0, 0)] for lab in labels}
+    clean = clean_label_scores(store, full, cfg)
     if clean is not None:
         clean.to_csv(out / "results_clean.csv", index=False)
+    families = family_table(store, y_test, full, cfg)
+    if families is not None:
+        families.to_csv(out / "families.csv", index=False)
     pd.DataFrame(limited).to_csv(out / "limited.csv", index=False)
     save_npz(out / "bootstrap.npz", **arrays)
     return table
@@ -274,21 +279,59 @@ def seed_configs(cfg: RunConfig) -> list[RunConfig]:
             for c in (for_method(cfg, m) for m in METHODS) for k in range(cfg.eval.seeds)]
 
 
-def seed_spread(table: pd.DataFrame) -> pd.DataFrame | None:
+def seed_spread(table: pd.DataFrame, arrays: dict[str, np.ndarray], seed: int = 0) -> pd.DataFrame | None:
     """Full-data rows of methods with several pretraining seeds (labels ``m``, ``m@s1``, ...):
-    per method and metric the mean over seeds, their standard deviation and range, beside the
-    first seed's bootstrap interval, so a method difference can be told from seed noise. None
-    when every method has one seed."""
+    per method and metric the mean over seeds with its two-level bootstrap interval (test tracks
+    and seeds resampled, `metrics.two_level_resamples`: it narrows as seeds are added), the seeds'
+    standard deviation and range, and the first seed's own interval for comparison. ``arrays``:
+    the per-resample values of bootstrap.npz. None when every method has one seed."""
     full = table[table.fraction == 1.0].assign(base=lambda d: d.method.str.replace(r"@s\d+$", "", regex=True))
     rows = []
-    for (base, metric), g in full.groupby(["base", "metric"], sort=False):
+    for i, ((base, metric), g) in enumerate(full.groupby(["base", "metric"], sort=False)):
         if len(g) < 2:
             continue
+        values = np.stack([arrays[f"1.0|{metric}|{lab}"] for lab in g.method])  # (seeds, R)
+        low, high = percentile_interval(two_level_resamples(values, [seed, 2, i]))
         first = g[g.method == base]
         rows.append(dict(method=base, metric=metric, seeds=len(g), mean_over_seeds=g.point.mean(),
+                         ci_low=low, ci_high=high, interval="test tracks and seeds resampled",
                          seed_std=g.point.std(ddof=1), seed_min=g.point.min(), seed_max=g.point.max(),
-                         bootstrap_ci_low=float(first.ci_low.iloc[0]) if len(first) else float("nan"),
-                         bootstrap_ci_high=float(first.ci_high.iloc[0]) if len(first) else float("nan")))
+                         first_seed_ci_low=float(first.ci_low.iloc[0]) if len(first) else float("nan"),
+                         first_seed_ci_high=float(first.ci_high.iloc[0]) if len(first) else float("nan")))
+    return pd.DataFrame(rows) if rows else None
+
+
+FLOORS = ("handcrafted", "random")  # what every encoder is compared with, family by family
+
+
+def family_table(store: AudioStore, y_test: np.ndarray, scores: dict[str, np.ndarray],
+                 cfg: RunConfig) -> pd.DataFrame | None:
+    """Results by tag family (``store.tag_families``: style, instrument, mood, tempo, ...): per
+    family, encoder and metric, the macro metric over the family's tags of the full-data probe's
+    test scores with its bootstrap interval, and the paired difference to each floor of `FLOORS`
+    that was evaluated (the same resamples: ``diff_<floor>`` with ``diff_<floor>_ci_low/high``).
+    y_test (N, K) weak labels, scores {label: (N, K)}. None for a store without families or a
+    single-label task."""
+    if y_test.ndim != 2 or not store.tag_families:
+        return None
+    floors = [f for f in FLOORS if f in scores]
+    rows = []
+    for family, tags in store.tag_families.items():
+        idx = [store.tag_names.index(t) for t in tags if t in store.tag_names]
+        if not idx:
+            continue
+        b = bootstrap(y_test[:, idx], {lab: s[:, idx] for lab, s in scores.items()}, cfg.eval.bootstrap_resamples,
+                      cfg.eval.bootstrap_seed)
+        for metric in b.metrics:
+            for lab in scores:
+                low, high = percentile_interval(b.resamples[metric][lab])
+                row = dict(family=family, tags=len(idx), method=lab, metric=metric, point=b.point[metric][lab],
+                           ci_low=low, ci_high=high, n_undefined_tags=b.n_undefined_point)
+                for floor in floors:
+                    d = b.resamples[metric][lab] - b.resamples[metric][floor]
+                    row[f"diff_{floor}"] = b.point[metric][lab] - b.point[metric][floor]
+                    row[f"diff_{floor}_ci_low"], row[f"diff_{floor}_ci_high"] = percentile_interval(d)
+                rows.append(row)
     return pd.DataFrame(rows) if rows else None
 
 

@@ -287,6 +287,24 @@ def bootstrap(y_true: np.ndarray, scores: dict[str, np.ndarray], n_resamples: in
     return BootstrapResult(methods, METRICS, point, res, n_undef, full["n_undefined_tags"], n_resamples, seed)
 
 
+def two_level_resamples(values: np.ndarray, seed: int | list[int] = 0) -> np.ndarray:
+    """Bootstrap values of a mean over G runs that cover the runs' spread and test sampling together.
+
+    values (G, R): the metric of run g (a pretraining seed, or a limited-data draw) on test
+    resample r, the same R track resamples for every run (`bootstrap`). For each resample r, G
+    runs are drawn with replacement and their values on r averaged: the two-level bootstrap
+    (tracks, then runs), (R,). Its interval is that of the mean over runs, so it narrows as runs
+    are added (the runs' share of the spread falls as 1/G in variance); with G = 1 it is that run's
+    resamples. Several methods resampled with one ``seed`` and the same G draw the same runs at
+    each r: paired, as their limited-data draws are the same subsets."""
+    values = np.atleast_2d(np.asarray(values, dtype=np.float64))
+    runs, n = values.shape
+    if runs == 1:
+        return values[0].copy()
+    pick = np.random.default_rng(seed).integers(0, runs, size=(n, runs))  # (R, G) runs drawn per resample
+    return values[pick, np.arange(n)[:, None]].mean(axis=1)
+
+
 def knn_probe_auc(train: Tensor, y_train: np.ndarray, valid: Tensor, y_valid: np.ndarray, k: int = 10) -> float:
     """Macro ROC-AUC of a k-NN probe: each valid row scores every tag by the share of its k
     nearest train rows (cosine) that carry it. train (N, D), y_train (N, K) 0/1, valid (M, D),

@@ -56,6 +56,21 @@ def csv_section(out: Path, name: str, title: str) -> str:
     return f"## {title}\n\n{markdown_table(pd.read_csv(path))}\n\n" if path.exists() else ""
 
 
+SEEDS_TITLE = "Pretraining seeds (full data): the mean over seeds, its interval with tracks and seeds resampled"
+
+
+def family_section(out: Path) -> str:
+    """The report section of families.csv (macro ROC-AUC by tag family, paired differences to the
+    floors); empty when the file was not written."""
+    path = out / "families.csv"
+    if not path.exists():
+        return ""
+    table = pd.read_csv(path)
+    table = table[table.metric == "roc_auc"].drop(columns=["metric", "n_undefined_tags"])
+    return ("## Results by tag family (full data, macro ROC-AUC over the family's tags; paired differences "
+            f"to the floors on the same resamples)\n\n{markdown_table(table)}\n\n")
+
+
 def write_report(out: Path, cfg: RunConfig, table: pd.DataFrame, timings: dict[str, float], store: AudioStore) -> None:
     """report.md of an evaluation folder (results, figures, limited data, pairs, stage timings),
     with results.md, config.json and timings.json beside it."""
@@ -86,8 +101,8 @@ Seeds: corpus {cfg.corpus.seed}, pretraining {cfg.train.seed}, probe {cfg.probe.
 ![paired differences](paired_differences.png)
 
 {csv_section(out, "results_clean.csv", "Full training data, scored against the clean tags (before label dropout)")}\
-{csv_section(out, "seeds.csv",
-             "Pretraining seeds (full data): spread over seeds beside the first seed's bootstrap interval")}\
+{csv_section(out, "seeds.csv", SEEDS_TITLE)}\
+{family_section(out)}\
 ## Limited data (point estimate, mean over draws)
 
 {markdown_table(lim.reset_index())}

@@ -13,10 +13,10 @@ and adds, in ``data/reports/clustering-<profile>/``:
 - ``arms_transfer.csv`` (when pretrained on the embedded corpus): the same table for the same
   runs on the transfer set (`workbench.data.transfer`, full train labels), report in ``transfer/``;
 - ``arms.csv``: per arm, the collapse rate (seeds flagged at the end, out of n), the test macro
-  ROC-AUC and mAP as mean and spread over seeds, and the paired difference to plain DINO with a
-  95 % interval that includes seed variance: for each bootstrap resample of the test tracks (the
-  same resamples for every run), one pretraining seed of each arm is drawn at random, so the
-  interval covers test sampling and the seed lottery together;
+  ROC-AUC and mAP as mean and spread over seeds, and the paired difference of the means over
+  seeds to plain DINO with a 95 % interval from a two-level bootstrap: the test tracks are
+  resampled (the same resamples for every run) and each arm's seeds are drawn with replacement,
+  so the interval covers test sampling and the seed lottery together and narrows with more seeds;
 - ``timeline.csv``: every run's diagnostics rows with its arm and seed; ``timeline.png``: the
   online probe, RankMe, LiDAR and teacher entropy against the step, one
   panel each, every arm's seeds as thin lines and their mean as a thick one;
@@ -45,7 +45,7 @@ from workbench.diagnostics import read_warnings
 from workbench.evaluate import run_evaluation, transfer_config
 from workbench.files import save_text
 from workbench.jobs import ensure_runs
-from workbench.metrics import percentile_interval
+from workbench.metrics import percentile_interval, two_level_resamples
 from workbench.report import study_report
 from workbench.runs import read_metrics
 
@@ -147,15 +147,15 @@ def collapse_table(arms: list[str], seeds: list[int], runs: list[Path]) -> pd.Da
 
 def seed_paired_difference(arrays, metric: str, labels_a: list[str], labels_b: list[str],
                            seed: int = 0) -> tuple[float, float, float]:
-    """Difference of arm A to arm B (mean over seeds) with a 95 % interval over test resamples
-    AND seeds: resample r takes the r-th bootstrap value of one seed of A and one of B, each
-    drawn at random. ``arrays[f"1.0|{metric}|{label}"]``: (R,) macro metric per resample, the
-    resamples shared by every label (paired)."""
+    """Difference of arm A to arm B (mean over seeds) with a 95 % interval over test resamples AND
+    seeds: the two-level bootstrap of each arm's mean over its seeds (`metrics.two_level_resamples`,
+    seeds drawn independently for A and B) on the shared test resamples, so more seeds narrow it.
+    ``arrays[f"1.0|{metric}|{label}"]``: (R,) macro metric per resample, the resamples shared by
+    every label (paired)."""
     a = np.stack([arrays[f"1.0|{metric}|{lab}"] for lab in labels_a])  # (seeds A, R)
     b = np.stack([arrays[f"1.0|{metric}|{lab}"] for lab in labels_b])
-    rng = np.random.default_rng([seed, len(labels_a), len(labels_b)])
-    r = np.arange(a.shape[1])
-    diff = a[rng.integers(0, len(a), a.shape[1]), r] - b[rng.integers(0, len(b), b.shape[1]), r]
+    diff = (two_level_resamples(a, [seed, len(labels_a), len(labels_b), 0])
+            - two_level_resamples(b, [seed, len(labels_a), len(labels_b), 1]))
     return (float(np.nanmean(a) - np.nanmean(b)), *percentile_interval(diff))
 
 

@@ -5,9 +5,10 @@ draw is one seeded ordering of the train tracks and the fraction f takes its fir
 2) tracks. ``eval.subset_rule``: "uniform" (the paper: tracks drawn uniformly at random) or
 "coverage" (one random positive track of every tag first, tags in random order, then the rest at
 random; this over-represents rare-tag tracks at small fractions). Validation and test stay whole.
-The interval of a fraction with several draws covers both sources of variation: each bootstrap
-resample of the test set is paired with one draw picked at random (seeded), so draw-to-draw
-variance widens it (``draw_std`` in results.csv reports that spread alone).
+The point of a fraction with several draws is the mean over draws; its interval comes from the
+two-level bootstrap of that mean (`metrics.two_level_resamples`: test tracks resampled, then
+draws), so it covers draw-to-draw variance and narrows as draws are added (``draw_std`` in
+results.csv reports the draws' spread alone).
 """
 
 from __future__ import annotations
@@ -57,15 +58,6 @@ def limited_data_subsets(labels: np.ndarray, fractions: tuple[float, ...], draws
         size = min(n, max(math.ceil(f * n - 1e-9), 2))
         out[float(f)] = [np.arange(n)] if f == 1.0 else [np.sort(o[:size]) for o in orders]
     return out
-
-
-def draws_and_resamples(per_draw: list[np.ndarray], pick: np.ndarray) -> np.ndarray:
-    """(R,) values whose spread covers draws and test resampling: resample r of draw pick[r].
-
-    per_draw: D arrays (R,) of one method's bootstrap values, one per limited-data draw (the same
-    test resamples for every draw); pick (R,) draw indices in [0, D)."""
-    stacked = np.stack(per_draw)  # (D, R)
-    return stacked[pick % len(per_draw), np.arange(stacked.shape[1])]
 
 
 def save_subsets(path: Path, subsets: dict[float, list[np.ndarray]], train_indices: np.ndarray, **meta) -> Path:

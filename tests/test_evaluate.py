@@ -302,6 +302,25 @@ def test_random_baseline_batchnorm_is_calibrated_on_pretraining_audio(smoke_cfg,
     assert out.mean((0, 2, 3)).abs().max() < 0.2 and enc.bn1.momentum == 0.1  # centred; momentum restored
 
 
+def test_the_random_floor_is_calibrated_both_ways_on_another_set(smoke_cfg, smoke_store):
+    """On another evaluated set (the transfer set), ``random`` keeps the BatchNorm statistics of the
+    pretraining corpus, as the SSL encoders do, and ``random-target`` recalibrates them on the
+    evaluated set's audio; each says so in its description."""
+    from workbench.baselines import baseline_source
+    from workbench.evaluate import transfer_config
+
+    on_corpus = baseline_source("random", smoke_cfg, smoke_store)
+    transfer = transfer_config(smoke_cfg)
+    assert transfer.eval.pretrain_dataset == "synth" and transfer.data.dataset == "transfer"
+    assert transfer.eval.baselines == (*smoke_cfg.eval.baselines, "random-target")
+    # the evaluated store is not read for "random" when the pretraining corpus is named
+    same = baseline_source("random", dataclasses.replace(smoke_cfg, eval=transfer.eval), None)
+    assert same.checkpoint_hash == on_corpus.checkpoint_hash and "pretraining views" in same.checkpoint
+    target = baseline_source("random-target", smoke_cfg, smoke_store)
+    assert "evaluated set (synth)" in target.checkpoint
+    assert target.checkpoint_hash == on_corpus.checkpoint_hash  # the corpus evaluated on itself: the same floor
+
+
 def test_seed_configs_spread_and_labels(smoke_cfg):
     import pandas as pd
 

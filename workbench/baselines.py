@@ -23,8 +23,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from workbench.audio import MelFrontend
-from workbench.config import RunConfig, config_hash, data_dir, to_dict
-from workbench.data import pretrain_indices
+from workbench.config import RunConfig, config_hash, data_dir, to_dict, with_dataset
+from workbench.data import open_dataset, pretrain_indices
 from workbench.data.store import AudioStore
 from workbench.data.views import ViewSampler, gather_segments, random_starts
 from workbench.embeddings import EncoderSource, sha_file, sha_module, store_id
@@ -61,7 +61,21 @@ def calibrate_batchnorm(encoder: nn.Module, batches: list[torch.Tensor]) -> nn.M
 
 
 def _random_encoder(cfg: RunConfig, store: AudioStore) -> EncoderSource:
+    """The random-init encoder with BatchNorm statistics calibrated as the SSL encoders' were: on
+    pretraining views of the pretraining dataset (``eval.pretrain_dataset`` when the evaluated set
+    is another one, as the transfer set is; else the evaluated store's own pretraining tracks)."""
+    source = open_dataset(with_dataset(cfg, cfg.eval.pretrain_dataset)) if cfg.eval.pretrain_dataset else store
+    return _calibrated_random("random", cfg, source, "pretraining views")
 
+
+def _random_target(cfg: RunConfig, store: AudioStore) -> EncoderSource:
+    """The same random-init encoder with BatchNorm recalibrated on the evaluated set's own
+    pretraining tracks (its train audio): a domain adaptation no SSL encoder gets, reported
+    beside `_random_encoder` so that a comparison can be read both ways."""
+    return _calibrated_random("random-target", cfg, store, f"views of the evaluated set ({cfg.data.dataset})")
+
+
+def _calibrated_random(name: str, cfg: RunConfig, store: AudioStore, where: str) -> EncoderSource:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.eval.baseline_seed)
         enc = build_encoder(cfg.encoder, cfg.audio)
@@ -71,10 +85,9 @@ def _random_encoder(cfg: RunConfig, store: AudioStore) -> EncoderSource:
         batches = [frontend(torch.cat(sampler.sample(cfg.eval.batch_size).views))
                    for _ in range(cfg.eval.calibration_batches)]
     enc = calibrate_batchnorm(enc, batches)
-    return EncoderSource("random", "n/a", enc, cfg.audio,
+    return EncoderSource(name, "n/a", enc, cfg.audio,
                          f"random init seed {cfg.eval.baseline_seed}, BatchNorm calibrated on "
-                         f"{cfg.eval.calibration_batches} x {cfg.eval.batch_size} x {cfg.views.n_views} "
-                         "pretraining views",
+                         f"{cfg.eval.calibration_batches} x {cfg.eval.batch_size} x {cfg.views.n_views} {where}",
                          sha_module(enc), config_hash(cfg.encoder))
 
 
@@ -153,7 +166,8 @@ def supervised_encoder(cfg: RunConfig, store: AudioStore, progress: bool = True,
     return EncoderSource("supervised", "n/a", enc.eval(), cfg.audio, str(path), sha_file(path), key)
 
 
-BASELINES = {"random": _random_encoder, "handcrafted": _handcrafted, "supervised": supervised_encoder}
+BASELINES = {"random": _random_encoder, "random-target": _random_target, "handcrafted": _handcrafted,
+             "supervised": supervised_encoder}
 
 
 def baseline_source(name: str, cfg: RunConfig, store: AudioStore) -> EncoderSource:

@@ -1,4 +1,4 @@
-"""Command line: ``python -m workbench {corpus,pretrain,evaluate,validate,study,ingest,demo} ...``.
+"""Command line: ``python -m workbench {corpus,pretrain,evaluate,validate,study,ingest,demo,tables} ...``.
 
 Every command prints the profile in force first. Parsing lives here; the work is done by the
 stage modules (`workbench.data`, `workbench.train`, `workbench.evaluate`, `workbench.demo`), one
@@ -32,6 +32,7 @@ from workbench.evaluate import run_evaluation, seed_configs
 from workbench.files import DamagedCheckpointError, save_text
 from workbench.jobs import ensure_runs
 from workbench.methods import METHODS
+from workbench.results import README, fill, readme_tables
 from workbench.runs import RunLockedError
 from workbench.study import run_study
 from workbench.train import pretrain
@@ -105,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also train notebook 03's collapse runs and execute every notebook into HTML "
                         "(make notebooks; reuses what the demo made)")
     p.add_argument("--seeds", type=int, default=None, help="pretraining seeds per method (eval.seeds; default 1)")
+
+    p = sub.add_parser("tables", help="print the README's result tables from results/ (--write: into README.md)")
+    _add_common(p)
+    p.add_argument("--write", action="store_true", help="rewrite the marked tables of README.md")
     return parser
 
 
@@ -171,8 +176,17 @@ def _demo(cfg: RunConfig, args: argparse.Namespace) -> None:
     print(f"report: {run_demo(cfg, notebooks=args.notebooks)}")
 
 
+def _tables(cfg: RunConfig, args: argparse.Namespace) -> None:
+    tables = readme_tables()
+    if args.write:
+        save_text(README, fill(README.read_text(), tables))
+        print(f"rewrote {len(tables)} tables of {README}")
+    else:
+        print("\n\n".join(f"<!-- table:{name} -->\n{body}\n<!-- /table:{name} -->" for name, body in tables.items()))
+
+
 COMMANDS = {"corpus": _corpus, "pretrain": _pretrain, "evaluate": _evaluate, "validate": _validate,
-            "study": _study, "ingest": _ingest, "demo": _demo}
+            "study": _study, "ingest": _ingest, "demo": _demo, "tables": _tables}
 
 
 if __name__ == "__main__":

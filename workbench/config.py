@@ -283,6 +283,9 @@ class EvalConfig:
     batch_size: int = 64
     baseline_seed: int = 0  # random-init encoder and supervised baseline
     calibration_batches: int = 4  # random-init encoder: batches of pretraining views for its BatchNorm statistics
+    # the dataset the SSL encoders were pretrained on, when the evaluated one is another (the transfer
+    # set's evaluation sets it): the "random" floor's BatchNorm is calibrated there, as theirs was
+    pretrain_dataset: str = ""
     supervised_epochs: int = 20  # supervised baseline: passes of one random 4 s segment per train track
 
 

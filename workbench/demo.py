@@ -2,7 +2,8 @@
 
 `run_demo(cfg)`: build the corpus, pretrain the five methods (side by side on CPU cores), then
 evaluate them on the embedded test split and, beside it in a second process, on the transfer
-set; copy the figures for the README; record the stage times and the machine. With
+set; record the stage times and the machine; publish the figures and the stamped tables the
+README reads (`workbench.results`). With
 ``notebooks`` (``make notebooks``): notebook 03's collapse runs join the training queue and
 every notebook is executed into HTML; that job records its own times.
 """
@@ -10,8 +11,6 @@ every notebook is executed into HTML; that job records its own times.
 from __future__ import annotations
 
 import json
-import os
-import platform
 import shutil
 from functools import partial
 from pathlib import Path
@@ -33,6 +32,7 @@ from workbench.files import save_text
 from workbench.jobs import cpu_jobs, ensure_runs
 from workbench.notebooks import execute_notebooks, notebook_paths
 from workbench.report import StageTimes
+from workbench.results import README, fill, machine, publish, readme_tables
 from workbench.study import report_dir as study_report_dir
 from workbench.workers import beside
 
@@ -62,8 +62,8 @@ def run_demo(cfg: RunConfig, notebooks: bool = False) -> Path:
     if notebooks:
         with times("notebooks"):
             times.update(render_notebooks(cfg, out))
-    copy_readme_figures(cfg, out)
     write_timings(cfg, out / TIMINGS[notebooks], times.total(), runs)
+    publish_for_readme(cfg, out)
     print("[workbench] stage times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in times.total().items()), flush=True)
     return out
 
@@ -132,9 +132,11 @@ def render_notebooks(cfg: RunConfig, out: Path) -> dict[str, float]:
     return {f"notebook:{stem}": s for stem, s in seconds.items()}
 
 
-def copy_readme_figures(cfg: RunConfig, out: Path) -> None:
-    """The report's figures into ``data/readme/`` (tracked), when the data folder is the repo's:
-    the demo profile's under their own names, another profile's prefixed with its name."""
+def publish_for_readme(cfg: RunConfig, out: Path) -> None:
+    """When the data folder is the repository's: the report's figures into ``data/readme/`` and its
+    tables into ``results/<profile>[-transfer]/`` (`results.publish`, stamped), both tracked; for
+    the demo profile also the README's result tables rewritten from those files. Another
+    profile's figures are prefixed with its name."""
     if cfg.data.dataset != "synth" or Path(data_dir()) != (REPO_ROOT / "data").resolve():
         return
     README_FIGURES.mkdir(parents=True, exist_ok=True)
@@ -145,6 +147,13 @@ def copy_readme_figures(cfg: RunConfig, out: Path) -> None:
     for name in ("fig1_dots.png", "paired_differences.png"):  # full labels only: no limited-data curve
         if (transfer / name).is_file():
             shutil.copy2(transfer / name, README_FIGURES / f"{prefix}transfer_{name}")
+    command = "make demo" if cfg.profile == "demo" else f"WORKBENCH_PROFILE={cfg.profile} make demo"
+    publish(out, cfg.profile, cfg.profile, command)
+    if (transfer / "results.csv").is_file():
+        publish(transfer, f"{cfg.profile}-transfer", cfg.profile, command)
+    if cfg.profile == "demo":
+        save_text(README, fill(README.read_text(), readme_tables()))
+        print("[workbench] README.md result tables rewritten from results/demo*/ (git diff README.md)", flush=True)
 
 
 def write_timings(cfg: RunConfig, path: Path, timings: dict[str, float], runs: list[Path]) -> None:
@@ -156,18 +165,6 @@ def write_timings(cfg: RunConfig, path: Path, timings: dict[str, float], runs: l
                "timings_s": {k: round(v, 1) for k, v in timings.items()}, "runs": [str(r) for r in runs],
                "config": to_dict(cfg)}
     save_text(path, json.dumps(summary, indent=2))
-
-
-def machine() -> dict[str, object]:
-    """The CPU model (``/proc/cpuinfo``'s model name where there is one), cores, torch threads."""
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu": model, "cores": cores, "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
 
 
 # ----------------------------------------------------------------------------------- queued jobs

@@ -239,8 +239,12 @@ def source_labels(sources: list[EncoderSource], seed: int = 0) -> list[str]:
 # ----------------------------------------------------------------------------------- reports on disk
 def transfer_config(cfg: RunConfig) -> RunConfig:
     """``cfg`` evaluating on the transfer set (`workbench.data.transfer`): full train labels only
-    (no limited-data draws, which the embedded corpus's report covers), same probe and bootstrap."""
-    return dataclasses.replace(with_dataset(cfg, "transfer"), eval=dataclasses.replace(cfg.eval, fractions=(1.0,)))
+    (no limited-data draws, which the embedded corpus's report covers), same probe and bootstrap.
+    The random floor is reported both ways: ``random`` calibrated on the pretraining corpus, as the
+    SSL encoders' BatchNorm was, and ``random-target`` recalibrated on the transfer set's audio."""
+    floors = cfg.eval.baselines + (("random-target",) if "random" in cfg.eval.baselines else ())
+    return dataclasses.replace(with_dataset(cfg, "transfer"), eval=dataclasses.replace(
+        cfg.eval, fractions=(1.0,), pretrain_dataset=cfg.data.dataset, baselines=floors))
 
 
 def existing_report(cfg: RunConfig, runs: list[Path], out_dir: Path | None = None) -> Path | None:
@@ -301,7 +305,7 @@ def seed_spread(table: pd.DataFrame, arrays: dict[str, np.ndarray], seed: int = 
     return pd.DataFrame(rows) if rows else None
 
 
-FLOORS = ("handcrafted", "random")  # what every encoder is compared with, family by family
+FLOORS = ("handcrafted", "random", "random-target")  # what every encoder is compared with, by family
 
 
 def family_table(store: AudioStore, y_test: np.ndarray, scores: dict[str, np.ndarray],

@@ -26,10 +26,11 @@ from workbench.methods import METHODS
 METHOD_ORDER = (*METHODS, *BASELINES)  # the registries' order: the five methods, then the floors
 METHOD_COLORS = {
     "simclr": "#1f77b4", "dino": "#ff7f0e", "barlow_twins": "#2ca02c", "byol": "#d62728", "vicreg": "#9467bd",
-    "supervised": "#4d4d4d", "random": "#a6a6a6", "handcrafted": "#8c564b",
+    "supervised": "#4d4d4d", "random": "#a6a6a6", "random-target": "#c7c7c7", "handcrafted": "#8c564b",
 }
 METHOD_LABELS = {"simclr": "contrastive (SimCLR)", "dino": "clustering (DINO)", "barlow_twins": "Barlow Twins",
                  "byol": "BYOL", "vicreg": "VICReg", "supervised": "supervised", "random": "random init",
+                 "random-target": "random init, BatchNorm on the evaluated set",
                  "handcrafted": "log-mel stats"}
 METRIC_LABELS = {"roc_auc": "macro ROC-AUC", "pr_auc": "macro mAP", "accuracy": "accuracy"}
 

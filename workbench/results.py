@@ -1,0 +1,156 @@
+"""Committed results: the files behind every figure the README quotes, stamped, and the README's
+tables generated from them.
+
+`publish(report, name)` copies the tables of a report folder (results, pairs, seeds, families,
+clean tags, limited data) into ``results/<name>/`` at the top of the repository, with
+``stamp.json``: the commit, whether the tree had changes, the profile, the CPU model, cores, torch
+version and the date. ``make demo`` publishes its two reports (``demo`` and ``demo-transfer``).
+Training figures differ in the third decimal from one CPU type to another (same commit, same
+seed), so a figure is always read with its stamp.
+
+`readme_tables()` renders the README's result tables from those files; ``python -m workbench
+tables --write`` puts them between their markers in README.md (``<!-- table:NAME -->`` ...
+``<!-- /table:NAME -->``), and the suite fails when the README and the files disagree.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from workbench.config import REPO_ROOT, data_dir
+from workbench.files import save_text
+from workbench.plots import method_label, order_methods
+
+RESULTS_DIR = REPO_ROOT / "results"
+TABLE_FILES = ("results.csv", "pairs.csv", "seeds.csv", "families.csv", "results_clean.csv", "limited.csv")
+README = REPO_ROOT / "README.md"
+
+
+def machine() -> dict[str, object]:
+    """The CPU model (``/proc/cpuinfo``'s model name where there is one), cores, torch version and
+    threads: what a training figure depends on besides the commit and the seed."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpu": model, "cores": cores, "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
+
+
+def commit() -> dict[str, object]:
+    """The repository's HEAD commit and whether the tracked files differ from it (None outside git)."""
+    def git(*args: str) -> str | None:
+        try:
+            return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30,
+                                  check=True).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": git("rev-parse", "HEAD"), "changed_files": None if status is None else bool(status)}
+
+
+def publish(report: Path, name: str, profile: str, command: str, out_root: Path = RESULTS_DIR) -> Path:
+    """Copy the tables of ``report`` into ``out_root/name/`` with ``stamp.json``; checkpoint paths
+    are written relative to the data folder (``data/runs/...``), never as this machine's paths."""
+    out = Path(out_root) / name
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    prefix = str(Path(data_dir()).resolve()) + os.sep
+    for table in TABLE_FILES:
+        if (Path(report) / table).is_file():
+            df = pd.read_csv(Path(report) / table)
+            if "checkpoint" in df.columns:
+                df["checkpoint"] = df.checkpoint.astype(str).str.replace(prefix, "data/", regex=False)
+            save_text(out / table, df.to_csv(index=False))
+    stamp = {**commit(), "profile": profile, "command": command, "machine": machine(),
+             "date": datetime.date.today().isoformat(), "report": Path(report).name}
+    save_text(out / "stamp.json", json.dumps(stamp, indent=2) + "\n")
+    return out
+
+
+# ----------------------------------------------------------------------------------- README tables
+def _ci(point: float, low: float, high: float, signed: bool = False) -> str:
+    f = "{:+.3f}" if signed else "{:.3f}"
+    return f"{f.format(point)} [{f.format(low)}, {f.format(high)}]"
+
+
+def main_table(folder: Path) -> str:
+    """Macro ROC-AUC with its interval per encoder (full train data), and the paired differences
+    to log-mel statistics and to the random floor, from ``folder``'s results.csv and pairs.csv."""
+    results = pd.read_csv(folder / "results.csv")
+    pairs = pd.read_csv(folder / "pairs.csv")
+    full = results[(results.fraction == 1.0) & (results.metric == "roc_auc")].set_index("method")
+    pairs = pairs[pairs.metric == "roc_auc"].set_index(["method_a", "method_b"])
+    floors = [f for f in ("handcrafted", "random") if f in full.index]
+    head = "| encoder | macro ROC-AUC [95 % CI] | " + " | ".join(f"minus {method_label(f)}" for f in floors) + " |"
+    lines = [head, "|" + "---|" * (2 + len(floors))]
+    for m in order_methods(full.index):
+        r = full.loc[m]
+        cells = [_ci(r.point, r.ci_low, r.ci_high)]
+        for f in floors:
+            p = pairs.loc[(m, f)] if (m, f) in pairs.index else None
+            cells.append("" if p is None else _ci(p.diff_point, p.ci_low, p.ci_high, signed=True))
+        lines.append(f"| {method_label(m)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def family_table(folder: Path) -> str:
+    """Macro ROC-AUC by tag family: each family's best SSL encoder and the floors, with the best
+    one's paired difference to log-mel statistics, from ``folder``'s families.csv."""
+    fam = pd.read_csv(folder / "families.csv")
+    fam = fam[fam.metric == "roc_auc"]
+    floors = {"handcrafted", "random", "random-target", "supervised"}
+    lines = ["| tag family (tags) | best SSL encoder | minus log-mel statistics | log-mel statistics | random init |",
+             "|---|---|---|---|---|"]
+    for family, g in fam.groupby("family", sort=False):
+        ssl = g[~g.method.isin(floors) & ~g.method.str.contains("@")]
+        best = ssl.loc[ssl.point.idxmax()]
+        base = g.set_index("method")
+        diff = _ci(best.diff_handcrafted, best.diff_handcrafted_ci_low, best.diff_handcrafted_ci_high, signed=True)
+        lines.append(f"| {family} ({int(best.tags)}) | {method_label(best.method)} "
+                     f"{_ci(best.point, best.ci_low, best.ci_high)} | {diff} | "
+                     f"{base.loc['handcrafted', 'point']:.3f} | {base.loc['random', 'point']:.3f} |")
+    return "\n".join(lines)
+
+
+def stamp_line(folder: Path) -> str:
+    s = json.loads((folder / "stamp.json").read_text())
+    changed = " with uncommitted changes" if s.get("changed_files") else ""
+    return (f"Made by `{s['command']}` (profile `{s['profile']}`) at commit `{str(s['commit'])[:10]}`{changed}, "
+            f"on {s['machine']['cpu']} ({s['machine']['cores']} cores), {s['date']}; files in "
+            f"[`results/{folder.name}/`](results/{folder.name}/).")
+
+
+TABLES = {"demo-main": lambda root: main_table(root / "demo") + "\n\n" + stamp_line(root / "demo"),
+          "demo-families": lambda root: family_table(root / "demo"),
+          "transfer-main": lambda root: (main_table(root / "demo-transfer") + "\n\n"
+                                         + stamp_line(root / "demo-transfer"))}
+
+
+def readme_tables(root: Path = RESULTS_DIR) -> dict[str, str]:
+    """{marker name: the Markdown of that README block} from the committed result files."""
+    return {name: render(Path(root)) for name, render in TABLES.items()}
+
+
+def fill(text: str, tables: dict[str, str]) -> str:
+    """``text`` with each ``<!-- table:NAME -->`` ... ``<!-- /table:NAME -->`` block replaced by
+    ``tables[NAME]``; a marker without a table, or a table without its markers, is an error."""
+    for name, body in tables.items():
+        pattern = re.compile(rf"(<!-- table:{re.escape(name)} -->\n).*?(\n<!-- /table:{re.escape(name)} -->)", re.S)
+        if not pattern.search(text):
+            raise ValueError(f"README.md has no block <!-- table:{name} --> ... <!-- /table:{name} -->")
+        text = pattern.sub(lambda m: m.group(1) + body + m.group(2), text)
+    return text

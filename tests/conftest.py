@@ -30,6 +30,6 @@ def smoke_cfg():
 @pytest.fixture(scope="session")
 def smoke_store(smoke_cfg):
     """The smoke-profile embedded corpus (generated once per session)."""
-    from workbench.data import open_dataset
+    from workbench.data.datasets import open_dataset
 
     return open_dataset(smoke_cfg)

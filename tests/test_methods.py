@@ -19,7 +19,7 @@ def _cfg(smoke_cfg, name, **method):
 def smoke_views(smoke_cfg, smoke_store):
     """Two batches of mel views (V x (B, 1, F, T)) cut from the smoke corpus."""
     from workbench.audio import MelFrontend
-    from workbench.data import pretrain_indices
+    from workbench.data.datasets import pretrain_indices
     from workbench.data.views import ViewSampler
 
     sampler = ViewSampler.from_config(smoke_store, pretrain_indices(smoke_store), smoke_cfg)

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from workbench.audio import MelFrontend
 from workbench.config import RunConfig, config_hash, data_dir, to_dict, with_dataset
-from workbench.data import open_dataset, pretrain_indices
+from workbench.data.datasets import open_dataset, pretrain_indices
 from workbench.data.store import AudioStore
 from workbench.data.views import ViewSampler, gather_segments, random_starts
 from workbench.embeddings import EncoderSource, sha_file, sha_module, store_id

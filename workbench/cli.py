@@ -25,7 +25,7 @@ from workbench.config import (
     load_profile,
     with_dataset,
 )
-from workbench.data import open_dataset
+from workbench.data.datasets import open_dataset
 from workbench.data.ingest import ingest
 from workbench.demo import run_demo
 from workbench.evaluate import run_evaluation, seed_configs

@@ -19,7 +19,7 @@ import torch
 
 from workbench.baselines import supervised_encoder
 from workbench.config import REPO_ROOT, RunConfig, collapse_configs, data_dir, to_dict
-from workbench.data import open_dataset
+from workbench.data.datasets import open_dataset
 from workbench.evaluate import (
     default_report_dir,
     existing_report,

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from workbench.audio import MelFrontend
 from workbench.config import DiagnosticsConfig
-from workbench.data import open_dataset
+from workbench.data.datasets import open_dataset
 from workbench.data.synth import INSTRUMENT_TAGS
 from workbench.diagnostics import held_out_batch, read_warnings, singular_values
 from workbench.runs import load_run, read_metrics

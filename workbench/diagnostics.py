@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from workbench.config import HELD_OUT_SEED_OFFSET, PROBE_TRACKS_SEED_OFFSET, DiagnosticsConfig
-from workbench.data import pretrain_indices
+from workbench.data.datasets import pretrain_indices
 from workbench.data.views import ViewSampler, gather_segments
 from workbench.metrics import knn_probe_auc
 

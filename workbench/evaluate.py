@@ -27,8 +27,8 @@ import torch
 from workbench import plots
 from workbench.baselines import baseline_source, supervised_encoder
 from workbench.config import RunConfig, config_hash, data_dir, for_method, to_dict, with_dataset
-from workbench.data import open_dataset
 from workbench.data.corpus import clean_labels
+from workbench.data.datasets import open_dataset
 from workbench.data.store import AudioStore
 from workbench.embeddings import EncoderSource, extract_embeddings, extract_segments, resolve_source, store_id
 from workbench.files import save_npz

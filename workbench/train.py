@@ -36,7 +36,7 @@ from workbench import dist, runs
 from workbench.audio import MelFrontend
 from workbench.augment import build_chain
 from workbench.config import AUGMENT_SEED_STRIDE, CLIP_RULES, PRECISIONS, RunConfig, to_dict
-from workbench.data import open_dataset, pretrain_indices
+from workbench.data.datasets import open_dataset, pretrain_indices
 from workbench.data.prefetch import Prefetcher, auto_workers
 from workbench.data.store import DeviceSamples
 from workbench.data.views import ViewSampler

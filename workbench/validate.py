@@ -15,7 +15,7 @@ import torch
 
 from workbench.baselines import baseline_source
 from workbench.config import RunConfig
-from workbench.data import open_dataset
+from workbench.data.datasets import open_dataset
 from workbench.embeddings import extract_embeddings, resolve_source
 from workbench.evaluate import source_labels, transfer_config
 from workbench.metrics import knn_probe_auc

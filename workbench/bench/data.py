@@ -30,7 +30,7 @@ import torch
 
 from workbench.bench.train import step_flops
 from workbench.config import announce, apply_overrides, for_method, load_profile
-from workbench.data import open_dataset, pretrain_indices
+from workbench.data.datasets import open_dataset, pretrain_indices
 from workbench.data.views import ViewSampler
 from workbench.methods import build_method
 from workbench.train import TrainingData, build_learner, train_step

@@ -94,10 +94,16 @@ def test_entropy_known_values() -> None:
     assert float(entropy(torch.nn.functional.one_hot(torch.tensor(3), K).float())) == pytest.approx(0.0, abs=1e-6)
 
 
-def test_dino_figures_uniform_teacher() -> None:
+def _targets(teacher_logits, center, teacher_temp=0.04):
+    from workbench.losses import dino_targets
+
+    return dino_targets(teacher_logits, center, teacher_temp)
+
+
+def test_dino_stats_uniform_teacher() -> None:
     """Constant teacher logits: uniform teacher, entropy ln K, CE = ln K when the student is uniform too."""
     B, K = 16, 32
-    f = dino_stats(torch.zeros(B, K), torch.zeros(B, K), torch.zeros(1, K), 0.1, 0.04)
+    f = dino_stats(torch.zeros(B, K), _targets(torch.zeros(B, K), torch.zeros(1, K)), 0.1, torch.zeros(1, K))
     assert f["teacher_entropy"] == pytest.approx(math.log(K), rel=1e-6)
     assert f["teacher_batch_entropy"] == pytest.approx(math.log(K), rel=1e-6)
     assert f["ce"] == pytest.approx(math.log(K), rel=1e-6)
@@ -105,14 +111,14 @@ def test_dino_figures_uniform_teacher() -> None:
     assert f["ln_k"] == pytest.approx(math.log(K))
 
 
-def test_dino_figures_one_hot_teacher() -> None:
+def test_dino_stats_one_hot_teacher() -> None:
     """Every sample on prototype 5 (one-prototype collapse): entropies 0, one prototype used."""
     B, K = 16, 32
     logits = torch.zeros(B, K)
     logits[:, 5] = 10.0
     student = torch.randn(B, K, generator=torch.Generator().manual_seed(0))
     center = torch.full((1, K), 0.5)
-    f = dino_stats(student, logits, center, 0.1, 0.04)
+    f = dino_stats(student, _targets(logits, center), 0.1, center)
     assert f["teacher_entropy"] == pytest.approx(0.0, abs=1e-6)
     assert f["teacher_batch_entropy"] == pytest.approx(0.0, abs=1e-6)
     assert f["teacher_prototypes_used"] == 1
@@ -122,14 +128,39 @@ def test_dino_figures_one_hot_teacher() -> None:
     assert f["ce"] == pytest.approx(expected, rel=1e-5) and f["kl"] == pytest.approx(expected, rel=1e-5)
 
 
-def test_dino_figures_ce_matches_loss() -> None:
+def test_dino_stats_ce_matches_loss() -> None:
     from workbench.losses import dino_loss
 
     g = torch.Generator().manual_seed(2)
     s, t, c = torch.randn(8, 16, generator=g), torch.randn(8, 16, generator=g), torch.randn(1, 16, generator=g)
-    f = dino_stats(s, t, c, 0.1, 0.04)
+    f = dino_stats(s, _targets(t, c), 0.1, c)
     assert f["ce"] == pytest.approx(float(dino_loss(s, t, c, 0.1, 0.04)[0]), rel=1e-5)
     assert f["kl"] >= 0
+
+
+def test_sinkhorn_mode_diagnostics_read_the_sinkhorn_targets(smoke_cfg) -> None:
+    """With Sinkhorn-Knopp on, the teacher statistics are those of the balanced assignment the
+    loss learns from, not of a softmax of the teacher with a zero centre."""
+    from dataclasses import replace
+
+    from workbench.diagnostics import entropy
+    from workbench.losses import dino_targets, sinkhorn_knopp
+    from workbench.methods import build_method
+
+    cfg = replace(smoke_cfg, method=replace(smoke_cfg.method, name="dino", sinkhorn_iterations=3))
+    dino = build_method(cfg).eval()
+    g = torch.Generator().manual_seed(0)
+    views = [torch.randn(8, 1, cfg.audio.n_mels, cfg.audio.n_frames, generator=g) * 10 - 40 for _ in range(2)]
+    with torch.no_grad():
+        stats = dino.stats(views)
+        _, teacher = dino.logits(torch.cat(views))
+    temp = dino.teacher_temp(dino.step)
+    balanced = sinkhorn_knopp(teacher, temp, 3)
+    softmax = dino_targets(teacher, torch.zeros(1, teacher.shape[1]), temp)
+    assert stats["dino_teacher_batch_entropy"] == pytest.approx(float(entropy(balanced.mean(0))), rel=1e-4)
+    assert stats["dino_teacher_entropy"] == pytest.approx(float(entropy(balanced).mean()), rel=1e-4)
+    assert abs(float(entropy(softmax).mean()) - stats["dino_teacher_entropy"]) > 1e-3
+    assert stats["dino_center_norm"] == 0.0
 
 
 # ----------------------------------------------------------------------------------- monitor

@@ -98,8 +98,8 @@ def test_ema_momentum_reaches_one_only_in_reference_mode(name, smoke_cfg):
 
 
 def test_dino_teacher_temperature_warmup(smoke_cfg):
-    cfg = replace(_cfg(smoke_cfg, "dino", warmup_teacher_temp_epochs=2),
-                  train=replace(smoke_cfg.train, steps_per_epoch=10, steps=40))
+    cfg = replace(_cfg(smoke_cfg, "dino", warmup_teacher_temp_fraction=0.5),
+                  train=replace(smoke_cfg.train, steps_per_epoch=10, steps=40))  # warm-up: the first 20 steps
     code = build_method(replace(cfg, method=replace(cfg.method, fidelity="paper-code")))
     assert code.teacher_temp(0) == pytest.approx(0.02)  # the study's 0.02 -> 0.04
     assert code.teacher_temp(10) == pytest.approx(0.03)
@@ -109,14 +109,21 @@ def test_dino_teacher_temperature_warmup(smoke_cfg):
     assert ref.schedule_state()["student_temp"] == pytest.approx(0.1)
 
 
-def test_dino_freezes_its_last_layer_for_the_first_epoch(smoke_cfg, smoke_views):
-    cfg = _cfg(smoke_cfg, "dino")  # reference: 1 epoch = train.steps_per_epoch steps
+def test_dino_stabilisers_are_shares_of_the_run(smoke_cfg, smoke_views):
+    """DINO's frozen last layer (reference: the first 1 % of the run, main_dino.py's 1 epoch of 100)
+    and its teacher-temperature warm-up (the first 10 %, both papers) scale with the run, whatever
+    its epoch length: a 200-step demo run freezes 2 steps and warms up over 20."""
+    cfg = _cfg(smoke_cfg, "dino")
+    demo = replace(cfg, train=replace(cfg.train, steps=200, steps_per_epoch=40))
+    assert build_method(demo).freeze_last_layer_steps == 2 and build_method(demo).warmup_teacher_steps == 20
+    code = build_method(replace(demo, method=replace(demo.method, fidelity="paper-code")))
+    assert code.freeze_last_layer_steps == 0 and code.warmup_teacher_steps == 20
+    cfg = replace(cfg, method=replace(cfg.method, freeze_last_layer_fraction=0.5))  # 2 of the smoke's 4 steps
     dino = build_method(cfg)
-    assert dino.freeze_last_layer_steps == smoke_cfg.train.steps_per_epoch
-    assert build_method(replace(cfg, method=replace(cfg.method, fidelity="paper-code"))).freeze_last_layer_steps == 0
+    assert dino.freeze_last_layer_steps == 2
     last = [p for p in dino.head.last_layer.parameters() if p.requires_grad]
     assert last
-    for step, frozen in ((1, True), (smoke_cfg.train.steps_per_epoch + 1, False)):
+    for step, frozen in ((1, True), (2, True), (3, False)):
         dino.zero_grad()
         dino.training_step(smoke_views[0], step)[0].backward()
         dino.before_optimizer_step(step)

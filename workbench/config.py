@@ -166,10 +166,13 @@ class MethodConfig:
     # Sec. 4 / App.), paper-code 0.02 -> 0.04 (the study's values)
     teacher_temp: float | None = None
     warmup_teacher_temp: float | None = None
-    warmup_teacher_temp_epochs: int = 10  # the study: 10 epochs (DINO: 30 of 300); both fidelities
-    # DINO keeps its last (prototype) layer frozen for the first epoch(s) (main_dino.py
-    # freeze_last_layer=1); None = the fidelity's value: reference 1, paper-code 0 (no trainer released)
-    freeze_last_layer_epochs: int | None = None
+    # DINO's stabilisers as shares of the run, so that a short run keeps the paper's proportions
+    # whatever its epoch length: the teacher temperature is warmed up over the first 10 % (the study:
+    # 10 of its 100 epochs; DINO: 30 of 300), and the last (prototype) layer is kept frozen for the
+    # first 1 % (main_dino.py freeze_last_layer=1 of its default 100 epochs); None = the fidelity's
+    # value: reference 0.01, paper-code 0 (the release has no trainer)
+    warmup_teacher_temp_fraction: float = 0.1
+    freeze_last_layer_fraction: float | None = None
     center_momentum: float = 0.9
     use_centering: bool = True  # False = a deliberate collapse (notebook 03)
     # Remedies against collapse (the study's future work), off by default: Sinkhorn-Knopp
@@ -315,7 +318,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         # BYOL's predictor keeps the fidelity's width (reference 4096): on the valid split it beat
         # the release's bottleneck scaled down to 128 (README "BYOL's predictor")
         "method": dict(projector_dims=(512, 512), n_prototypes=512,
-                       dino_hidden_dims=(512,), dino_bottleneck=128, warmup_teacher_temp_epochs=2),
+                       dino_hidden_dims=(512,), dino_bottleneck=128),
         "train": dict(batch_size=32, steps=200, steps_per_epoch=40, warmup_steps=20, lr=1e-3,
                       log_every=10, checkpoint_every=50, precision="fp32", threads=1),
         # notebook 03's five collapse runs: 60 steps of batch 16 each, the fewest steps at which
@@ -334,7 +337,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "transfer": dict(n_train=24, n_valid=12, n_test=16, seconds=14.0),  # >= 12 s: two 4 s views 4 s apart
         "encoder": dict(width=4, layers=(1, 1, 1, 1), output_dim=64, heads=2),
         "method": dict(projector_dims=(64, 64), predictor_hidden=32, n_prototypes=64,
-                       dino_hidden_dims=(64,), dino_bottleneck=32, warmup_teacher_temp_epochs=1),
+                       dino_hidden_dims=(64,), dino_bottleneck=32),
         "train": dict(batch_size=8, steps=4, steps_per_epoch=2, warmup_steps=1, log_every=1,
                       checkpoint_every=2, precision="fp32"),
         "diagnostics": dict(every=2, held_out_batch=16, collapse_steps=30, collapse_lr=1e-2),

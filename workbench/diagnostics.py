@@ -201,25 +201,26 @@ def entropy(probs: Tensor, dim: int = -1) -> Tensor:
     return -(p * torch.log(p.clamp_min(1e-30))).sum(dim=dim)
 
 
-def dino_stats(student_logits: Tensor, teacher_logits: Tensor, center: Tensor, student_temp: float,
-                 teacher_temp: float) -> dict[str, float]:
-    """student_logits, teacher_logits: (B, K) of paired views (teacher of one view, student of
-    another); center: (1, K) in force (zeros when centering is off). DINO (Caron et al. 2021):
-    t = softmax((teacher - center) / teacher_temp), s = softmax(student / student_temp).
+def dino_stats(student_logits: Tensor, targets: Tensor, student_temp: float, center: Tensor) -> dict[str, float]:
+    """student_logits (B, K) and the teacher's targets (B, K), rows summing to 1, of paired views
+    (teacher of one view, student of another): the distribution the student learns from, DINO's
+    t = softmax((teacher - center) / teacher_temp) (`losses.dino_targets`, Caron et al. 2021) or
+    the Sinkhorn-Knopp assignment (`losses.sinkhorn_knopp`); s = softmax(student / student_temp).
+    center: (1, K) in force (zeros when centering is off or replaced by Sinkhorn-Knopp).
 
     Returns teacher/student per-sample entropy (mean over rows) and batch entropy (of the
     batch-mean distribution), the cross-entropy (the DINO loss), ln(K), KL(t || s) = CE - H(t),
     the center norm and the number of distinct teacher / student argmax prototypes.
     Uniform collapse: H(t) -> ln K and CE -> ln K. One-prototype collapse: batch H(t) -> 0.
     """
-    if student_logits.dim() != 2 or student_logits.shape != teacher_logits.shape:
-        raise ValueError(f"dino_stats expects student and teacher logits (B, K) of one shape, got "
-                         f"{tuple(student_logits.shape)} and {tuple(teacher_logits.shape)}")
+    if student_logits.dim() != 2 or student_logits.shape != targets.shape:
+        raise ValueError(f"dino_stats expects student logits and teacher targets (B, K) of one shape, got "
+                         f"{tuple(student_logits.shape)} and {tuple(targets.shape)}")
     K = student_logits.shape[1]
     if center.shape != (1, K):
         raise ValueError(f"dino_stats expects center (1, {K}), got {tuple(center.shape)}")
     s_log = F.log_softmax(student_logits.detach().float() / student_temp, dim=-1)
-    t = F.softmax((teacher_logits.detach().float() - center.float()) / teacher_temp, dim=-1)
+    t = targets.detach().float()
     s = s_log.exp()
     ce = float((-(t * s_log).sum(dim=-1)).mean())
     h_t = float(entropy(t).mean())
@@ -326,15 +327,15 @@ def compute_diagnostics(method: torch.nn.Module, views: list[Tensor],
     return stats
 
 
-def dino_view_stats(logits: tuple[Tensor, Tensor], n_views: int, center: Tensor, student_temp: float,
-                      teacher_temp: float) -> dict[str, float]:
-    """DINO stats (``dino_*``) of (student, teacher) logits (V B, K) each, view-major, over
-    the view pairs of the loss (teacher of view i, student of view i + 1 mod V), with the center
-    and temperatures in force (`workbench.methods.DINO.stats`)."""
-    s_all, t_all = logits
-    B, V = s_all.shape[0] // n_views, n_views
-    student = torch.cat([s_all[((i + 1) % V) * B:((i + 1) % V + 1) * B] for i in range(V)])
-    return {f"dino_{k}": v for k, v in dino_stats(student, t_all, center, student_temp, teacher_temp).items()}
+def dino_view_stats(student_logits: Tensor, targets: Tensor, n_views: int, student_temp: float,
+                    center: Tensor) -> dict[str, float]:
+    """DINO statistics (``dino_*``) of student logits and teacher targets (V B, K) each,
+    view-major, over the view pairs of the loss (teacher of view i, student of view i + 1 mod V),
+    with the targets the loss uses (`workbench.methods.DINO.teacher_targets`) and the center in
+    force (`workbench.methods.DINO.stats`)."""
+    B, V = student_logits.shape[0] // n_views, n_views
+    student = torch.cat([student_logits[((i + 1) % V) * B:((i + 1) % V + 1) * B] for i in range(V)])
+    return {f"dino_{k}": v for k, v in dino_stats(student, targets, student_temp, center).items()}
 
 
 # ----------------------------------------------------------------------------------- monitor

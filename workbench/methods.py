@@ -228,9 +228,10 @@ class DINO(_TeacherStudent):
 
     Student and EMA teacher share the architecture backbone + `DINOHead`. The teacher's
     logits are centred (``DINOCenter``, momentum 0.9, all-reduced) and sharpened with a
-    temperature warmed linearly from 0.02 to 0.04 over ``warmup_teacher_steps`` (10 epochs in
-    the paper), then constant; student temperature 0.1. The loss averages every
-    (teacher global view i, student view j != i) pair.
+    temperature warmed linearly (reference: DINO's paper, 0.04 to 0.07; paper-code: the study,
+    0.02 to 0.04) over ``warmup_teacher_steps`` (the first 10 % of the run, as in both papers),
+    then constant; student temperature 0.1. The loss averages every (teacher global view i,
+    student view j != i) pair.
 
     Local crops (``n_local_crops > 0``): shorter segments (``local_crop_frames`` frames) cut at
     random from the global mel views and stretched back to the global frame count, as DINO
@@ -247,7 +248,7 @@ class DINO(_TeacherStudent):
 
     Reference fidelity adds DINO's own stabilisers: the last (prototype) layer's gradient is
     dropped for the first ``freeze_last_layer_steps`` steps (main_dino.py
-    ``cancel_gradients_last_layer``, 1 epoch), and gradients are clipped per parameter
+    ``cancel_gradients_last_layer``: 1 epoch of 100, the first 1 % of the run), and gradients are clipped per parameter
     (``reference_clip``; ``utils.clip_gradients``, norm 3.0).
     """
 
@@ -289,12 +290,11 @@ class DINO(_TeacherStudent):
         # None = the fidelity's value: DINO paper 0.04 -> 0.07 and 1 frozen epoch; the study 0.02 -> 0.04, none
         teacher_temp = m.teacher_temp if m.teacher_temp is not None else (0.07 if reference else 0.04)
         warmup_temp = m.warmup_teacher_temp if m.warmup_teacher_temp is not None else (0.04 if reference else 0.02)
-        freeze = m.freeze_last_layer_epochs if m.freeze_last_layer_epochs is not None else int(reference)
+        freeze = m.freeze_last_layer_fraction if m.freeze_last_layer_fraction is not None else 0.01 * reference
         return cls(encoder, head, m.n_prototypes, m.ema_momentum, cfg.train.steps, cfg.train.steps_per_epoch,
-                   m.student_temp, teacher_temp, warmup_temp,
-                   m.warmup_teacher_temp_epochs * cfg.train.steps_per_epoch, m.center_momentum,
-                   m.use_centering, m.n_local_crops, frames, cfg.train.seed, m.fidelity, m.ema_schedule,
-                   freeze * cfg.train.steps_per_epoch, m.sinkhorn_iterations, m.koleo_weight)
+                   m.student_temp, teacher_temp, warmup_temp, round(m.warmup_teacher_temp_fraction * cfg.train.steps),
+                   m.center_momentum, m.use_centering, m.n_local_crops, frames, cfg.train.seed, m.fidelity,
+                   m.ema_schedule, round(freeze * cfg.train.steps), m.sinkhorn_iterations, m.koleo_weight)
 
     def teacher_temp(self, step: int) -> float:
         """Linear warm-up from ``warmup_teacher_temp`` to ``teacher_temp``, then constant."""
@@ -318,7 +318,21 @@ class DINO(_TeacherStudent):
         return self.head.mlp(h) if self.head.last_layer is not None else self.head(h)
 
     def _center_in_force(self) -> Tensor:
-        return self.center.center if self.use_centering else torch.zeros_like(self.center.center)
+        """The center subtracted from the teacher: zeros when centering is off or replaced."""
+        if self.use_centering and not self.sinkhorn_iterations:
+            return self.center.center
+        return torch.zeros_like(self.center.center)
+
+    def teacher_targets(self, teacher: list[Tensor], teacher_temp: float) -> list[Tensor]:
+        """What the student learns from, per view (B, K) each: the centred, sharpened softmax of
+        the teacher's logits, or with ``sinkhorn_iterations`` the Sinkhorn-Knopp balanced
+        assignment over every view's rows together (DINOv2). The loss and the diagnostics both
+        read it, so a collapse figure is about the distribution the loss uses."""
+        if self.sinkhorn_iterations:
+            balanced = sinkhorn_knopp(torch.cat(teacher), teacher_temp, self.sinkhorn_iterations)
+            return list(balanced.split(len(teacher[0])))
+        center = self._center_in_force()
+        return [dino_targets(t, center, teacher_temp) for t in teacher]
 
     def loss(self, views, step):
         globals_ = list(views)
@@ -326,13 +340,9 @@ class DINO(_TeacherStudent):
         embedded = one_pass(self.encoder, crops, self.per_view_bn)
         student = one_pass(self.head, embedded, self.per_view_bn)
         teacher = one_pass(self.teacher, globals_, self.per_view_bn)
-        t_temp = self.teacher_temp(step)
-        if self.sinkhorn_iterations:  # balanced assignment instead of the EMA center (DINOv2)
-            targets = sinkhorn_knopp(torch.cat(teacher), t_temp, self.sinkhorn_iterations).split(len(teacher[0]))
-        else:
-            center = self._center_in_force()
+        if not self.sinkhorn_iterations:
             self._teacher_rows = torch.cat(teacher, dim=0).detach()  # the center moves in after_step
-            targets = [dino_targets(t, center, t_temp) for t in teacher]
+        targets = self.teacher_targets(teacher, self.teacher_temp(step))
         loss, terms = mean_over_pairs([dino_cross_entropy(student[j], targets[i], self.student_temp,
                                                           fidelity=self.fidelity)
                                        for i in range(len(teacher)) for j in range(len(student)) if i != j])
@@ -358,8 +368,9 @@ class DINO(_TeacherStudent):
 
     def stats(self, views: list[Tensor]) -> dict[str, float]:
 
-        return dino_view_stats(self.logits(torch.cat(views)), len(views), self._center_in_force(),
-                                 self.student_temp, self.teacher_temp(self.step))
+        student, teacher = self.logits(torch.cat(views))
+        targets = torch.cat(self.teacher_targets(list(teacher.split(views[0].shape[0])), self.teacher_temp(self.step)))
+        return dino_view_stats(student, targets, len(views), self.student_temp, self._center_in_force())
 
     def schedule_state(self):
         return {"momentum": self.momentum(self.step), "teacher_temp": self.teacher_temp(self.step),

@@ -291,8 +291,6 @@ def pretrain_short(sizes: Sizes, device: torch.device, clock: Clock, method: str
     cfg = config(sizes, device, method, steps=steps_n, warmup_steps=max(1, steps_n // 10),
                  steps_per_epoch=max(1, steps_n // 5), log_every=min(sizes.log_every, steps_n),
                  checkpoint_every=steps_n, nonfinite="skip")
-    cfg = replace(cfg, method=replace(cfg.method,
-                                      warmup_teacher_temp_epochs=min(2, cfg.method.warmup_teacher_temp_epochs)))
     rows: list[dict] = []
     deadline = time.perf_counter() + time_s
 
@@ -318,7 +316,7 @@ def pretrain_short(sizes: Sizes, device: torch.device, clock: Clock, method: str
            "loss_first": losses[0], "loss_last": losses[-1], "loss_min": min(losses),
            "loss_fell": bool(losses[-1] < losses[0]),
            "schedule": {"warmup_steps": cfg.train.warmup_steps, "steps_per_epoch": cfg.train.steps_per_epoch,
-                        "warmup_teacher_temp_epochs": cfg.method.warmup_teacher_temp_epochs},
+                        "warmup_teacher_temp_fraction": cfg.method.warmup_teacher_temp_fraction},
            "skipped_steps": int(sum(r.get("skipped", 0) for r in rows)),
            "nonfinite_rows": int(sum(not math.isfinite(v) for v in losses)),
            "clips_per_s": statistics.median(rates), "wall_s": wall}

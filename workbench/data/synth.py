@@ -25,7 +25,7 @@ import numpy as np
 from scipy.signal import oaconvolve
 
 from workbench.data import synth_instruments as si
-from workbench.data.synth_styles import ROOM_RT60, STYLES, bass_line, comp_line
+from workbench.data.synth_styles import ROOM_RT60, STYLES, TEMPO_CLASSES, bass_line, comp_line, tempo_class
 
 SPLITS = ("pool", "train", "valid", "test")
 SCORES = "scores.jsonl"
@@ -39,7 +39,7 @@ TAG_FAMILIES: dict[str, list[str]] = {
     "style": list(STYLES),
     "instrument": list(INSTRUMENT_TAGS),
     "mood": ["happy", "sad", "calm", "energetic", "dark", "bright"],
-    "tempo": ["slow", "medium", "fast"],
+    "tempo": [name for name, _, _ in TEMPO_CLASSES],
     "vocal": ["vocal", "instrumental", "male vocal", "female vocal"],
     "dynamics": ["loud", "quiet"],
     "texture": ["solo", "ensemble"],
@@ -242,7 +242,7 @@ def _tags(tr: _Track) -> list[str]:
             "calm": t < 95 and d < 0.5, "energetic": t >= 118 and d >= 0.6,
             "dark": b < 0.35 or (minor and b < 0.5), "bright": b > 0.65 and not minor}
     tags += [m for m in TAG_FAMILIES["mood"] if mood[m]]
-    tags.append("slow" if t < 90 else "medium" if t < 125 else "fast")
+    tags.append(tempo_class(t))
     if "voice" in present:
         tags += ["vocal", "female vocal" if tr.timbre["voice"]["female"] else "male vocal"]
     else:

@@ -18,6 +18,14 @@ import numpy as np
 # Reverb time RT60 (s) of every track, drawn log-uniformly whatever its style.
 ROOM_RT60 = (0.4, 4.0)
 
+# The tempo tags of the corpus and the transfer set (bpm): one home for their names and bounds.
+TEMPO_CLASSES = (("slow", 0.0, 90.0), ("medium", 90.0, 125.0), ("fast", 125.0, float("inf")))
+
+
+def tempo_class(bpm: float) -> str:
+    """The tempo tag of ``bpm`` (`TEMPO_CLASSES`: lower bound included)."""
+    return next(name for name, lo, hi in TEMPO_CLASSES if lo <= bpm < hi)
+
 
 @dataclass(frozen=True)
 class Style:

@@ -11,14 +11,20 @@ models and never reads a SoundFont, so no audio is shared between pretraining an
 (tests/test_transfer.py checks it on the audio itself).
 
 Each clip (``seconds`` long, ``seed``-determined): a style (ballad, rock, waltz, swing, arpeggio)
-with its meter, feel and tempo range, a key and mode, a four-chord progression, then either one
-instrument alone (``solo``) or an ensemble of melody, accompaniment, bass and drums drawn from
-General MIDI families. The performance is expressive: a velocity arc per phrase plus per-note
-variation, timing jitter, swing, and articulation (legato to staccato) per part; the mix has a
-volume and a pan per part, a stereo fold-down and a room reverb of random size. Tags (22): the
-instrument families that play (12), the tempo class (slow < 90 <= medium < 130 <= fast, in
-beats per minute), solo or ensemble, and the style. Every tag is a fact of the rendered audio:
-a family is tagged only when its part sounds (tests render each part alone).
+and its cues, a tempo, a key and mode, a four-chord progression, then either one instrument
+alone (``solo``: it plays the style's figure and the tune) or an ensemble of melody,
+accompaniment, bass and drums drawn from General MIDI families. A style is a combination of cues
+that no single one gives away (`STYLES`): two or three accompaniment figures a style, some shared;
+a share of clips in 3/4 and a share swung; a walking or a root bass; the cymbal (hi-hat or ride)
+and its density drawn whatever the style; the tempo drawn from one range for every style. The
+performance is expressive: a velocity arc per phrase, a downbeat accent and per-note variation,
+timing jitter, and articulation (legato to staccato) per part; the mix has a volume and a pan
+per part, a stereo fold-down and a room reverb of random size. Tags (22): the instrument
+families that play (12), the tempo class (`synth_styles.TEMPO_CLASSES`, the corpus's; no clip
+within `TEMPO_GAP` bpm of a boundary), solo or ensemble, and the style. Every tag is a fact of
+the rendered audio, checked for every clip as it is built: each part is rendered alone, a part
+below `AUDIBLE` of the mix's level is dropped with its tag, and the mix is the sum of the parts
+kept (`Renderer.audible_clip`).
 
 ``python -m workbench evaluate --dataset transfer --runs data/runs/...`` evaluates encoders on it
 through the same path as any dataset; ``make demo`` reports it beside the embedded test split.
@@ -40,10 +46,11 @@ from tqdm.auto import tqdm
 
 from workbench.config import TransferConfig, data_dir
 from workbench.data.store import AudioStore, StoreWriter
+from workbench.data.synth_styles import TEMPO_CLASSES, tempo_class
 from workbench.locks import build_lock
 from workbench.workers import worker_results
 
-TRANSFER_VERSION = 1
+TRANSFER_VERSION = 2  # 2: style cues shared, tempo gap, synth leads only, audibility at build
 SPLITS = ("train", "valid", "test")
 SOUNDFONT = ("pretty_midi", "TimGM6mb.sf2")  # (package, file inside it)
 
@@ -51,24 +58,37 @@ SOUNDFONT = ("pretty_midi", "TimGM6mb.sf2")  # (package, file inside it)
 FAMILIES: dict[str, tuple[int, ...]] = {
     "piano": (0, 1, 2, 4, 5), "mallets": (8, 11, 12, 13), "organ": (16, 17, 19), "guitar": (24, 25, 26, 27, 29),
     "bass": (32, 33, 34, 35, 38), "strings": (40, 41, 42, 48, 49), "voice": (52, 53), "brass": (56, 57, 60, 61),
-    "reed": (64, 65, 66, 68, 71), "pipe": (73, 74, 75), "synth": (80, 81, 88, 89),
+    # synth: the square, saw and saw-bass leads, the programs TimGM6mb builds from oscillator-wave
+    # samples (its pads, 88-95, play string, voice and guitar samples: tests/test_transfer.py)
+    "reed": (64, 65, 66, 68, 71), "pipe": (73, 74, 75), "synth": (80, 81, 87),
 }
 ROLES = {"melody": ("piano", "mallets", "guitar", "strings", "brass", "reed", "pipe", "synth", "voice", "organ"),
          "chords": ("piano", "organ", "guitar", "strings", "synth", "voice", "mallets"),
          "bass": ("bass",)}
-STYLES = {  # meter (beats a bar), tempo range (bpm), swing ratio, accompaniment figure
-    "ballad": dict(meter=4, bpm=(60, 100), swing=0.5, figure="sustain"),
-    "rock": dict(meter=4, bpm=(100, 168), swing=0.5, figure="eighths"),
-    "waltz": dict(meter=3, bpm=(80, 180), swing=0.5, figure="waltz"),
-    "swing": dict(meter=4, bpm=(84, 190), swing=0.64, figure="comp"),
-    "arpeggio": dict(meter=4, bpm=(60, 140), swing=0.5, figure="arpeggio"),
+# A style is a combination of cues, none of which gives it away alone (tests/test_transfer.py
+# bounds the AUC of every single cue): each style plays two or three accompaniment figures, some
+# shared with other styles, and has a share of clips in 3/4 and a share swung; the tempo is drawn
+# from one range whatever the style; cymbal and hi-hat density are drawn independently of it.
+STYLES = {  # figures, P(3/4), P(swung), P(walking bass), backbeat drums, melody note lengths (beats)
+    "ballad": dict(figures=("sustain", "arpeggio", "halves"), p_three=0.4, p_swing=0.3, p_walk=0.0,
+                   backbeat=False, lengths=(1.0, 2.0, 3.0)),
+    "rock": dict(figures=("eighths", "stabs", "halves"), p_three=0.0, p_swing=0.15, p_walk=0.3,  # shuffles
+                 backbeat=True, lengths=(0.5, 1.0, 1.0, 2.0)),
+    "waltz": dict(figures=("waltz", "arpeggio", "sustain"), p_three=1.0, p_swing=0.2, p_walk=0.0,  # jazz waltzes
+                  backbeat=False, lengths=(1.0, 1.0, 2.0, 3.0)),
+    "swing": dict(figures=("comp", "stabs", "halves"), p_three=0.2, p_swing=0.85, p_walk=0.7,
+                  backbeat=False, lengths=(0.5, 1.0, 1.0, 2.0)),
+    "arpeggio": dict(figures=("arpeggio", "eighths", "sustain"), p_three=0.4, p_swing=0.2, p_walk=0.0,
+                     backbeat=False, lengths=(0.5, 1.0, 2.0)),
 }
-TEMPI = (("slow", 0, 90), ("medium", 90, 130), ("fast", 130, 1_000))
-TAG_FAMILIES = {"instrument": [*FAMILIES, "drums"], "tempo": [t for t, _, _ in TEMPI],
-                "texture": ["solo", "ensemble"], "style": list(STYLES)}
-TAGS = [t for tags in TAG_FAMILIES.values() for t in tags]
+BPM_RANGE = (60.0, 180.0)  # every style
+TEMPO_GAP = 6.0  # no clip within this many bpm of a tempo class boundary: a tempo tag is never a coin toss
+AUDIBLE = 0.05  # a part is tagged only when its dry RMS is at least 5 % (-26 dB) of the dry mix's
 PROGRESSIONS = ((0, 4, 5, 3), (0, 5, 3, 4), (1, 4, 0, 5), (0, 3, 4, 3), (5, 3, 0, 4), (0, 4, 3, 4))
 SCALES = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10)}
+TAG_FAMILIES = {"instrument": [*FAMILIES, "drums"], "tempo": [t for t, _, _ in TEMPO_CLASSES],
+                "texture": ["solo", "ensemble"], "style": list(STYLES)}
+TAGS = [t for tags in TAG_FAMILIES.values() for t in tags]
 
 
 def soundfont_path() -> Path:
@@ -91,14 +111,29 @@ def family_of(program: int) -> str:
     return next(f for f, programs in FAMILIES.items() if program in programs)
 
 
+def draw_bpm(rng: np.random.Generator) -> float:
+    """A tempo from `BPM_RANGE`, never within `TEMPO_GAP` of a tempo class boundary."""
+    edges = [lo for _, lo, _ in TEMPO_CLASSES if lo > 0]
+    while True:
+        bpm = float(rng.uniform(*BPM_RANGE))
+        if all(abs(bpm - e) >= TEMPO_GAP for e in edges):
+            return bpm
+
+
 def compose(seed: int, seconds: float, solo_share: float = 0.25) -> dict:
-    """A clip's score: style, tempo, key, parts (role, program, channel, notes (onset s, pitch,
-    velocity, duration s)), mix and the tags it earns."""
+    """A clip's score: style and its cues (figure, meter, swing, bass, cymbal), tempo, key, parts
+    (role, program, channel, notes (onset s, pitch, velocity, duration s)), mix and the tags it
+    earns. A solo clip is one polyphonic instrument playing its style's figure and the melody."""
     rng = np.random.default_rng([seed, 7])
     style = str(rng.choice(list(STYLES)))
     st = STYLES[style]
-    bpm = float(rng.uniform(*st["bpm"]))
-    beat, meter = 60.0 / bpm, st["meter"]
+    cues = dict(figure=str(rng.choice(st["figures"])), meter=3 if rng.uniform() < st["p_three"] else 4,
+                swing=0.64 if rng.uniform() < st["p_swing"] else 0.5, walk=bool(rng.uniform() < st["p_walk"]),
+                cymbal=str(rng.choice(["hat", "ride"])), hats=str(rng.choice(["eighths", "quarters"])))
+    if cues["figure"] == "waltz" and cues["meter"] != 3:
+        cues["figure"] = "sustain"
+    bpm = draw_bpm(rng)
+    beat, meter = 60.0 / bpm, cues["meter"]
     mode = str(rng.choice(list(SCALES)))
     tonic = int(rng.integers(0, 12))
     scale = np.array(SCALES[mode])
@@ -113,18 +148,19 @@ def compose(seed: int, seconds: float, solo_share: float = 0.25) -> dict:
     def humanise(t: float) -> float:
         return max(0.0, t + float(rng.normal(0, 0.012)))
 
-    def velocity(t: float, base: float) -> int:  # a phrase arc of 4 bars plus per-note variation
+    def velocity(t: float, base: float) -> int:  # a phrase arc of 4 bars, an accent on the downbeat
         arc = np.sin(np.pi * ((t / (4 * meter * beat)) % 1.0))
-        return int(np.clip(base + 18 * arc + rng.normal(0, 6), 20, 127))
+        downbeat = 8 * (abs((t / beat) % meter) < 1e-6)
+        return int(np.clip(base + 18 * arc + downbeat + rng.normal(0, 6), 20, 127))
 
-    def swung(b: float) -> float:  # eighth-note position b (in beats) under the style's swing
+    def swung(b: float) -> float:  # eighth-note position b (in beats) under the clip's feel
         whole, frac = divmod(b, 1.0)
-        return (whole + (st["swing"] if abs(frac - 0.5) < 1e-6 else frac)) * beat
+        return (whole + (cues["swing"] if abs(frac - 0.5) < 1e-6 else frac)) * beat
 
     def melody(articulation: float) -> list[tuple]:
         notes, t, deg = [], 0.0, int(rng.integers(0, 7))
         while t < bars * meter:
-            length = float(rng.choice([0.5, 1.0, 1.0, 2.0] if style != "ballad" else [1.0, 2.0, 3.0]))
+            length = float(rng.choice(st["lengths"]))
             if rng.uniform() > 0.12:  # rests
                 deg = int(np.clip(deg + rng.choice([-2, -1, -1, 0, 1, 1, 2]), -3, 10))
                 pitch = 60 + tonic + int(scale[deg % 7]) + 12 * (deg // 7)
@@ -133,18 +169,22 @@ def compose(seed: int, seconds: float, solo_share: float = 0.25) -> dict:
             t += length
         return notes
 
-    def accompaniment(figure: str, articulation: float) -> list[tuple]:
-        notes = []
+    def accompaniment(articulation: float) -> list[tuple]:
+        notes, figure = [], cues["figure"]
         for bar in range(bars):
             pitches, b0 = chord_pitches(bar, 4), bar * meter
             if figure == "sustain":
                 hits = [(b0, pitches, meter)]
+            elif figure == "halves":
+                hits = [(b0 + k, pitches, 2.0 if meter == 4 else 1.5) for k in ((0, 2) if meter == 4 else (0, 1.5))]
             elif figure == "eighths":
                 hits = [(b0 + k / 2, pitches, 0.5) for k in range(2 * meter)]
             elif figure == "waltz":
                 hits = [(b0, pitches[:1], 1.0)] + [(b0 + k, pitches[1:], 1.0) for k in (1, 2)]
             elif figure == "comp":
-                hits = [(b0 + k, pitches, 0.5) for k in (0.5, 1.5, 2.5)]  # off-beat comping
+                hits = [(b0 + k + 0.5, pitches, 0.5) for k in range(meter - 1)]  # off-beat comping
+            elif figure == "stabs":
+                hits = [(b0 + k, pitches, 0.25) for k in range(1, meter, 2)]  # short chords on the backbeats
             else:  # arpeggio
                 seq = pitches + [pitches[1] + 12, pitches[2]]
                 hits = [(b0 + k / 2, [seq[k % len(seq)]], 0.5) for k in range(2 * meter)]
@@ -158,24 +198,24 @@ def compose(seed: int, seconds: float, solo_share: float = 0.25) -> dict:
         notes = []
         for bar in range(bars):
             root = 36 + tonic + int(scale[chords[bar % len(chords)]])
-            steps = range(meter) if style in ("swing", "rock") else (0, meter // 2 + (meter == 3))
+            steps = range(meter) if cues["walk"] else (0, meter // 2 + (meter == 3))
             for k, b in enumerate(steps):
-                pitch = root + (7 if style == "swing" and k % 2 else 0)
+                pitch = root + (7 if cues["walk"] and k % 2 else 0)
                 on = swung(bar * meter + b)
                 notes.append((humanise(on), pitch, velocity(on, 84), beat * articulation * (1 if k else 1.5)))
         return notes
 
     def drums() -> list[tuple]:
-        notes = []
+        notes, cymbal = [], 42 if cues["cymbal"] == "hat" else 51  # closed hi-hat or ride
         for bar in range(bars):
             for k in range(2 * meter):  # eighth notes
                 on, b = swung(bar * meter + k / 2), k / 2
                 if k % 2 == 0:
-                    hit = 36 if b in (0, 2) or (meter == 3 and b == 0) else 38
+                    backbeat = st["backbeat"] and meter == 4 and b in (1, 3)
+                    hit = 38 if backbeat or (meter == 3 and b > 0) else 36
                     notes.append((humanise(on), hit, velocity(on, 92), 0.1))
-                hat = 42 if style != "swing" else 51  # closed hi-hat; ride for swing
-                if style != "ballad" or k % 2 == 0:
-                    notes.append((humanise(on), hat, velocity(on, 60), 0.08))
+                if cues["hats"] == "eighths" or k % 2 == 0:
+                    notes.append((humanise(on), cymbal, velocity(on, 60), 0.08))
         return notes
 
     def program(role: str) -> int:
@@ -183,31 +223,36 @@ def compose(seed: int, seconds: float, solo_share: float = 0.25) -> dict:
         return int(rng.choice(FAMILIES[fam]))
 
     parts = []
-    if solo:
-        role = str(rng.choice(["melody", "chords"]))
-        parts.append(dict(role=role, program=program(role), channel=0,
-                          notes=melody(float(rng.uniform(0.5, 0.95))) if role == "melody"
-                          else accompaniment(st["figure"], float(rng.uniform(0.6, 1.0)))))
+    if solo:  # one instrument plays the figure and the tune: the style is in the audio
+        notes = accompaniment(float(rng.uniform(0.6, 1.0))) + melody(float(rng.uniform(0.5, 0.95)))
+        parts.append(dict(role="solo", program=program("chords"), channel=0, notes=sorted(notes)))
     else:
         parts.append(dict(role="melody", program=program("melody"), channel=0,
                           notes=melody(float(rng.uniform(0.4, 0.95)))))
         parts.append(dict(role="chords", program=program("chords"), channel=1,
-                          notes=accompaniment(st["figure"], float(rng.uniform(0.6, 1.0)))))
+                          notes=accompaniment(float(rng.uniform(0.6, 1.0)))))
         if rng.uniform() < 0.85:
             parts.append(dict(role="bass", program=program("bass"), channel=2,
                               notes=bassline(float(rng.uniform(0.5, 0.95)))))
-        if rng.uniform() < (0.45 if style in ("ballad", "arpeggio") else 0.9):
+        if rng.uniform() < 0.7:
             parts.append(dict(role="drums", program=0, channel=9, notes=drums()))
     for p in parts:
         p["volume"] = int(rng.integers(70, 118))
         p["pan"] = int(rng.integers(24, 104)) if p["role"] not in ("bass", "drums") else 64
         p["family"] = "drums" if p["role"] == "drums" else family_of(p["program"])
         p["notes"] = [n for n in p["notes"] if n[0] < seconds - 0.05]
-    tempo = next(name for name, lo, hi in TEMPI if lo <= bpm < hi)
-    tags = sorted({p["family"] for p in parts}) + [tempo, "solo" if solo else "ensemble", style]
-    return dict(style=style, tempo_bpm=bpm, tempo=tempo, key=tonic, mode=mode, solo=solo, seconds=seconds,
-                parts=parts, reverb=dict(rt60=float(rng.uniform(0.2, 1.4)), wet=float(rng.uniform(0.08, 0.3))),
-                tags=tags)
+    room_ = dict(rt60=float(rng.uniform(0.2, 1.4)), wet=float(rng.uniform(0.08, 0.3)))
+    score = dict(style=style, tempo_bpm=bpm, tempo=tempo_class(bpm), key=tonic, mode=mode, seconds=seconds,
+                 parts=parts, cues=cues, reverb=room_)
+    return with_tags(score)
+
+
+def with_tags(score: dict) -> dict:
+    """``score`` with its tags: the families of its parts, the tempo class, solo or ensemble, the style."""
+    solo = len(score["parts"]) == 1
+    tags = sorted({p["family"] for p in score["parts"]}) + [score["tempo"], "solo" if solo else "ensemble",
+                                                           score["style"]]
+    return {**score, "solo": solo, "tags": tags}
 
 
 # ----------------------------------------------------------------------------------- rendering
@@ -225,6 +270,10 @@ class Renderer:
     def render(self, score: dict, parts: list[int] | None = None, seed: int = 0) -> np.ndarray:
         """The clip (S,) in [-1, 1]; ``parts`` (indices) renders only those parts, the mix
         otherwise (same volume, pan and room: a part alone is exactly its share of the mix)."""
+        return room(self.dry(score, parts), score["reverb"]["rt60"], score["reverb"]["wet"], self.sample_rate, seed)
+
+    def dry(self, score: dict, parts: list[int] | None = None) -> np.ndarray:
+        """The parts ``parts`` (all by default) of ``score`` played dry, before the room: (S,)."""
         sr = self.sample_rate
         s = tinysoundfont.Synth(samplerate=sr, gain=-3)
         sfid = s.sfload(self.soundfont)
@@ -253,8 +302,21 @@ class Renderer:
                 s.noteoff(ch, pitch)
         if total > pos:
             chunks.append(np.frombuffer(s.generate(total - pos), dtype=np.float32))
-        dry = np.concatenate(chunks).reshape(-1, 2).mean(axis=1) if chunks else np.zeros(total, np.float32)
-        return room(dry, score["reverb"]["rt60"], score["reverb"]["wet"], sr, seed)
+        return np.concatenate(chunks).reshape(-1, 2).mean(axis=1) if chunks else np.zeros(total, np.float32)
+
+    def audible_clip(self, score: dict, seed: int = 0) -> tuple[np.ndarray, dict]:
+        """(audio, score) of a clip whose every tag is a fact of its audio: each part is rendered
+        alone (dry), a part below `AUDIBLE` of the dry mix's RMS is dropped from the score (and
+        its tag with it), and the mix is the sum of the parts kept, in the room. The score
+        records each kept part's level relative to the mix (``level_db``)."""
+        stems = [self.dry(score, [i]) for i in range(len(score["parts"]))]
+        rms = [float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) for x in stems]
+        mix_rms = float(np.sqrt(np.mean(np.square(np.sum(stems, axis=0), dtype=np.float64)))) + 1e-12
+        keep = [i for i, r in enumerate(rms) if r >= AUDIBLE * mix_rms]
+        parts = [{**score["parts"][i], "level_db": round(20 * np.log10(rms[i] / mix_rms + 1e-12), 1)} for i in keep]
+        score = with_tags({**score, "parts": parts})
+        mix = np.sum([stems[i] for i in keep], axis=0).astype(np.float32)
+        return room(mix, score["reverb"]["rt60"], score["reverb"]["wet"], self.sample_rate, seed), score
 
 
 def room(dry: np.ndarray, rt60: float, wet: float, sample_rate: int, seed: int) -> np.ndarray:
@@ -287,8 +349,8 @@ def _init_renderer(sample_rate: int) -> None:
 
 def _make_clip(item: tuple) -> tuple:
     track_id, split, seed, seconds, solo_share = item
-    score = compose(seed, seconds, solo_share)
-    return track_id, split, seed, _RENDERER.render(score, seed=seed), score
+    audio, score = _RENDERER.audible_clip(compose(seed, seconds, solo_share), seed=seed)
+    return track_id, split, seed, audio, score
 
 
 def build_transfer(cfg: TransferConfig = TransferConfig(), root: Path | None = None, progress: bool = True,

@@ -148,8 +148,9 @@ class MethodConfig:
     # SimCLR (Chen et al. 2020); paper: temperature 0.1
     temperature: float = 0.1
     # BYOL (Grill et al. 2020); EMA 0.996 rising towards 1. Predictor hidden width: None = the
-    # fidelity's: reference 4096 (the BYOL paper's predictor, wider than its output), paper-code
-    # 256 (the release's bottleneck 2048 -> 256 -> 2048)
+    # fidelity's: reference = the projector's hidden width (the BYOL paper's rule: projector and
+    # predictor both 4096 wide; every method's heads then scale with projector_dims alone),
+    # paper-code 256 (the release's bottleneck 2048 -> 256 -> 2048)
     predictor_hidden: int | None = None
     ema_momentum: float = 0.996
     # "cosine": base -> 1 over the run (BYOL, DINO); "constant": the base value throughout

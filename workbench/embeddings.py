@@ -32,6 +32,7 @@ from workbench.data.store import AudioStore
 from workbench.data.views import chunk_track, gather_segments, random_starts
 from workbench.encoder import RELEASE_NAMES, load_released
 from workbench.files import save_npz
+from workbench.methods import head_parameters
 
 
 def sha_file(path: Path) -> str:
@@ -63,6 +64,7 @@ class EncoderSource:
     config_hash: str
     variant: str = ""  # a run's deliberate departure (method.variant), shown in its label
     seed: int | None = None  # a run's pretraining seed (train.seed)
+    head_params: int | None = None  # a run's pretraining heads: trainable parameters outside the encoder
 
 
 def resolve_source(source, cfg: RunConfig, name: str | None = None) -> EncoderSource:
@@ -74,11 +76,11 @@ def resolve_source(source, cfg: RunConfig, name: str | None = None) -> EncoderSo
                              source.eval(), cfg.audio, "in-memory module", sha_module(source), config_hash(cfg))
     path = Path(source)
     if path.is_dir():
-        encoder, run_cfg = runs.load_encoder(path)
+        run_cfg, method = runs.load_run(path)
         ckpt = path / "checkpoint.pt"
-        return EncoderSource(name or run_cfg.method.name, run_cfg.method.fidelity, encoder.eval(), run_cfg.audio,
+        return EncoderSource(name or run_cfg.method.name, run_cfg.method.fidelity, method.encoder.eval(), run_cfg.audio,
                              str(ckpt), sha_file(ckpt), config_hash(run_cfg), run_cfg.method.variant,
-                             run_cfg.train.seed)
+                             run_cfg.train.seed, head_parameters(method))
     if path.suffix == ".pt" and path.exists():
 
         method = RELEASE_NAMES.get(path.stem, path.stem)

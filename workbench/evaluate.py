@@ -31,6 +31,7 @@ from workbench.data.corpus import clean_labels
 from workbench.data.datasets import open_dataset
 from workbench.data.store import AudioStore
 from workbench.embeddings import EncoderSource, extract_embeddings, extract_segments, resolve_source, store_id
+from workbench.encoder import count_parameters
 from workbench.files import save_npz
 from workbench.methods import METHODS
 from workbench.metrics import bootstrap, percentile_interval, two_level_resamples
@@ -119,7 +120,8 @@ def compare(cfg: RunConfig, store: AudioStore, sources: list[EncoderSource], lab
                                  n_undefined_tags=per_draw[0].n_undefined_point, draws=len(draws),
                                  draw_std=float(points.std()), checkpoint=src.checkpoint,
                                  checkpoint_hash=src.checkpoint_hash, config_hash=src.config_hash,
-                                 probe_hash=config_hash(cfg.probe)))
+                                 probe_hash=config_hash(cfg.probe), encoder_params=count_parameters(src.encoder),
+                                 head_params=src.head_params))
     table = pd.DataFrame(rows)
     table.to_csv(out / "results.csv", index=False)
     seeds = seed_spread(table, arrays, cfg.eval.bootstrap_seed)

@@ -9,6 +9,7 @@ as tensors and plain containers only, and names a damaged or untrusted file in o
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
@@ -43,7 +44,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
 
 
 def save_torch(obj: Any, path: str | os.PathLike) -> Path:
-    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    """``torch.save`` through a buffer: the same object gives the same bytes (a file name would go
+    into the archive, and the temporary one carries the writer's pid), so a checkpoint's hash is
+    a hash of its content."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return atomic_write(path, lambda tmp: tmp.write_bytes(buffer.getbuffer()))
 
 
 def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> Path:

@@ -200,7 +200,8 @@ class BYOL(_TeacherStudent):
         m = cfg.method
         projector = _projector(m.projector_dims, cfg.encoder.output_dim)
         out = m.projector_dims[-1]
-        hidden = m.predictor_hidden if m.predictor_hidden is not None else (4096 if m.fidelity == "reference" else 256)
+        rule = m.projector_dims[0] if m.fidelity == "reference" else 256  # the projector's width | the release's
+        hidden = m.predictor_hidden if m.predictor_hidden is not None else rule
         predictor = Predictor(out, hidden) if m.use_predictor else None
         return cls(encoder, projector, predictor, m.ema_momentum, cfg.train.steps, cfg.train.steps_per_epoch,
                    m.fidelity, m.ema_schedule)
@@ -437,6 +438,13 @@ METHODS: dict[str, type[Method]] = {
     "vicreg": VICReg,
     "barlow_twins": BarlowTwins,
 }
+
+
+def head_parameters(method: nn.Module) -> int:
+    """Trainable parameters of a method outside its encoder: its projector, predictor or DINO
+    head (a teacher's EMA copy is not trained), reported beside each run's results."""
+    return sum(p.numel() for name, p in method.named_parameters()
+               if p.requires_grad and not name.startswith("encoder."))
 
 
 def build_method(cfg: RunConfig) -> Method:

@@ -1,4 +1,4 @@
-"""Command line: ``python -m workbench {corpus,pretrain,evaluate,validate,study,ingest,demo,tables} ...``.
+"""Command line: ``python -m workbench {corpus,pretrain,evaluate,validate,study,ingest,demo,tune,tables} ...``.
 
 Every command prints the profile in force first. Parsing lives here; the work is done by the
 stage modules (`workbench.data`, `workbench.train`, `workbench.evaluate`, `workbench.demo`), one
@@ -13,6 +13,8 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
+
+import pandas as pd
 
 from workbench import dist
 from workbench.config import (
@@ -36,6 +38,7 @@ from workbench.results import README, fill, readme_tables
 from workbench.runs import RunLockedError
 from workbench.study import run_study
 from workbench.train import pretrain
+from workbench.tuning import run_tuning
 from workbench.validate import validation_table
 
 # What a user's mistake raises (bad values, missing or existing files, locks): one line, exit 2.
@@ -107,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(make notebooks; reuses what the demo made)")
     p.add_argument("--seeds", type=int, default=None, help="pretraining seeds per method (eval.seeds; default 1)")
 
+    p = sub.add_parser("tune", help="choose each method's settings on the valid split: one grid, the same seeds")
+    _add_common(p)
+
     p = sub.add_parser("tables", help="print the README's result tables from results/ (--write: into README.md)")
     _add_common(p)
     p.add_argument("--write", action="store_true", help="rewrite the marked tables of README.md")
@@ -176,6 +182,12 @@ def _demo(cfg: RunConfig, args: argparse.Namespace) -> None:
     print(f"report: {run_demo(cfg, notebooks=args.notebooks)}")
 
 
+def _tune(cfg: RunConfig, args: argparse.Namespace) -> None:
+    out = run_tuning(cfg)
+    print(pd.read_csv(out / "chosen.csv").to_string(index=False, float_format="%.4f"))
+    print(f"tables: {out}; the chosen settings go into config.TUNED")
+
+
 def _tables(cfg: RunConfig, args: argparse.Namespace) -> None:
     tables = readme_tables()
     if args.write:
@@ -186,7 +198,7 @@ def _tables(cfg: RunConfig, args: argparse.Namespace) -> None:
 
 
 COMMANDS = {"corpus": _corpus, "pretrain": _pretrain, "evaluate": _evaluate, "validate": _validate,
-            "study": _study, "ingest": _ingest, "demo": _demo, "tables": _tables}
+            "study": _study, "ingest": _ingest, "demo": _demo, "tune": _tune, "tables": _tables}
 
 
 if __name__ == "__main__":

@@ -368,10 +368,18 @@ def load_profile(profile: str | None = None) -> RunConfig:
     return cfg
 
 
-def for_method(cfg: RunConfig, name: str, **changes: Any) -> RunConfig:
-    """``cfg`` training method ``name``, with ``changes`` to the method section (notebooks:
+# Settings chosen per method on the valid split (`workbench.tuning`, python -m workbench tune:
+# the same grid and seeds for every method; results/tuning-<profile>/chosen.csv holds the figures
+# that chose them): {profile: {method: overrides}}, applied by `for_method`.
+TUNED: dict[str, dict[str, tuple[str, ...]]] = {}
+
+
+def for_method(cfg: RunConfig, name: str, tuned: bool = True, **changes: Any) -> RunConfig:
+    """``cfg`` training method ``name``, with the settings the profile's tuning chose for it
+    (`TUNED`; ``tuned=False``: without) and ``changes`` to the method section (notebooks:
     ``for_method(cfg, "byol", use_predictor=False)``)."""
-    return replace(cfg, method=replace(cfg.method, name=name, **changes))
+    cfg = replace(cfg, method=replace(cfg.method, name=name, **changes))
+    return apply_overrides(cfg, list(TUNED.get(cfg.profile, {}).get(name, ()))) if tuned else cfg
 
 
 def with_dataset(cfg: RunConfig, dataset: str | None = None, root: str | os.PathLike | None = None,

@@ -75,10 +75,16 @@ def publish(report: Path, name: str, profile: str, command: str, out_root: Path 
             if "checkpoint" in df.columns:
                 df["checkpoint"] = df.checkpoint.astype(str).str.replace(prefix, "data/", regex=False)
             save_text(out / table, df.to_csv(index=False))
-    stamp = {**commit(), "profile": profile, "command": command, "machine": machine(),
-             "date": datetime.date.today().isoformat(), "report": Path(report).name}
-    save_text(out / "stamp.json", json.dumps(stamp, indent=2) + "\n")
+    stamp(out, profile, command, extra={"report": Path(report).name})
     return out
+
+
+def stamp(out: Path, profile: str, command: str, extra: dict | None = None) -> Path:
+    """``out/stamp.json``: the commit (and whether the tree had changes), the profile, the command,
+    the machine (CPU model, cores, torch), the date, and ``extra``."""
+    blob = {**commit(), "profile": profile, "command": command, "machine": machine(),
+            "date": datetime.date.today().isoformat(), **(extra or {})}
+    return save_text(Path(out) / "stamp.json", json.dumps(blob, indent=2) + "\n")
 
 
 # ----------------------------------------------------------------------------------- README tables

@@ -26,25 +26,28 @@ def _numbers_in_results(root: Path) -> set[str]:
     return found
 
 
-def test_the_readme_tables_are_generated_from_the_committed_files():
-    """`python -m workbench tables --write` leaves README.md unchanged: each marked table is what
-    results/ holds (`make demo` rewrites both together)."""
-    text = (ROOT / "README.md").read_text()
-    assert results.fill(text, results.readme_tables()) == text, "run: python -m workbench tables --write"
+def test_the_documents_tables_are_generated_from_the_committed_files():
+    """`python -m workbench tables --write` leaves README.md and docs/results.md unchanged: each
+    marked table is what results/ holds (`make demo` rewrites them together)."""
+    tables = results.readme_tables()
+    for doc, names in results.DOCUMENTS.items():
+        text = doc.read_text()
+        assert results.fill(text, {n: tables[n] for n in names}) == text, f"{doc}: python -m workbench tables --write"
 
 
-def test_every_number_of_a_readme_table_is_in_the_committed_files():
-    text = (ROOT / "README.md").read_text()
+@pytest.mark.parametrize("doc", ["README.md", "docs/results.md"])
+def test_every_number_of_a_table_is_in_the_committed_files(doc):
+    text = (ROOT / doc).read_text()
     rows = [line for line in text.splitlines() if line.startswith("|") and not set(line) <= set("|-: ")]
     numbers = {n.lstrip("+-") for row in rows for n in re.findall(r"[+-]?\d+\.\d+", row)}
-    assert numbers, "no table with figures in README.md"
+    assert numbers, f"no table with figures in {doc}"
     missing = numbers - _numbers_in_results(results.RESULTS_DIR)
-    assert not missing, f"README table figures not in results/: {sorted(missing)}"
+    assert not missing, f"{doc} table figures not in results/: {sorted(missing)}"
 
 
 def test_every_committed_result_is_stamped():
     folders = [p for p in results.RESULTS_DIR.iterdir() if p.is_dir()]
-    assert {"demo", "demo-transfer"} <= {p.name for p in folders}
+    assert {"demo", "demo-transfer", "tuning-demo"} <= {p.name for p in folders}
     for folder in folders:
         stamp = json.loads((folder / "stamp.json").read_text())
         assert len(stamp["commit"]) == 40 and stamp["profile"] and stamp["machine"]["cpu"], folder

@@ -34,7 +34,7 @@ from workbench.evaluate import run_evaluation, seed_configs
 from workbench.files import DamagedCheckpointError, save_text
 from workbench.jobs import ensure_runs
 from workbench.methods import METHODS
-from workbench.results import README, fill, readme_tables
+from workbench.results import readme_tables, write_documents
 from workbench.runs import RunLockedError
 from workbench.study import run_study
 from workbench.train import pretrain
@@ -113,9 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tune", help="choose each method's settings on the valid split: one grid, the same seeds")
     _add_common(p)
 
-    p = sub.add_parser("tables", help="print the README's result tables from results/ (--write: into README.md)")
+    p = sub.add_parser("tables", help="print the result tables of README.md and docs/results.md from results/ "
+                                      "(--write: into them)")
     _add_common(p)
-    p.add_argument("--write", action="store_true", help="rewrite the marked tables of README.md")
+    p.add_argument("--write", action="store_true", help="rewrite the marked tables of both documents")
     return parser
 
 
@@ -191,8 +192,7 @@ def _tune(cfg: RunConfig, args: argparse.Namespace) -> None:
 def _tables(cfg: RunConfig, args: argparse.Namespace) -> None:
     tables = readme_tables()
     if args.write:
-        save_text(README, fill(README.read_text(), tables))
-        print(f"rewrote {len(tables)} tables of {README}")
+        print("rewrote the tables of " + ", ".join(map(str, write_documents())))
     else:
         print("\n\n".join(f"<!-- table:{name} -->\n{body}\n<!-- /table:{name} -->" for name, body in tables.items()))
 

@@ -32,7 +32,7 @@ from workbench.files import save_text
 from workbench.jobs import cpu_jobs, ensure_runs
 from workbench.notebooks import execute_notebooks, notebook_paths
 from workbench.report import StageTimes
-from workbench.results import README, fill, machine, publish, readme_tables
+from workbench.results import RESULTS_DIR, machine, publish, write_documents
 from workbench.study import report_dir as study_report_dir
 from workbench.workers import beside
 
@@ -151,9 +151,9 @@ def publish_for_readme(cfg: RunConfig, out: Path) -> None:
     publish(out, cfg.profile, cfg.profile, command)
     if (transfer / "results.csv").is_file():
         publish(transfer, f"{cfg.profile}-transfer", cfg.profile, command)
-    if cfg.profile == "demo":
-        save_text(README, fill(README.read_text(), readme_tables()))
-        print("[workbench] README.md result tables rewritten from results/demo*/ (git diff README.md)", flush=True)
+    if cfg.profile == "demo" and (RESULTS_DIR / "tuning-demo" / "chosen.csv").is_file():
+        write_documents()
+        print("[workbench] README.md and docs/results.md tables rewritten from results/ (git diff)", flush=True)
 
 
 def write_timings(cfg: RunConfig, path: Path, timings: dict[str, float], runs: list[Path]) -> None:

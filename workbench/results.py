@@ -34,6 +34,7 @@ from workbench.plots import method_label, order_methods
 RESULTS_DIR = REPO_ROOT / "results"
 TABLE_FILES = ("results.csv", "pairs.csv", "seeds.csv", "families.csv", "results_clean.csv", "limited.csv")
 README = REPO_ROOT / "README.md"
+RESULTS_DOC = REPO_ROOT / "docs" / "results.md"
 
 
 def machine() -> dict[str, object]:
@@ -49,15 +50,18 @@ def machine() -> dict[str, object]:
     return {"cpu": model, "cores": cores, "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
 
 
+CODE = ("workbench", "pyproject.toml", "uv.lock")  # what a figure depends on, for the stamp's changed flag
+
+
 def commit() -> dict[str, object]:
-    """The repository's HEAD commit and whether the tracked files differ from it (None outside git)."""
+    """The repository's HEAD commit and whether the code (`CODE`) differs from it (None outside git)."""
     def git(*args: str) -> str | None:
         try:
             return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30,
                                   check=True).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return None
-    status = git("status", "--porcelain", "--untracked-files=no")
+    status = git("status", "--porcelain", "--untracked-files=no", "--", *CODE)
     return {"commit": git("rev-parse", "HEAD"), "changed_files": None if status is None else bool(status)}
 
 
@@ -134,21 +138,45 @@ def family_table(folder: Path) -> str:
 
 def stamp_line(folder: Path) -> str:
     s = json.loads((folder / "stamp.json").read_text())
-    changed = " with uncommitted changes" if s.get("changed_files") else ""
+    changed = " with uncommitted changes to the code" if s.get("changed_files") else ""
     return (f"Made by `{s['command']}` (profile `{s['profile']}`) at commit `{str(s['commit'])[:10]}`{changed}, "
             f"on {s['machine']['cpu']} ({s['machine']['cores']} cores), {s['date']}; files in "
             f"[`results/{folder.name}/`](results/{folder.name}/).")
 
 
+def tuning_table(folder: Path) -> str:
+    """Per method and setting of the grid: the corpus valid MLP figure (mean and spread over the
+    seeds; the chosen setting in bold), the corpus k-NN and the transfer set's valid MLP figure."""
+    spread = pd.read_csv(folder / "settings.csv")
+    chosen = set(map(tuple, pd.read_csv(folder / "chosen.csv")[["method", "setting"]].to_numpy()))
+    lines = ["| method | setting | valid MLP (cross-validated), mean ± sd over seeds | valid k-NN | "
+             "transfer valid MLP |", "|---|---|---|---|---|"]
+    for r in spread.itertuples(index=False):
+        pick = "**" if (r.method, r.setting) in chosen else ""
+        lines.append(f"| {method_label(r.method)} | {pick}{r.setting}{pick} | {r.valid_mlp_mean:.3f} ± "
+                     f"{r.valid_mlp_std:.3f} | {r.valid_knn_mean:.3f} | {r.transfer_valid_mlp_mean:.3f} |")
+    return "\n".join(lines)
+
+
 TABLES = {"demo-main": lambda root: main_table(root / "demo") + "\n\n" + stamp_line(root / "demo"),
           "demo-families": lambda root: family_table(root / "demo"),
           "transfer-main": lambda root: (main_table(root / "demo-transfer") + "\n\n"
-                                         + stamp_line(root / "demo-transfer"))}
+                                         + stamp_line(root / "demo-transfer")),
+          "tuning": lambda root: tuning_table(root / "tuning-demo") + "\n\n" + stamp_line(root / "tuning-demo")}
+DOCUMENTS = {README: ("demo-main",), RESULTS_DOC: ("demo-main", "demo-families", "transfer-main", "tuning")}
 
 
 def readme_tables(root: Path = RESULTS_DIR) -> dict[str, str]:
-    """{marker name: the Markdown of that README block} from the committed result files."""
+    """{marker name: the Markdown of that block} from the committed result files."""
     return {name: render(Path(root)) for name, render in TABLES.items()}
+
+
+def write_documents(root: Path = RESULTS_DIR) -> list[Path]:
+    """Rewrite the marked tables of every document of `DOCUMENTS` from the committed files."""
+    tables = readme_tables(root)
+    for doc, names in DOCUMENTS.items():
+        save_text(doc, fill(doc.read_text(), {n: tables[n] for n in names}))
+    return list(DOCUMENTS)
 
 
 def fill(text: str, tables: dict[str, str]) -> str:

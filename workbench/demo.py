@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from workbench.baselines import supervised_encoder
-from workbench.config import REPO_ROOT, RunConfig, collapse_configs, data_dir, to_dict
+from workbench.config import REPO_ROOT, RunConfig, collapse_configs, to_dict
 from workbench.data.datasets import open_dataset
 from workbench.evaluate import (
     default_report_dir,
@@ -32,7 +32,7 @@ from workbench.files import save_text
 from workbench.jobs import cpu_jobs, ensure_runs
 from workbench.notebooks import execute_notebooks, notebook_paths
 from workbench.report import StageTimes
-from workbench.results import RESULTS_DIR, machine, publish, write_documents
+from workbench.results import RESULTS_DIR, in_repository, machine, publish, write_documents
 from workbench.study import report_dir as study_report_dir
 from workbench.workers import beside
 
@@ -137,7 +137,7 @@ def publish_for_readme(cfg: RunConfig, out: Path) -> None:
     tables into ``results/<profile>[-transfer]/`` (`results.publish`, stamped), both tracked; for
     the demo profile also the README's result tables rewritten from those files. Another
     profile's figures are prefixed with its name."""
-    if cfg.data.dataset != "synth" or Path(data_dir()) != (REPO_ROOT / "data").resolve():
+    if cfg.data.dataset != "synth" or not in_repository():
         return
     README_FIGURES.mkdir(parents=True, exist_ok=True)
     prefix = "" if cfg.profile == "demo" else f"{cfg.profile}_"

@@ -32,7 +32,8 @@ from workbench.files import save_text
 from workbench.plots import method_label, order_methods
 
 RESULTS_DIR = REPO_ROOT / "results"
-TABLE_FILES = ("results.csv", "pairs.csv", "seeds.csv", "families.csv", "results_clean.csv", "limited.csv")
+TABLE_FILES = ("results.csv", "pairs.csv", "seeds.csv", "families.csv", "results_clean.csv", "limited.csv",
+               "arms.csv", "arms_transfer.csv", "collapse.csv")  # the last three: the clustering study's
 README = REPO_ROOT / "README.md"
 RESULTS_DOC = REPO_ROOT / "docs" / "results.md"
 
@@ -63,6 +64,11 @@ def commit() -> dict[str, object]:
             return None
     status = git("status", "--porcelain", "--untracked-files=no", "--", *CODE)
     return {"commit": git("rev-parse", "HEAD"), "changed_files": None if status is None else bool(status)}
+
+
+def in_repository() -> bool:
+    """Whether the data folder is the repository's own ``data/`` (results are published only then)."""
+    return Path(data_dir()).resolve() == (REPO_ROOT / "data").resolve()
 
 
 def publish(report: Path, name: str, profile: str, command: str, out_root: Path = RESULTS_DIR) -> Path:

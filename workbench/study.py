@@ -47,6 +47,7 @@ from workbench.files import save_text
 from workbench.jobs import ensure_runs
 from workbench.metrics import percentile_interval, two_level_resamples
 from workbench.report import study_report
+from workbench.results import in_repository, publish
 from workbench.runs import read_metrics
 
 # arm label (as `workbench.evaluate` labels it) -> (method, overrides as on the command line)
@@ -116,6 +117,9 @@ def run_study(cfg: RunConfig, seeds: int = 3, out_dir: Path | None = None, progr
         fig.savefig(out / name, dpi=120, bbox_inches="tight")
         plots.plt.close(fig)
     save_text(out / "study.md", study_report(cfg, seeds, BASE, table, collapse, transfer))
+    if in_repository() and out_dir is None:  # the tables docs/study.md quotes, stamped
+        publish(out, f"study-{cfg.profile}", cfg.profile, f"python -m workbench study --profile {cfg.profile} "
+                f"--seeds {seeds}")
     return out
 
 

@@ -169,7 +169,7 @@ TABLES = {"demo-main": lambda root: main_table(root / "demo") + "\n\n" + stamp_l
           "transfer-main": lambda root: (main_table(root / "demo-transfer") + "\n\n"
                                          + stamp_line(root / "demo-transfer")),
           "tuning": lambda root: tuning_table(root / "tuning-demo") + "\n\n" + stamp_line(root / "tuning-demo")}
-DOCUMENTS = {README: ("demo-main",), RESULTS_DOC: ("demo-main", "demo-families", "transfer-main", "tuning")}
+DOCUMENTS = {README: ("demo-main", "demo-families"), RESULTS_DOC: ("demo-main", "demo-families", "transfer-main", "tuning")}
 
 
 def readme_tables(root: Path = RESULTS_DIR) -> dict[str, str]:

@@ -164,12 +164,30 @@ def tuning_table(folder: Path) -> str:
     return "\n".join(lines)
 
 
+def study_table(folder: Path, arms_file: str = "arms.csv") -> str:
+    """The clustering study per arm: test macro ROC-AUC mean over seeds with their spread, the
+    paired difference of the means to plain DINO (two-level interval: tracks and seeds), and the
+    seeds the monitor flags at the end, from ``folder``'s arms.csv (or arms_transfer.csv)."""
+    arms = pd.read_csv(folder / arms_file)
+    arms = arms[arms.metric == "roc_auc"]
+    lines = ["| arm | seeds | macro ROC-AUC: mean, seed sd [min, max] | minus plain DINO [95 % CI] | collapsed |",
+             "|---|---|---|---|---|"]
+    for r in arms.itertuples(index=False):
+        diff = "" if pd.isna(r.diff_to_base) else _ci(r.diff_to_base, r.diff_ci_low, r.diff_ci_high, signed=True)
+        sd = "" if pd.isna(r.seed_std) else f", {r.seed_std:.3f}"
+        collapsed = "" if pd.isna(r.collapsed) else r.collapsed
+        spread = f"{r.mean:.3f}{sd} [{r.seed_min:.3f}, {r.seed_max:.3f}]"
+        lines.append(f"| `{r.arm}` | {int(r.seeds)} | {spread} | {diff} | {collapsed} |")
+    return "\n".join(lines)
+
+
 TABLES = {"demo-main": lambda root: main_table(root / "demo") + "\n\n" + stamp_line(root / "demo"),
           "demo-families": lambda root: family_table(root / "demo"),
           "transfer-main": lambda root: (main_table(root / "demo-transfer") + "\n\n"
                                          + stamp_line(root / "demo-transfer")),
           "tuning": lambda root: tuning_table(root / "tuning-demo") + "\n\n" + stamp_line(root / "tuning-demo")}
-DOCUMENTS = {README: ("demo-main", "demo-families"), RESULTS_DOC: ("demo-main", "demo-families", "transfer-main", "tuning")}
+DOCUMENTS = {README: ("demo-main", "demo-families"),
+             RESULTS_DOC: ("demo-main", "demo-families", "transfer-main", "tuning")}
 
 
 def readme_tables(root: Path = RESULTS_DIR) -> dict[str, str]:

@@ -371,7 +371,10 @@ def load_profile(profile: str | None = None) -> RunConfig:
 # Settings chosen per method on the valid split (`workbench.tuning`, python -m workbench tune:
 # the same grid and seeds for every method; results/tuning-<profile>/chosen.csv holds the figures
 # that chose them): {profile: {method: overrides}}, applied by `for_method`.
-TUNED: dict[str, dict[str, tuple[str, ...]]] = {}
+TUNED: dict[str, dict[str, tuple[str, ...]]] = {
+    "demo": {"simclr": ("train.lr=3e-4",), "byol": ("train.lr=3e-4",), "dino": ("train.lr=1e-3",),
+             "vicreg": ("train.lr=1e-3",), "barlow_twins": ("train.lr=1e-3",)},
+}
 
 
 def for_method(cfg: RunConfig, name: str, tuned: bool = True, **changes: Any) -> RunConfig:

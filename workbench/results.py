@@ -100,6 +100,7 @@ def stamp(out: Path, profile: str, command: str, extra: dict | None = None) -> P
 # ----------------------------------------------------------------------------------- README tables
 def _ci(point: float, low: float, high: float, signed: bool = False) -> str:
     f = "{:+.3f}" if signed else "{:.3f}"
+    point, low, high = (round(v, 3) + 0.0 for v in (point, low, high))  # + 0.0: never "-0.000"
     return f"{f.format(point)} [{f.format(low)}, {f.format(high)}]"
 
 
@@ -147,7 +148,7 @@ def stamp_line(folder: Path) -> str:
     changed = " with uncommitted changes to the code" if s.get("changed_files") else ""
     return (f"Made by `{s['command']}` (profile `{s['profile']}`) at commit `{str(s['commit'])[:10]}`{changed}, "
             f"on {s['machine']['cpu']} ({s['machine']['cores']} cores), {s['date']}; files in "
-            f"[`results/{folder.name}/`](results/{folder.name}/).")
+            f"`results/{folder.name}/`.")
 
 
 def tuning_table(folder: Path) -> str:
@@ -207,8 +208,9 @@ def fill(text: str, tables: dict[str, str]) -> str:
     """``text`` with each ``<!-- table:NAME -->`` ... ``<!-- /table:NAME -->`` block replaced by
     ``tables[NAME]``; a marker without a table, or a table without its markers, is an error."""
     for name, body in tables.items():
-        pattern = re.compile(rf"(<!-- table:{re.escape(name)} -->\n).*?(\n<!-- /table:{re.escape(name)} -->)", re.S)
+        tag = re.escape(name)
+        pattern = re.compile(rf"(<!-- table:{tag} -->\n)(?:.*?\n)?(<!-- /table:{tag} -->)", re.S)
         if not pattern.search(text):
-            raise ValueError(f"README.md has no block <!-- table:{name} --> ... <!-- /table:{name} -->")
-        text = pattern.sub(lambda m: m.group(1) + body + m.group(2), text)
+            raise ValueError(f"no block <!-- table:{name} --> ... <!-- /table:{name} --> in the document")
+        text = pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text)
     return text

@@ -32,7 +32,7 @@ from workbench.data.store import AudioStore
 from workbench.data.views import chunk_track, gather_segments, random_starts
 from workbench.encoder import RELEASE_NAMES, load_released
 from workbench.files import save_npz
-from workbench.methods import head_parameters
+from workbench.heads import head_parameters
 
 
 def sha_file(path: Path) -> str:

@@ -135,3 +135,10 @@ class EMATeacher(nn.Module):
         s = [p.detach() for p in student.parameters()]
         torch._foreach_mul_(t, momentum)
         torch._foreach_add_(t, s, alpha=1.0 - momentum)
+
+
+def head_parameters(method: nn.Module) -> int:
+    """Trainable parameters of a method outside its encoder: its projector, predictor or DINO
+    head (a teacher's EMA copy is not trained), reported beside each run's results."""
+    return sum(p.numel() for name, p in method.named_parameters()
+               if p.requires_grad and not name.startswith("encoder."))

@@ -135,12 +135,6 @@ class _TeacherStudent(Method):
                             steps_per_epoch=self.steps_per_epoch)
 
 
-def _projector(dims: tuple[int, ...], encoder_dim: int) -> nn.Module:
-    """``dims`` are the layer widths after the encoder, as the release's ``Head(feature_dim,
-    layers_feature_dim=[1024, 1024, 2048])``: 1024 -> 1024 -> 1024 -> 2048, three Linear layers."""
-    return ProjectionMLP((encoder_dim, *dims))
-
-
 # ----------------------------------------------------------------------------------- SimCLR
 class SimCLR(Method):
     """SimCLR (Chen et al. 2020, arXiv 2002.05709): NT-Xent on projected views, temperature 0.1.
@@ -159,7 +153,7 @@ class SimCLR(Method):
     @classmethod
     def from_config(cls, encoder: nn.Module, cfg: RunConfig) -> "SimCLR":
         m = cfg.method
-        return cls(encoder, _projector(m.projector_dims, cfg.encoder.output_dim), m.temperature, m.fidelity)
+        return cls(encoder, ProjectionMLP((cfg.encoder.output_dim, *m.projector_dims)), m.temperature, m.fidelity)
 
     def loss(self, views, step):
         zs = one_pass(nn.Sequential(self.encoder, self.projector), views, self.per_view_bn)
@@ -198,7 +192,7 @@ class BYOL(_TeacherStudent):
     def from_config(cls, encoder: nn.Module, cfg: RunConfig) -> "BYOL":
 
         m = cfg.method
-        projector = _projector(m.projector_dims, cfg.encoder.output_dim)
+        projector = ProjectionMLP((cfg.encoder.output_dim, *m.projector_dims))
         out = m.projector_dims[-1]
         rule = m.projector_dims[0] if m.fidelity == "reference" else 256  # the projector's width | the release's
         hidden = m.predictor_hidden if m.predictor_hidden is not None else rule
@@ -397,7 +391,7 @@ class VICReg(Method):
     @classmethod
     def from_config(cls, encoder: nn.Module, cfg: RunConfig) -> "VICReg":
         m = cfg.method
-        return cls(encoder, _projector(m.projector_dims, cfg.encoder.output_dim), m.inv_coeff, m.var_coeff,
+        return cls(encoder, ProjectionMLP((cfg.encoder.output_dim, *m.projector_dims)), m.inv_coeff, m.var_coeff,
                    m.cov_coeff, m.fidelity)
 
     def loss(self, views, step):
@@ -424,7 +418,7 @@ class BarlowTwins(Method):
     @classmethod
     def from_config(cls, encoder: nn.Module, cfg: RunConfig) -> "BarlowTwins":
         m = cfg.method
-        return cls(encoder, _projector(m.projector_dims, cfg.encoder.output_dim), m.lambd, m.fidelity)
+        return cls(encoder, ProjectionMLP((cfg.encoder.output_dim, *m.projector_dims)), m.lambd, m.fidelity)
 
     def loss(self, views, step):
         zs = gather_views(one_pass(nn.Sequential(self.encoder, self.projector), views, self.per_view_bn))
@@ -438,13 +432,6 @@ METHODS: dict[str, type[Method]] = {
     "vicreg": VICReg,
     "barlow_twins": BarlowTwins,
 }
-
-
-def head_parameters(method: nn.Module) -> int:
-    """Trainable parameters of a method outside its encoder: its projector, predictor or DINO
-    head (a teacher's EMA copy is not trained), reported beside each run's results."""
-    return sum(p.numel() for name, p in method.named_parameters()
-               if p.requires_grad and not name.startswith("encoder."))
 
 
 def build_method(cfg: RunConfig) -> Method:

@@ -35,7 +35,7 @@ def test_the_documents_tables_are_generated_from_the_committed_files():
         assert results.fill(text, {n: tables[n] for n in names}) == text, f"{doc}: python -m workbench tables --write"
 
 
-@pytest.mark.parametrize("doc", ["README.md", "docs/results.md"])
+@pytest.mark.parametrize("doc", ["README.md", "docs/results.md", "docs/study.md"])
 def test_every_number_of_a_table_is_in_the_committed_files(doc):
     text = (ROOT / doc).read_text()
     rows = [line for line in text.splitlines() if line.startswith("|") and not set(line) <= set("|-: ")]
@@ -47,7 +47,7 @@ def test_every_number_of_a_table_is_in_the_committed_files(doc):
 
 def test_every_committed_result_is_stamped():
     folders = [p for p in results.RESULTS_DIR.iterdir() if p.is_dir()]
-    assert {"demo", "demo-transfer", "tuning-demo"} <= {p.name for p in folders}
+    assert {"demo", "demo-transfer", "tuning-demo", "study-demo"} <= {p.name for p in folders}
     for folder in folders:
         stamp = json.loads((folder / "stamp.json").read_text())
         assert len(stamp["commit"]) == 40 and stamp["profile"] and stamp["machine"]["cpu"], folder

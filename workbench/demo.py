@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from workbench.baselines import supervised_encoder
-from workbench.config import REPO_ROOT, RunConfig, collapse_configs, to_dict
+from workbench.config import RunConfig, collapse_configs, to_dict
 from workbench.data.datasets import open_dataset
 from workbench.evaluate import (
     default_report_dir,
@@ -32,11 +32,10 @@ from workbench.files import save_text
 from workbench.jobs import cpu_jobs, ensure_runs
 from workbench.notebooks import execute_notebooks, notebook_paths
 from workbench.report import StageTimes
-from workbench.results import RESULTS_DIR, in_repository, machine, publish, write_documents
+from workbench.results import README_FIGURES, RESULTS_DIR, in_repository, machine, publish, write_documents
 from workbench.study import report_dir as study_report_dir
 from workbench.workers import beside
 
-README_FIGURES = REPO_ROOT / "data" / "readme"
 TIMINGS = {False: "demo_timings.json", True: "notebooks_timings.json"}  # make demo | make notebooks
 
 

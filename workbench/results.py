@@ -32,6 +32,7 @@ from workbench.files import save_text
 from workbench.plots import method_label, order_methods
 
 RESULTS_DIR = REPO_ROOT / "results"
+README_FIGURES = REPO_ROOT / "data" / "readme"  # the figures the README and docs/ show (tracked)
 TABLE_FILES = ("results.csv", "pairs.csv", "seeds.csv", "families.csv", "results_clean.csv", "limited.csv",
                "arms.csv", "arms_transfer.csv", "collapse.csv")  # the last three: the clustering study's
 README = REPO_ROOT / "README.md"
@@ -186,9 +187,12 @@ TABLES = {"demo-main": lambda root: main_table(root / "demo") + "\n\n" + stamp_l
           "demo-families": lambda root: family_table(root / "demo"),
           "transfer-main": lambda root: (main_table(root / "demo-transfer") + "\n\n"
                                          + stamp_line(root / "demo-transfer")),
-          "tuning": lambda root: tuning_table(root / "tuning-demo") + "\n\n" + stamp_line(root / "tuning-demo")}
+          "tuning": lambda root: tuning_table(root / "tuning-demo") + "\n\n" + stamp_line(root / "tuning-demo"),
+          "study-arms": lambda root: study_table(root / "study-demo") + "\n\n" + stamp_line(root / "study-demo"),
+          "study-transfer": lambda root: study_table(root / "study-demo", "arms_transfer.csv")}
 DOCUMENTS = {README: ("demo-main", "demo-families"),
-             RESULTS_DOC: ("demo-main", "demo-families", "transfer-main", "tuning")}
+             RESULTS_DOC: ("demo-main", "demo-families", "transfer-main", "tuning"),
+             REPO_ROOT / "docs" / "study.md": ("study-arms", "study-transfer")}
 
 
 def readme_tables(root: Path = RESULTS_DIR) -> dict[str, str]:

@@ -33,6 +33,7 @@ SimCLR as the contrastive reference the study found best.
 from __future__ import annotations
 
 import re
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -47,7 +48,7 @@ from workbench.files import save_text
 from workbench.jobs import ensure_runs
 from workbench.metrics import percentile_interval, two_level_resamples
 from workbench.report import study_report
-from workbench.results import in_repository, publish
+from workbench.results import README_FIGURES, RESULTS_DIR, in_repository, publish, write_documents
 from workbench.runs import read_metrics
 
 # arm label (as `workbench.evaluate` labels it) -> (method, overrides as on the command line)
@@ -117,10 +118,22 @@ def run_study(cfg: RunConfig, seeds: int = 3, out_dir: Path | None = None, progr
         fig.savefig(out / name, dpi=120, bbox_inches="tight")
         plots.plt.close(fig)
     save_text(out / "study.md", study_report(cfg, seeds, BASE, table, collapse, transfer))
-    if in_repository() and out_dir is None:  # the tables docs/study.md quotes, stamped
-        publish(out, f"study-{cfg.profile}", cfg.profile, f"python -m workbench study --profile {cfg.profile} "
-                f"--seeds {seeds}")
+    if in_repository() and out_dir is None:
+        publish_study(out, cfg, seeds)
     return out
+
+
+def publish_study(out: Path, cfg: RunConfig, seeds: int) -> None:
+    """The tables docs/study.md quotes, stamped, into ``results/study-<profile>/``, its two figures
+    into ``data/readme/`` (the demo profile's under their own names), and docs/study.md's tables
+    rewritten from them (for the demo profile)."""
+    publish(out, f"study-{cfg.profile}", cfg.profile, f"python -m workbench study --profile {cfg.profile} "
+            f"--seeds {seeds}")
+    prefix = "study_" if cfg.profile == "demo" else f"{cfg.profile}_study_"
+    for name in ("timeline.png", "arm_differences.png"):
+        shutil.copy2(out / name, README_FIGURES / f"{prefix}{name}")
+    if cfg.profile == "demo" and (RESULTS_DIR / "demo" / "results.csv").is_file():
+        write_documents()
 
 
 def timeline_rows(run: Path) -> pd.DataFrame:

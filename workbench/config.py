@@ -223,7 +223,7 @@ class TrainConfig:
     data_workers: int = 0
     # CPU threads of a run (torch.set_num_threads; 0 = torch's default, one per core). Weights
     # depend on it at float rounding (the order of parallel sums), so a profile that fixes it
-    # gives the same weights on any number of cores. With it set, `runs.ensure_runs` trains
+    # gives the same weights on any number of cores. With it set, `jobs.ensure_runs` trains
     # cores // threads runs side by side on CPU: on 2 cores two 1-thread runs take 1.8x the
     # steps of one 2-thread run (python -m workbench.bench parallel).
     threads: int = 0
@@ -252,7 +252,7 @@ class DiagnosticsConfig:
     # al. 2021, Fig. 7); a sharpened teacher (0.04) against a student at 0.1 keeps it well above
     dino_kl_min: float = 0.05
     monitor_prefixes: tuple[str, ...] = ("embed", "proj")  # std / rank checked on backbone and projector
-    # notebook 03's deliberate collapses and their healthy twins (diagnostic_plots.collapse_configs):
+    # notebook 03's deliberate collapses and their healthy twins (`collapse_configs` below):
     # training steps (0 = train.steps), learning rate (None = train.lr) and batch (0 = train.batch_size)
     collapse_steps: int = 0
     collapse_lr: float | None = None

@@ -39,7 +39,7 @@ from workbench.methods import Method, build_method
 # compares them (evaluation and probe settings may change between a cut and its resume).
 TRAINING_SECTIONS = ("audio", "corpus", "data", "views", "encoder", "method", "train", "diagnostics")
 # ... less the settings that never change a run's weights: notebook 03's budget for the collapse
-# runs it derives (`diagnostic_plots.collapse_configs` turns them into those runs' train settings)
+# runs it derives (`config.collapse_configs` turns them into those runs' train settings)
 # and the data path's threads (`workbench.data.prefetch`: the same batches either way).
 # CPU threads change the weights only at float rounding: a run resumed with other threads
 # keeps its name.

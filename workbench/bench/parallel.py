@@ -1,6 +1,6 @@
 """``python -m workbench.bench parallel [--profile demo] [--method simclr] [--steps 12]``
 
-Runs side by side on CPU (`workbench.runs.side_by_side`, ``train.threads``) against one run
+Runs side by side on CPU (`workbench.workers.parallel_jobs`, ``train.threads``) against one run
 using every core: the profile's real training step (mel front end, forward, backward, AdamW) on
 a fixed batch of the profile's size, timed in separate processes so that each has its own torch
 thread pool:

@@ -176,9 +176,9 @@ def study_table(folder: Path, arms_file: str = "arms.csv") -> str:
              "|---|---|---|---|---|"]
     for r in arms.itertuples(index=False):
         diff = "" if pd.isna(r.diff_to_base) else _ci(r.diff_to_base, r.diff_ci_low, r.diff_ci_high, signed=True)
-        sd = "" if pd.isna(r.seed_std) else f", {r.seed_std:.3f}"
         collapsed = "" if pd.isna(r.collapsed) else r.collapsed
-        spread = f"{r.mean:.3f}{sd} [{r.seed_min:.3f}, {r.seed_max:.3f}]"
+        spread = (f"{r.mean:.3f}" if r.seeds < 2
+                  else f"{r.mean:.3f}, {r.seed_std:.3f} [{r.seed_min:.3f}, {r.seed_max:.3f}]")
         lines.append(f"| `{r.arm}` | {int(r.seeds)} | {spread} | {diff} | {collapsed} |")
     return "\n".join(lines)
 

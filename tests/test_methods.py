@@ -180,14 +180,17 @@ def test_byol_without_predictor(smoke_cfg, smoke_views):
 
 
 def test_byol_predictor_width_follows_the_fidelity(smoke_cfg):
-    """Reference: BYOL's own predictor, 4096 hidden units, wider than the projection; paper-code:
-    the release's 256-unit bottleneck; an explicit width wins over both."""
+    """Reference: the BYOL paper's rule, a predictor as wide inside as the projector (4096 and 4096
+    there); paper-code: the release's 256-unit bottleneck; an explicit width wins over both."""
     def widths(**changes):
         pred = build_method(_cfg(smoke_cfg, "byol", **changes)).predictor
         return [m.out_features for m in pred.modules() if isinstance(m, torch.nn.Linear)]
 
     out = smoke_cfg.method.projector_dims[-1]
-    assert widths(predictor_hidden=None) == [4096, out]
+    assert widths(predictor_hidden=None) == [smoke_cfg.method.projector_dims[0], out]
+    wide = replace(smoke_cfg, method=replace(smoke_cfg.method, projector_dims=(96, 32)))
+    assert [m.out_features for m in build_method(_cfg(wide, "byol", predictor_hidden=None)).predictor.modules()
+            if isinstance(m, torch.nn.Linear)] == [96, 32]
     assert widths(predictor_hidden=None, fidelity="paper-code") == [256, out]
     assert widths(predictor_hidden=48, fidelity="paper-code") == [48, out]
 

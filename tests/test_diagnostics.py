@@ -290,3 +290,37 @@ def test_knn_probe_auc_separates_learnable_from_random_labels():
     assert knn_probe_auc(emb[:200], y[:200], emb[200:], y[200:]) > 0.95
     rand = torch.randn(300, 3, generator=g)  # embeddings that know nothing of the tags
     assert abs(knn_probe_auc(rand[:200], y[:200], rand[200:], y[200:]) - 0.5) < 0.1
+
+
+def test_the_lines_drawn_are_where_the_monitor_fires() -> None:
+    """`threshold_lines` (what notebook 03 draws) and `check` read one function: a statistic just
+    past its drawn line fires the monitor, just inside it does not, in the units plotted."""
+    cfg = DiagnosticsConfig()
+    mon = CollapseMonitor(cfg, "run")
+    base = {"embed_dim": 64.0, "embed_n": 16.0, "proj_dim": 128.0, "proj_n": 64.0, "dino_ln_k": math.log(64)}
+    lines = mon.threshold_lines(base)
+    assert lines["proj_rank"] == pytest.approx(max(cfg.rank_fraction_min * 64, cfg.rank_min))
+    assert lines["embed_std_ratio"] == pytest.approx(cfg.std_ratio_min)
+    assert lines["dino_kl"] == cfg.dino_kl_min
+    assert lines["dino_teacher_batch_entropy"] == pytest.approx(math.log(64) * cfg.entropy_margin)
+    assert lines["dino_teacher_entropy"] == pytest.approx(math.log(64) * (1 - cfg.entropy_margin))
+    for name, y in lines.items():
+        stat, scale = (name[:-6], math.sqrt(base[f"{name.split('_')[0]}_dim"])) if name.endswith("_ratio") \
+            else (name, 1.0)
+        fires_below = name not in ("dino_teacher_entropy", "dino_ce")  # those fire near ln K, above the line
+        past, inside = (y * 0.99, y * 1.01) if fires_below else (y * 1.01, y * 0.99)
+        assert [w["stat"] for w in mon.check(1, {**base, stat: past / scale})] == [stat], name
+        assert mon.check(2, {**base, stat: inside / scale}) == [], name
+
+
+def test_tag_cooccurrence_is_a_cosine_in_float_whatever_the_label_dtype() -> None:
+    """300 tracks all tagged a and b, 100 of them also c (uint8 labels, as the stores keep them):
+    counts past 255 must not wrap; the diagonal is 1 and cos(a, c) = 100 / sqrt(300 * 100)."""
+    from workbench.diagnostic_plots import tag_cooccurrence
+
+    y = np.zeros((300, 4), np.uint8)
+    y[:, :2] = 1
+    y[:100, 2] = 1  # tag 3 never occurs
+    co = tag_cooccurrence(y)
+    assert co.dtype == np.float64 and np.allclose(np.diag(co)[:3], 1.0) and co[3, 3] == 0.0
+    assert co[0, 1] == pytest.approx(1.0) and co[0, 2] == pytest.approx(100 / math.sqrt(300 * 100))

@@ -399,13 +399,13 @@ def with_dataset(cfg: RunConfig, dataset: str | None = None, root: str | os.Path
     return replace(cfg, data=data)
 
 
-def announce(cfg: RunConfig, what: str = "") -> str:
-    """The line printed at the top of every notebook and CLI run."""
+def announce(cfg: RunConfig, what: str = "") -> None:
+    """Print the line at the top of every notebook and CLI run (and return nothing, so that a
+    notebook cell ending with it shows the line once)."""
     dataset = "" if cfg.data.dataset == "synth" else \
         f" | dataset: {cfg.data.dataset}{'-' + cfg.data.variant if cfg.data.variant else ''} ({cfg.data.root})"
     line = f"[workbench] profile: {cfg.profile}" + (f" | {what}" if what else "") + dataset + f" | data: {data_dir()}"
     print(line, flush=True)
-    return line
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

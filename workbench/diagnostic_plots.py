@@ -36,7 +36,7 @@ from workbench.audio import MelFrontend
 from workbench.config import DiagnosticsConfig
 from workbench.data.datasets import open_dataset
 from workbench.data.synth import INSTRUMENT_TAGS
-from workbench.diagnostics import held_out_batch, read_warnings, singular_values
+from workbench.diagnostics import CollapseMonitor, held_out_batch, read_warnings, singular_values
 from workbench.runs import load_run, read_metrics
 
 __all__ = [
@@ -81,9 +81,10 @@ def plot_training_diagnostics(runs: dict[str, str | Path] | list[str | Path],
                                                           "embed_rank"),
                               diag_cfg: DiagnosticsConfig | None = None, ncols: int = 4, logy: tuple[str, ...] = ()):
     """One panel per statistic (rows "kind": "diagnostics" of each run's metrics.jsonl), one line
-    per run; collapse warnings of that statistic are red crosses. Reference lines: 1 (healthy
-    spread) and ``std_ratio_min`` for ``*_std_ratio``; ``max(rank_fraction_min * D, 1.5)`` for
-    ``*_rank``; ln(K) for DINO entropies and the cross-entropy. Returns the Figure."""
+    per run; collapse warnings of that statistic are red crosses. Reference lines: where the
+    monitor fires ("monitor fires": `CollapseMonitor.threshold_lines`, the function the monitor's
+    own check reads, on the run's last row), 1 (healthy spread) for ``*_std_ratio``, ln(K) for
+    DINO's entropies and the cross-entropy. Returns the Figure."""
     diag_cfg = diag_cfg or DiagnosticsConfig()
     runs = runs if isinstance(runs, dict) else {Path(r).name: r for r in runs}
     frames = {label: read_metrics(d) for label, d in runs.items()}
@@ -102,16 +103,13 @@ def plot_training_diagnostics(runs: dict[str, str | Path] | list[str | Path],
             if marks:  # a std warning carries the std; the panel shows std * sqrt(D)
                 scale = float(df[f"{prefix}_dim"].iloc[-1]) ** 0.5 if name.endswith("_std_ratio") else 1.0
                 ax.plot([s for s, _ in marks], [v * scale for _, v in marks], "x", color="red", ms=8)
+            monitor = CollapseMonitor(diag_cfg).threshold_lines(df.iloc[-1].dropna().to_dict())
+            refs = {"monitor fires": monitor[name]} if name in monitor else {}
             if name.endswith("_std_ratio"):
-                refs = {"healthy 1/sqrt(D)": 1.0, "threshold": diag_cfg.std_ratio_min}
-            elif name.endswith("_rank") and f"{prefix}_dim" in df:
-                refs = {"threshold": max(diag_cfg.rank_fraction_min * float(df[f"{prefix}_dim"].iloc[-1]),
-                                         float(diag_cfg.rank_min))}
-            elif name == "dino_kl":
-                refs = {"threshold": diag_cfg.dino_kl_min}
+                refs["healthy 1/sqrt(D)"] = 1.0
             elif name in ("dino_teacher_entropy", "dino_teacher_batch_entropy", "dino_student_entropy",
                           "dino_ce") and "dino_ln_k" in df:
-                refs = {"ln(K)": float(df["dino_ln_k"].iloc[-1])}
+                refs["ln(K)"] = float(df["dino_ln_k"].iloc[-1])
         for text, y in refs.items():
             ax.axhline(y, ls="--", lw=0.8, color="grey")
             ax.annotate(text, (0, y), xycoords=("axes fraction", "data"), fontsize=7, color="grey", va="bottom")
@@ -223,6 +221,16 @@ def nearest_neighbours(x: np.ndarray, query: int, k: int = 3) -> tuple[np.ndarra
 
 
 # ----------------------------------------------------------------------------------- 00_corpus
+def tag_cooccurrence(labels: np.ndarray) -> np.ndarray:
+    """(K, K) cosine-normalised co-occurrence of 0/1 tags (N, K): tracks sharing two tags over the
+    geometric mean of their counts, 1 on the diagonal of every tag that occurs. Counted in float:
+    the stores' uint8 labels would wrap past 255 in a matrix product."""
+    y = np.asarray(labels, dtype=np.float64)
+    co = y.T @ y
+    norm = np.sqrt(np.outer(np.diag(co), np.diag(co)))
+    return np.divide(co, norm, out=np.zeros_like(co), where=norm > 0)
+
+
 def plot_score(score: dict[str, Any], ax=None, seconds: float | None = None):
     """Piano roll of a track's score: one colour an instrument, drums as ticks at the bottom."""
     ax = ax or plt.gca()

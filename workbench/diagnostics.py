@@ -397,6 +397,22 @@ class CollapseMonitor:
             out["dino_kl"] = ("<", c.dino_kl_min, 0.0)
         return out
 
+    def threshold_lines(self, stats: dict[str, float]) -> dict[str, float]:
+        """Where the monitor fires, for each statistic it checks, in the units a plot shows:
+        ``*_std_ratio`` (the std check times sqrt(D)), ``*_rank`` and ``dino_kl`` (it fires below),
+        and for a "near" check the edge of its band (ln K minus the margin for the loss and the
+        per-sample teacher entropy, the margin for the batch entropy). One source for the monitor
+        and the lines notebooks draw (`workbench.diagnostic_plots.plot_training_diagnostics`)."""
+        lines = {}
+        for name, (op, threshold, margin) in self.thresholds(stats).items():
+            if name.endswith("_std"):
+                lines[f"{name}_ratio"] = threshold * math.sqrt(stats[f"{name[:-4]}_dim"])
+            elif op == "<":
+                lines[name] = threshold
+            else:
+                lines[name] = threshold - margin if threshold > 0 else threshold + margin
+        return lines
+
     def check(self, step: int, stats: dict[str, float]) -> list[dict[str, Any]]:
         found = []
         for name, (op, threshold, margin) in self.thresholds(stats).items():

@@ -29,10 +29,11 @@ from workbench.evaluate import (
     transfer_config,
 )
 from workbench.files import save_text
-from workbench.jobs import cpu_jobs, ensure_runs
+from workbench.jobs import ensure_runs
 from workbench.notebooks import execute_notebooks, notebook_paths
 from workbench.report import StageTimes
 from workbench.results import README_FIGURES, RESULTS_DIR, in_repository, machine, publish, write_documents
+from workbench.runs import cpu_jobs
 from workbench.study import report_dir as study_report_dir
 from workbench.workers import beside
 

@@ -37,9 +37,9 @@ from workbench.methods import METHODS
 from workbench.metrics import bootstrap, percentile_interval, two_level_resamples
 from workbench.probe import targets, task_of, train_probe
 from workbench.report import StageTimes, write_report
-from workbench.runs import device as run_device
+from workbench.runs import cpu_jobs, device as run_device
 from workbench.subsets import limited_data_subsets, save_subsets
-from workbench.workers import parallel_jobs, worker_results
+from workbench.workers import worker_results
 
 SPLITS = ("train", "valid", "test")
 FIGURES = {"fig1_dots.png": plots.dot_plot, "fig2_limited.png": plots.limited_data_plot,
@@ -168,9 +168,9 @@ def probe_scores(src: EncoderSource, store: AudioStore, cfg: RunConfig,
 
 def all_probe_scores(sources: list[EncoderSource], store: AudioStore, cfg: RunConfig,
                      subsets: dict[float, list[np.ndarray]], progress: bool = True) -> list[dict]:
-    """`probe_scores` of each source, in order: side by side on CPU (`jobs.cpu_jobs`) (each source in a
+    """`probe_scores` of each source, in order: side by side on CPU (`runs.cpu_jobs`) (each source in a
     spawned process of ``train.threads`` threads, which reopens the store), else one after another."""
-    workers = parallel_jobs(len(sources), cfg.train.threads, run_device(cfg).type)
+    workers = cpu_jobs(cfg, len(sources))
     if workers <= 1:
         threads = torch.get_num_threads()
         if cfg.train.threads and run_device(cfg).type == "cpu":  # the same threads as side by side

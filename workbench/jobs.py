@@ -2,7 +2,7 @@
 
 `ensure_run` reuses a finished run folder (``DONE``), resumes one with a checkpoint, and trains
 the rest (`workbench.train.pretrain`). `ensure_runs` does it for a list, training the missing
-runs side by side on CPU cores (`workbench.workers.parallel_jobs`), each in a spawned process
+runs side by side on CPU cores (`workbench.runs.cpu_jobs`), each in a spawned process
 killed with this one. This module sits above the trainer: whoever imports it may train.
 """
 
@@ -15,9 +15,9 @@ from typing import Callable, Sequence
 import torch
 
 from workbench.config import RunConfig
-from workbench.runs import device, run_name, runs_dir
+from workbench.runs import cpu_jobs, run_name, runs_dir
 from workbench.train import pretrain
-from workbench.workers import parallel_jobs, worker_results
+from workbench.workers import worker_results
 
 
 def ensure_run(cfg: RunConfig, progress: bool = True, callback: Callable[[dict], None] | None = None) -> Path:
@@ -27,12 +27,6 @@ def ensure_run(cfg: RunConfig, progress: bool = True, callback: Callable[[dict],
     if (run_dir / "DONE").exists():
         return run_dir
     return pretrain(cfg, resume=(run_dir / "checkpoint.pt").exists(), progress=progress, callback=callback)
-
-
-def cpu_jobs(cfg: RunConfig, jobs: int) -> int:
-    """How many of ``jobs`` CPU jobs of ``cfg`` run at once (`workers.parallel_jobs` with the
-    config's ``train.threads`` and device)."""
-    return parallel_jobs(jobs, cfg.train.threads, device(cfg).type)
 
 
 def ensure_runs(cfgs: list[RunConfig], progress: bool = True, then: Sequence[Callable[[], str]] = ()) -> list[Path]:

@@ -125,7 +125,7 @@ def main_table(folder: Path) -> str:
     return "\n".join(lines)
 
 
-def family_table(folder: Path) -> str:
+def families_markdown(folder: Path) -> str:
     """Macro ROC-AUC by tag family: each family's best SSL encoder and the floors, with the best
     one's paired difference to log-mel statistics, from ``folder``'s families.csv."""
     fam = pd.read_csv(folder / "families.csv")
@@ -184,7 +184,7 @@ def study_table(folder: Path, arms_file: str = "arms.csv") -> str:
 
 
 TABLES = {"demo-main": lambda root: main_table(root / "demo") + "\n\n" + stamp_line(root / "demo"),
-          "demo-families": lambda root: family_table(root / "demo"),
+          "demo-families": lambda root: families_markdown(root / "demo"),
           "transfer-main": lambda root: (main_table(root / "demo-transfer") + "\n\n"
                                          + stamp_line(root / "demo-transfer")),
           "tuning": lambda root: tuning_table(root / "tuning-demo") + "\n\n" + stamp_line(root / "tuning-demo"),

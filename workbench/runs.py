@@ -34,6 +34,7 @@ from workbench.config import RunConfig, data_dir, from_dict, to_dict
 from workbench.files import DamagedCheckpointError, append_jsonl, read_checkpoint, save_text, save_torch
 from workbench.locks import pid_alive
 from workbench.methods import Method, build_method
+from workbench.workers import parallel_jobs
 
 # What determines the weights of a run: the run name hashes these sections, and --resume
 # compares them (evaluation and probe settings may change between a cut and its resume).
@@ -94,6 +95,12 @@ def device(cfg: RunConfig) -> torch.device:
     if name == "cuda" and dist.is_distributed():
         return torch.device("cuda", dist.local_rank())
     return torch.device(name)
+
+
+def cpu_jobs(cfg: RunConfig, jobs: int) -> int:
+    """How many of ``jobs`` CPU jobs of ``cfg`` (runs, encoders to probe, notebooks) run at once:
+    `workers.parallel_jobs` with the config's ``train.threads`` and device."""
+    return parallel_jobs(jobs, cfg.train.threads, device(cfg).type)
 
 
 def _trim_jsonl(path: Path, last_step: int) -> None:

@@ -59,6 +59,17 @@ def test_effective_rank_counts_directions() -> None:
     assert np.allclose(s[:3], math.sqrt(10)) and np.allclose(s[3:], 0, atol=1e-9)
 
 
+def test_centred_spectrum_drops_only_the_dimension_centring_removes() -> None:
+    """N centred rows span N - 1 dimensions: with N <= D the centred spectrum has N - 1 values,
+    all positive for Gaussian rows (no artefact cliff); with N > D it keeps all D."""
+    few = gaussian(n=16, d=32, seed=2)
+    s = singular_values(few, center=True)
+    assert s.shape == (15,) and s.min() > 1e-3 * s.max()
+    full = torch.linalg.svdvals(few.double() - few.double().mean(0)).numpy()
+    assert full[-1] < 1e-9 and np.allclose(s, full[:15])
+    assert singular_values(gaussian(n=64, d=8, seed=3), center=True).shape == (8,)
+
+
 def test_effective_rank_matches_reference_formula() -> None:
     z = gaussian(n=50, d=10, seed=1) @ torch.diag(torch.linspace(0.1, 3, 10))
     s = np.linalg.svd(z.double().numpy(), compute_uv=False)
@@ -248,17 +259,24 @@ def test_healthy_smoke_run_is_quiet(smoke_cfg) -> None:
     assert rows["probe_knn_auc"].iloc[-1] > 0.6
 
 
-def test_monitor_fires_on_dino_without_centering(smoke_cfg) -> None:
-    """Notebook 03's deliberate collapse: DINO without centering (teacher temperature 0.2) is
-    flagged on the KL; its healthy twin, trained the same way, is not."""
+def test_dino_collapses_in_both_modes_and_the_twin_with_both_stays_healthy(smoke_cfg) -> None:
+    """Notebook 03's trio (DINO Fig. 7), in the smoke profile: centering alone ends uniform
+    (targets' entropy over 0.9 ln K, KL under the monitor's threshold); sharpening alone puts the
+    batch on few prototypes (batch entropy under 0.15 ln K, against over 0.5 ln K with centering)
+    and the monitor flags its KL; with both, nothing is flagged and the KL ends far above the
+    threshold and above both collapsed runs'."""
     from workbench.config import collapse_configs
-    from workbench.jobs import ensure_run
+    from workbench.diagnostic_plots import dino_collapse_table
+    from workbench.jobs import ensure_runs
 
-    pairs = collapse_configs(smoke_cfg)
-    collapsed = ensure_run(pairs["dino-no-centering"], progress=False)
-    healthy = ensure_run(pairs["dino"], progress=False)
-    assert "dino_kl" in _flags(collapsed)
-    assert "dino_kl" not in _flags(healthy)
+    trio = {k: c for k, c in collapse_configs(smoke_cfg).items() if k.startswith("dino")}
+    table = dino_collapse_table(dict(zip(trio, ensure_runs(list(trio.values()), progress=False))))
+    kl_min = smoke_cfg.diagnostics.dino_kl_min
+    both, centre, sharp = (table.loc[k] for k in ("dino", "dino-centering-only", "dino-sharpening-only"))
+    assert centre["target entropy / ln K"] > 0.9 and centre.KL < kl_min and "dino_kl" in centre["first flagged"]
+    assert sharp["batch entropy / ln K"] < 0.15 and "dino_kl" in sharp["first flagged"]
+    assert both["batch entropy / ln K"] > 0.5 and both["first flagged"] == ""
+    assert both.KL > 4 * kl_min and both.KL > max(centre.KL, sharp.KL)
 
 
 def test_lidar_counts_the_directions_that_separate_samples():

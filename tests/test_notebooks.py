@@ -82,3 +82,39 @@ def test_notebooks_side_by_side_write_html_and_name_a_failure(tmp_path: Path) ->
     bad = write("c.ipynb", "raise ValueError('no such tag: zither')")
     with pytest.raises(RuntimeError, match=r"(?s)notebook c\.ipynb failed: .*no such tag: zither"):
         execute_notebooks([good[0], bad], "smoke", tmp_path / "html", workers=2, threads=1)
+
+
+def test_notebook_text_names_no_profile() -> None:
+    """A notebook runs in whatever profile is in force: its markdown names none (a code cell
+    prints the one in force), so the text cannot describe a run the reader is not looking at."""
+    import re
+
+    import nbformat
+
+    from workbench.config import PROFILES
+
+    others = "|".join(p for p in PROFILES if p != "paper")  # "the paper" is the study, not only a profile
+    # a profile's name as a word ("the smoke corpus", "`demo`"), except in a command (make demo, --profile demo)
+    pattern = re.compile(rf"(?<!make )(?<!--profile )\b({others})\b|\bpaper`?\s+profile|profile\s+`?paper", re.I)
+    for path in NOTEBOOKS:
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type == "markdown":
+                assert not pattern.search(cell.source), f"{path.name}: {pattern.search(cell.source).group(0)!r}"
+
+
+def test_static_copy_drops_progress_bars_and_says_what_a_control_needs() -> None:
+    import nbformat
+
+    from workbench.notebooks import LIVE_ONLY, WIDGET_VIEW, static_copy
+
+    def widget(text: str) -> dict:
+        return nbformat.v4.new_output("display_data", data={WIDGET_VIEW: {"model_id": "x"}, "text/plain": text})
+
+    figure = nbformat.v4.new_output("display_data", data={"image/png": "iVBOR", "text/plain": "<Figure>"})
+    cell = nbformat.v4.new_code_cell("x", outputs=[widget("HBox(children=(FloatProgress(value=89.0, max=120.0),))"),
+                                                   figure, widget("VBox(children=(FloatSlider(value=3.0),))")])
+    nb = nbformat.v4.new_notebook(cells=[cell, nbformat.v4.new_markdown_cell("text")])
+    out = static_copy(nb).cells[0].outputs
+    assert [o.data.get("text/html") for o in out] == [None, LIVE_ONLY]
+    assert out[0].data["image/png"] == "iVBOR"
+    assert len(nb.cells[0].outputs) == 3  # the executed notebook itself is left as it was

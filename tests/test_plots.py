@@ -80,6 +80,19 @@ def test_controls_render_once_then_on_every_change():
     assert panel.children[:2] == (slider, menu) and isinstance(panel.children[2], ipywidgets.Output)
 
 
+def test_controls_can_leave_the_default_to_the_static_view():
+    import ipywidgets
+
+    from workbench.plots import controls
+
+    calls = []
+    menu = ipywidgets.Dropdown(options=["a", "b"], value="a")
+    controls(lambda name: calls.append(name), render_now=False, name=menu)
+    assert calls == []
+    menu.value = "b"
+    assert calls == ["b"]
+
+
 def test_method_labels_keep_the_fidelity():
     from workbench.plots import method_label
 
@@ -95,3 +108,35 @@ def test_every_method_and_floor_has_a_colour_and_a_label():
 
     assert plots.METHOD_ORDER == (*METHODS, *BASELINES)
     assert set(plots.METHOD_COLORS) == set(plots.METHOD_LABELS) == set(plots.METHOD_ORDER)
+
+
+def test_comparison_summary_reads_its_numbers_and_verdicts_from_the_files(tmp_path):
+    """Each sentence's numbers are the files' and its verdict follows the paired interval: above
+    when it excludes 0 from above, below from below, level with when it covers 0."""
+    from workbench.report import comparison_summary
+
+    rows = [("simclr", 0.80), ("byol", 0.70), ("random", 0.75), ("handcrafted", 0.78), ("supervised", 0.90)]
+    pd.DataFrame([dict(method=m, metric="roc_auc", fraction=1.0, point=p, mean=p, ci_low=p - 0.02, ci_high=p + 0.02)
+                  for m, p in rows] + [dict(method="simclr", metric="roc_auc", fraction=0.1, point=0.99, mean=0.99,
+                                            ci_low=0.98, ci_high=1.0)]).to_csv(tmp_path / "results.csv", index=False)
+    pairs = [("simclr", "handcrafted", 0.02, -0.01, 0.05), ("simclr", "random", 0.05, 0.03, 0.07),
+             ("byol", "random", -0.05, -0.07, -0.03), ("supervised", "simclr", 0.10, 0.08, 0.12)]
+    pd.DataFrame([dict(metric="roc_auc", method_a=a, method_b=b, diff_point=d, ci_low=lo, ci_high=hi)
+                  for a, b, d, lo, hi in pairs]).to_csv(tmp_path / "pairs.csv", index=False)
+    lines = comparison_summary(tmp_path)
+    assert lines[0] == "best SSL method: simclr 0.800 [0.780, 0.820]"  # the full-data row, not the 10 % one
+    assert lines[1] == "simclr minus log-mel statistics (0.780): +0.020 [-0.010, +0.050]: level with"
+    assert lines[2].endswith("+0.050 [+0.030, +0.070]: above") and lines[3].endswith(": below")
+    assert lines[4] == "supervised (0.900) minus simclr: +0.100 [+0.080, +0.120]: above"
+
+
+def test_map_styles_tell_many_classes_apart():
+    from workbench.diagnostic_plots import map_styles
+
+    cats = [f"c{i}" for i in range(20)] + ["none", "several"]
+    styles = map_styles(cats)
+    pairs = [styles[c] for c in cats]
+    assert len(set(pairs)) == len(cats)  # no two classes drawn alike
+    assert all(styles[a][0] != styles[b][0] and styles[a][1] != styles[b][1]
+               for a, b in zip(cats[:19], cats[1:20]))  # neighbours differ in colour and in marker
+    assert styles["none"][0] == (0.8, 0.8, 0.8) and styles["several"][0] == (0.0, 0.0, 0.0)

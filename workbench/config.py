@@ -257,6 +257,10 @@ class DiagnosticsConfig:
     collapse_steps: int = 0
     collapse_lr: float | None = None
     collapse_batch: int = 0  # 0: the profile's train.batch_size
+    # the DINO trio's constant teacher momentum: fast enough for both collapse modes to show within
+    # collapse_steps (at 0.9 the sharpened teacher without centering stays on 3 prototypes for 120
+    # demo steps), slow enough for the twin with centering and sharpening to stay healthy
+    collapse_dino_momentum: float = 0.7
 
 
 @dataclass(frozen=True)
@@ -322,10 +326,11 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                        dino_hidden_dims=(512,), dino_bottleneck=128),
         "train": dict(batch_size=32, steps=200, steps_per_epoch=40, warmup_steps=20, lr=1e-3,
                       log_every=10, checkpoint_every=50, precision="fp32", threads=1),
-        # notebook 03's five collapse runs: 60 steps of batch 16 each, the fewest steps at which
-        # every flag the notebook asserts has fired (first flags at step 32 of a 100-step run; at
-        # 40 steps dino_kl stays at 0.055, above its 0.05 threshold); batch 16 fires the same
-        # flags as 32 (dino_kl 0.0146 vs 0.0144 at step 60) in 33-44 s a run instead of 53-56
+        # notebook 03's five collapse runs: 60 steps of batch 16 each (about 20 s a run, two at a
+        # time). DINO's trio at teacher momentum 0.7: centering only uniform from step 10 (KL
+        # under 0.02), sharpening only on 2 prototypes (batch entropy 0.09 ln K, KL 0.03 from step
+        # 40), both healthy (KL >= 0.086, no flag); at 0.9 and 0.75 the sharpened teacher without
+        # centering stays on 3 prototypes (batch entropy 0.15 ln K, KL 0.08 at step 120)
         "diagnostics": dict(every=25, held_out_batch=64, collapse_steps=60, collapse_batch=16),
         "probe": dict(max_epochs=60, patience=8),
         # 2 draws per fraction below 100 %: the limited-data curves' band from two seeded subsets;
@@ -341,7 +346,9 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                        dino_hidden_dims=(64,), dino_bottleneck=32),
         "train": dict(batch_size=8, steps=4, steps_per_epoch=2, warmup_steps=1, log_every=1,
                       checkpoint_every=2, precision="fp32"),
-        "diagnostics": dict(every=2, held_out_batch=16, collapse_steps=30, collapse_lr=1e-2),
+        # the tiny model's DINO trio needs a slower teacher (0.9) for its healthy twin to stay unflagged
+        "diagnostics": dict(every=2, held_out_batch=16, collapse_steps=30, collapse_lr=1e-2,
+                            collapse_dino_momentum=0.9),
         "probe": dict(max_epochs=5, patience=3, batch_size=16, segments_per_track=4),
         "eval": dict(bootstrap_resamples=100, draws=2, fractions=(0.2, 0.5, 1.0), supervised_epochs=1),
     },
@@ -503,11 +510,16 @@ def config_hash(cfg: Any, length: int = 10) -> str:
 def collapse_configs(cfg: RunConfig) -> dict[str, RunConfig]:
     """The deliberate collapses of notebook 03, each beside a healthy twin trained the same way.
 
-    - ``dino-no-centering``: DINO with ``use_centering=False`` and a teacher temperature of 0.2
-      (neither centering nor sharpening against the student's 0.1) from the first step: the
-      uniform collapse; twin ``dino``.
-    - ``dino-no-centering-sharpened``: DINO without centering, sharpening kept (the method's
-      teacher temperatures): every example lands on one prototype (DINO Fig. 7, the other mode).
+    DINO's two modes as in Caron et al. 2021, section 5.3 and Fig. 7: the teacher's targets need
+    both centering (which spreads them towards uniform) and sharpening (a teacher temperature
+    below the student's 0.1, which pulls them towards one-hot); either alone collapses.
+    - ``dino``: centering and sharpening (teacher temperature 0.04 from the first step): healthy.
+    - ``dino-centering-only``: teacher temperature 0.1, the student's: no sharpening; the targets
+      go uniform (teacher entropy to ln K) and the student copies them (KL to 0).
+    - ``dino-sharpening-only``: ``use_centering=False``, teacher temperature 0.04: every track on
+      one prototype (batch entropy of the targets to 0) and the KL to 0.
+    The three share a constant teacher momentum ``diagnostics.collapse_dino_momentum`` (0.7; the
+    method's 0.996 needs thousands of steps to show either mode) and everything else.
     - ``byol-no-predictor``: BYOL with ``use_predictor=False``; twin ``byol``. Both with a
       CONSTANT EMA momentum of 0 (``ema_schedule="constant"``: the teacher is the student
       at every step, SimSiam's setting, Chen & He 2021, Table 1), so the collapse shows within
@@ -531,9 +543,11 @@ def collapse_configs(cfg: RunConfig) -> dict[str, RunConfig]:
         return replace(cfg, method=replace(cfg.method, name=name, variant=tag, **method), train=train, diagnostics=diag)
 
     ema0 = dict(ema_momentum=0.0, ema_schedule="constant")
-    return {"dino": variant("dino"),
-            "dino-no-centering": variant("dino", "nocenter-temp0.2", use_centering=False, teacher_temp=0.2,
-                                         warmup_teacher_temp=0.2),
-            "dino-no-centering-sharpened": variant("dino", "nocenter", use_centering=False),
+    m = d.collapse_dino_momentum
+    dino = dict(ema_momentum=m, ema_schedule="constant", warmup_teacher_temp=0.04, teacher_temp=0.04)
+    return {"dino": variant("dino", f"ema{m:g}-temp0.04", **dino),
+            "dino-centering-only": variant("dino", f"ema{m:g}-temp0.1", **(dino | dict(teacher_temp=0.1,
+                                                                                   warmup_teacher_temp=0.1))),
+            "dino-sharpening-only": variant("dino", f"ema{m:g}-temp0.04-nocenter", use_centering=False, **dino),
             "byol": variant("byol", "ema0", **ema0),
             "byol-no-predictor": variant("byol", "ema0-nopredictor", use_predictor=False, **ema0)}

@@ -34,7 +34,7 @@ from workbench.notebooks import execute_notebooks, notebook_paths
 from workbench.report import StageTimes
 from workbench.results import README_FIGURES, RESULTS_DIR, in_repository, machine, publish, write_documents
 from workbench.runs import cpu_jobs
-from workbench.study import report_dir as study_report_dir
+from workbench.study import published_dir as study_published_dir, report_dir as study_report_dir
 from workbench.workers import beside
 
 TIMINGS = {False: "demo_timings.json", True: "notebooks_timings.json"}  # make demo | make notebooks
@@ -120,9 +120,10 @@ def evaluate_both(cfg: RunConfig, runs: list[Path], times: StageTimes) -> Path:
 def render_notebooks(cfg: RunConfig, out: Path) -> dict[str, float]:
     """Every notebook executed into ``<out>/notebooks/<name>.html``, side by side like the runs
     (a notebook is mostly one thread of Python: kernel start, plotting; notebook 04's UMAP alone
-    is a third of the stage). Notebook 07 reads the clustering study: skipped until it has run."""
+    is a third of the stage). Notebook 07 reads the clustering study, this machine's or the one
+    published in results/: skipped when neither exists (the demo's budget leaves the study out)."""
     paths = notebook_paths()
-    if not (study_report_dir(cfg) / "arms.csv").exists():
+    if not any((d / "arms.csv").exists() for d in (study_report_dir(cfg), study_published_dir(cfg))):
         print("[workbench] 07_clustering.ipynb skipped: it reads the clustering study, which the demo's "
               "budget leaves out (make study, about 40 min on 2 cores, then make notebooks renders it)", flush=True)
         paths = [p for p in paths if p.stem != "07_clustering"]

@@ -18,6 +18,8 @@ The figures themselves and the collapse monitor are in `workbench.diagnostics`.
 
 from __future__ import annotations
 
+import base64
+import io
 import math
 import os
 import time
@@ -27,6 +29,7 @@ from typing import Any, Callable
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import seaborn as sns
 import torch
 import umap
 from IPython.display import HTML, Audio, display
@@ -127,6 +130,29 @@ def plot_training_diagnostics(runs: dict[str, str | Path] | list[str | Path],
     return fig
 
 
+def dino_collapse_table(runs: dict[str, str | Path]) -> pd.DataFrame:
+    """One row per DINO run, read from its metrics.jsonl and warnings.jsonl: at the last
+    diagnostics step the entropy of the teacher's targets per sample and of their batch mean as
+    shares of ln K (uniform collapse: both near 1; one prototype: the batch's near 0), the
+    KL(teacher || student) at the end and at its lowest, the prototypes in use, and the first
+    step at which the monitor flagged each statistic ("" when never)."""
+    rows = {}
+    for label, run in runs.items():
+        df = read_metrics(run)
+        df = df[df["kind"] == "diagnostics"]
+        last, ln_k = df.iloc[-1], float(df["dino_ln_k"].iloc[-1])
+        first: dict[str, int] = {}
+        for w in read_warnings(run):
+            first.setdefault(w["stat"], int(w["step"]))
+        rows[label] = {"step": int(last["step"]), "target entropy / ln K": last["dino_teacher_entropy"] / ln_k,
+                       "batch entropy / ln K": last["dino_teacher_batch_entropy"] / ln_k,
+                       "KL": float(last["dino_kl"]), "lowest KL": float(df["dino_kl"].min()),
+                       "prototypes used": int(last["dino_teacher_prototypes_used"]),
+                       "first flagged": ", ".join(f"{k} at {v}" for k, v in sorted(first.items(),
+                                                                                  key=lambda kv: kv[1]))}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
 def plot_spectra(spectra: dict[str, np.ndarray], ax=None, title: str = "singular values (normalised)"):
     """Singular values divided by the largest, on a log axis, one line per label. Returns the Axes."""
     if ax is None:
@@ -190,16 +216,30 @@ def umap_coordinates(x: np.ndarray, seed: int = 0, n_neighbors: int = 15) -> np.
     return umap.UMAP(n_neighbors=k, metric="euclidean", random_state=seed, n_jobs=1, init="random").fit_transform(x)
 
 
+MAP_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+
+
+def map_styles(categories: list[str]) -> dict[str, tuple[tuple[float, ...], str]]:
+    """{category: (colour, marker)} for a scatter of many classes: seaborn's colour-blind palette
+    (10 colours) crossed with 7 markers, so neighbouring classes differ in both and no two of the
+    first 70 share a pair; "none" is light grey and "several" black, whatever their position."""
+    palette = sns.color_palette("colorblind", 10)
+    named = [c for c in categories if c not in ("none", "several")]
+    styles = {c: (tuple(palette[i % 10]), MAP_MARKERS[i % len(MAP_MARKERS)]) for i, c in enumerate(named)}
+    styles.update({"none": ((0.8, 0.8, 0.8), ".")} if "none" in categories else {})
+    styles.update({"several": ((0.0, 0.0, 0.0), "x")} if "several" in categories else {})
+    return styles
+
+
 def plot_maps(coords: dict[str, np.ndarray], colour: np.ndarray, title: str = ""):
-    """Side-by-side scatter plots of 2-d maps {label: (N, 2)} coloured by one category per
-    point (N,). Returns the Figure."""
-    cats = sorted(set(colour.tolist()))
-    cmap = plt.get_cmap("tab20")
+    """Side-by-side scatter plots of 2-d maps {label: (N, 2)}, one category per point (N,) drawn
+    with its own colour and marker (`map_styles`). Returns the Figure."""
+    styles = map_styles(sorted(set(colour.tolist())))
     fig, axes = plt.subplots(1, len(coords), figsize=(3.2 * len(coords), 3.2), squeeze=False)
     for ax, (label, xy) in zip(axes[0], coords.items()):
-        for c, cat in enumerate(cats):
+        for cat, (rgb, marker) in styles.items():
             m = colour == cat
-            ax.scatter(xy[m, 0], xy[m, 1], s=12, color=cmap(c % 20), label=cat)
+            ax.scatter(xy[m, 0], xy[m, 1], s=14, color=rgb, marker=marker, label=cat, linewidths=0.8)
         ax.set_title(label, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
@@ -232,37 +272,71 @@ def tag_cooccurrence(labels: np.ndarray) -> np.ndarray:
 
 
 def plot_score(score: dict[str, Any], ax=None, seconds: float | None = None):
-    """Piano roll of a track's score: one colour an instrument, drums as ticks at the bottom."""
+    """Piano roll of a track's score, one lane per instrument (its pitch range stretched to the
+    lane, drums by GM number), so no part hides another: parts that share a register (organ,
+    guitar and brass) would cover each other on one pitch axis. Returns the Axes."""
     ax = ax or plt.gca()
-
     colours = dict(zip(INSTRUMENT_TAGS, plt.cm.tab20.colors))
-    for inst in score["instruments"]:
+    lanes = [inst for inst in score["instruments"]
+             if any(e[3] == inst and (seconds is None or e[0] < seconds) for e in score["events"])]
+    for k, inst in enumerate(lanes):
         ev = np.array([e[:3] for e in score["events"] if e[3] == inst and (seconds is None or e[0] < seconds)], float)
-        if len(ev):
-            y = ev[:, 2] if inst != "drums" else ev[:, 2] - 20
-            ax.barh(y, ev[:, 1], left=ev[:, 0], height=0.8, color=colours[inst], alpha=0.75, label=inst)
+        low, high = ev[:, 2].min(), max(ev[:, 2].max(), ev[:, 2].min() + 11)
+        y = k + 0.05 + 0.85 * (ev[:, 2] - low) / (high - low)
+        ax.barh(y, ev[:, 1], left=ev[:, 0], height=0.06, color=colours[inst], align="edge")
+        ax.axhline(k, color="grey", lw=0.3)
     key = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")[score["key"] % 12]
-    ax.set(xlabel="time (s)", ylabel="midi pitch (drums: GM number - 20)",
+    ax.set_yticks([k + 0.5 for k in range(len(lanes))], lanes)
+    ax.set_ylim(0, max(len(lanes), 1))
+    ax.set(xlabel="time (s)", ylabel="instrument (pitch rises within its lane)",
            title=f"{score['style']}, {score['tempo']:.0f} bpm, {key} {score['mode']}")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
     return ax
 
 
 # ----------------------------------------------------------------------------------- 01_augmentations
-def preview(clips: dict[str, Tensor], sample_rate: int, frontend: nn.Module | None = None, players: bool = True):
-    """Show named clips one row each: waveform and log-mel side by side, then audio players.
+def preview(clips: dict[str, Tensor], sample_rate: int, frontend: nn.Module | None = None,
+            players: bool = True) -> None:
+    """Show named clips one row each: waveform and log-mel side by side, one colour scale for all
+    rows (levels compare), and with ``players`` each waveform's audio player beside its row.
 
     A value is a waveform (S,) (its mel comes from ``frontend``) or a mel (1, F, T) / (F, T)
-    (spectrogram augmentations: no waveform, no player). Returns the matplotlib figure.
+    (spectrogram augmentations: no waveform, no player). With players the rows are one HTML
+    table (a PNG and a player per row), so a player sits next to what it plays in JupyterLab and
+    in the HTML copies alike.
     """
     clips = {name: clip.detach().float().cpu() for name, clip in clips.items()}
     with torch.no_grad():
         mels = {name: (c if c.dim() > 1 else frontend(c[None])[0] if frontend is not None else None)
                 for name, c in clips.items()}
     shown = [m for m in mels.values() if m is not None]
-    top = max(m.max().item() for m in shown) if shown else 0.0  # one colour scale: levels compare
+    top = max(m.max().item() for m in shown) if shown else 0.0
     has_wave = any(c.dim() == 1 for c in clips.values())
-    fig, axes = plt.subplots(len(clips), 2 if has_wave else 1, figsize=(11 if has_wave else 6.5, 1.9 * len(clips)),
+    if not (players and has_wave):
+        fig = _clip_rows(clips, mels, sample_rate, top, has_wave)
+        display(fig)
+        plt.close(fig)
+        return
+    rows = []
+    for name, clip in clips.items():
+        fig = _clip_rows({name: clip}, {name: mels[name]}, sample_rate, top, has_wave, height=1.6)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=80)
+        plt.close(fig)
+        image = base64.b64encode(buf.getvalue()).decode("ascii")
+        player = ""
+        if clip.dim() == 1:  # keep loudness audible (gain); rescale only what would clip
+            wave = clip.numpy()
+            player = Audio(wave, rate=sample_rate, normalize=bool(abs(wave).max() > 1))._repr_html_()
+        rows.append(f'<tr><td style="padding:0"><img src="data:image/png;base64,{image}"/></td>'
+                    f'<td style="vertical-align:middle;text-align:left">{player}</td></tr>')
+    display(HTML("<table>" + "".join(rows) + "</table>"))
+
+
+def _clip_rows(clips: dict[str, Tensor], mels: dict[str, Tensor | None], sample_rate: int, top: float,
+               has_wave: bool, height: float = 1.9):
+    """The figure of `preview`: one row per clip, waveform (when any) and log-mel from ``top``
+    down 80 dB."""
+    fig, axes = plt.subplots(len(clips), 2 if has_wave else 1, figsize=(9 if has_wave else 6.5, height * len(clips)),
                              squeeze=False, gridspec_kw={"width_ratios": [1, 1.3]} if has_wave else None)
     for (name, clip), row in zip(clips.items(), axes):
         ax_mel = row[-1]
@@ -272,6 +346,7 @@ def preview(clips: dict[str, Tensor], sample_rate: int, frontend: nn.Module | No
             row[0].plot(t.numpy(), clip.numpy(), lw=0.3)
             row[0].set_xlim(0, t[-1].item())
             row[0].set_ylim(-1.05 * peak, 1.05 * peak)
+            row[0].set_xlabel("seconds", fontsize=8)
         elif has_wave:
             row[0].axis("off")
         row[0].set_title(name, fontsize=9, loc="left")
@@ -280,24 +355,16 @@ def preview(clips: dict[str, Tensor], sample_rate: int, frontend: nn.Module | No
                           cmap="magma", vmin=top - 80.0, vmax=top)
         ax_mel.set_xticks([])
         ax_mel.set_yticks([])
-    if has_wave:
-        axes[-1, 0].set_xlabel("seconds")
-    axes[-1, -1].set_xlabel("log-mel, time → (frequency ↑), one colour scale for all rows")
+        ax_mel.set_xlabel("log-mel: time →, frequency ↑ (one colour scale for every row)", fontsize=8)
     fig.tight_layout()
-    display(fig)
-    plt.close(fig)
-    if players:
-        for name, clip in clips.items():
-            if clip.dim() == 1:
-                wave = clip.detach().float().cpu().numpy()
-                # keep loudness audible (gain); rescale only what would clip
-                display(HTML(f"<b>{name}</b>"), Audio(wave, rate=sample_rate, normalize=bool(abs(wave).max() > 1)))
     return fig
 
 
 # ----------------------------------------------------------------------------------- 02_pretraining
 class LiveLossPlot:
-    """Loss-vs-step curves of several runs in one matplotlib figure, redrawn while they train.
+    """Loss-vs-step curves of several runs in one matplotlib figure, redrawn while they train; each
+    run's loss divided by the magnitude of its first logged value, so methods whose losses live on
+    different scales share one axis and their shapes compare.
 
     ``live.callback(label)`` is a ``pretrain`` callback; ``live.show(label, run_dir)`` draws a
     finished (or reused) run from its metrics.jsonl. Redraws at most every ``every_s`` seconds.
@@ -330,9 +397,10 @@ class LiveLossPlot:
 
         self.ax.clear()
         for label, (steps, losses) in self.curves.items():
-            self.ax.plot(steps, losses, label=label)
-        self.ax.set(xlabel="step", ylabel="training loss", title="pretraining loss (each method its own scale)")
-        self.ax.set_yscale("symlog", linthresh=1.0)
+            first = abs(losses[0]) if losses and losses[0] else 1.0
+            self.ax.plot(steps, [v / first for v in losses], label=label)
+        self.ax.set(xlabel="step", ylabel="loss / |first logged loss|",
+                    title="pretraining loss, each method divided by its first value")
         if self.curves:
             self.ax.legend(loc="upper right", fontsize=8)
         if self.handle is None:

@@ -77,15 +77,19 @@ def embedding_std(z: Tensor) -> float:
 
 
 def singular_values(z: Tensor, center: bool = False) -> np.ndarray:
-    """z: (N, D). Singular values of the embedding matrix, descending, float64 array (min(N, D),).
+    """z: (N, D). Singular values of the embedding matrix, descending, float64 array (min(N, D),),
+    or (min(N - 1, D),) with ``center=True``.
 
     ``center=True`` removes the mean row first (the spectrum of the covariance, dimensional
-    collapse as in Jing et al. 2022, arXiv 2110.09348); RankMe uses the raw matrix.
+    collapse as in Jing et al. 2022, arXiv 2110.09348); RankMe uses the raw matrix. N centred
+    rows span at most N - 1 dimensions, so when N <= D the last singular value is 0 for any
+    embedding, healthy or not: it is dropped rather than drawn as a cliff.
     """
     z = _check_2d(z, "singular_values").double()
     if center:
         z = z - z.mean(dim=0, keepdim=True)
-    return torch.linalg.svdvals(z).cpu().numpy()
+    s = torch.linalg.svdvals(z).cpu().numpy()
+    return s[: min(len(z) - 1, z.shape[1])] if center else s
 
 
 def effective_rank(z: Tensor, eps: float = 1e-7, center: bool = False) -> float:

@@ -51,9 +51,38 @@ def execute_notebook(path: Path, profile: str, html_out: Path | None = None, tim
     if html_out is not None:
         from nbconvert import HTMLExporter
 
-        body, _ = HTMLExporter().from_notebook_node(nb)
+        body, _ = HTMLExporter().from_notebook_node(static_copy(nb))
         html_out = Path(html_out)
         save_text(html_out, body)
+    return nb
+
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+LIVE_ONLY = ("<p><i>Interactive control: it needs a live kernel (make lab). The figures above show "
+             "every option.</i></p>")
+
+
+def static_copy(nb):
+    """A copy of an executed notebook for a page without a kernel: a progress bar's widget (a
+    stale "74 % 89/120" once the cell ended) is dropped, any other widget (the `controls` panels)
+    becomes one line saying it needs a live kernel, instead of the blank space an HTML page gives
+    a widget. Every other output is kept as it is."""
+    import copy
+
+    import nbformat  # dev extra (see the module's docstring)
+
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:
+        outputs = []
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if WIDGET_VIEW not in data:
+                outputs.append(out)
+            elif "Progress" not in str(data.get("text/plain", "")):
+                outputs.append(nbformat.from_dict({**out, "data": {"text/html": LIVE_ONLY,
+                                                                    "text/plain": "interactive control"}}))
+        if "outputs" in cell:
+            cell.outputs = outputs
     return nb
 
 

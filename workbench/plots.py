@@ -153,7 +153,7 @@ def paired_difference_plot(reports, save: str | Path | None = None) -> plt.Figur
         ax.set_yticks(range(len(methods)), [method_label(m) for m in methods])
         ax.invert_yaxis()
         ax.set_xlabel(f"{METRIC_LABELS.get(metric, metric)} minus {method_label(best)}")
-        ax.set_title(task)
+        ax.set_title(f"{task}: {METRIC_LABELS.get(metric, metric)}")
         ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return _finish(fig, save)
@@ -208,15 +208,17 @@ def arm_difference_plot(report, save: str | Path | None = None) -> plt.Figure:
     return _finish(fig, save)
 
 
-def controls(render, **widgets_by_name):
+def controls(render, render_now: bool = True, **widgets_by_name):
     """Interactive controls for ``render(**values)``, safe to execute headless.
 
-    ``render`` is called once with the widgets' current values into the cell's own output, then
-    a panel of the widgets and an Output area is displayed; moving a widget re-renders into that
-    area. Unlike ``ipywidgets.interact`` nothing is written into an Output widget while the cell
-    executes: nbclient (as `make test` and `make notebooks` run notebooks) can deadlock on that,
-    jupyter/nbconvert#2029 (interact with Audio) and #1921 (interact with a plot).
-    Returns the panel (a VBox).
+    With ``render_now`` ``render`` is called once with the widgets' current values into the
+    cell's own output; then a panel of the widgets and an Output area is displayed, and moving a
+    widget re-renders into that area. Pass ``render_now=False`` when the cell above already shows
+    the default (a static view of every option, which is what the HTML copies keep: widgets
+    need a kernel). Unlike ``ipywidgets.interact`` nothing is written into an Output widget
+    while the cell executes: nbclient (as `make test` and `make notebooks` run notebooks) can
+    deadlock on that, jupyter/nbconvert#2029 (interact with Audio) and #1921 (interact with a
+    plot). Returns the panel (a VBox).
     """
     out = ipywidgets.Output()
 
@@ -228,7 +230,8 @@ def controls(render, **widgets_by_name):
             out.clear_output(wait=True)
             render(**values())
 
-    render(**values())
+    if render_now:
+        render(**values())
     for w in widgets_by_name.values():
         w.observe(rerender, names="value")
     panel = ipywidgets.VBox([*widgets_by_name.values(), out])

@@ -20,6 +20,7 @@ import pandas as pd
 from workbench.config import RunConfig, config_hash, to_dict
 from workbench.data.store import AudioStore
 from workbench.files import save_text
+from workbench.methods import METHODS
 
 
 class StageTimes(dict):
@@ -57,6 +58,42 @@ def csv_section(out: Path, name: str, title: str) -> str:
 
 
 SEEDS_TITLE = "Pretraining seeds (full data): the mean over seeds, its interval with tracks and seeds resampled"
+
+
+def _verdict(low: float, high: float) -> str:
+    return "above" if low > 0 else "below" if high < 0 else "level with"
+
+
+def comparison_summary(out: Path, metric: str = "roc_auc") -> list[str]:
+    """What an evaluation folder's full-data comparison shows, in sentences whose every number is
+    read from its results.csv and pairs.csv: the best SSL method against log-mel statistics, each
+    SSL method against the random floor, the supervised ceiling. "above" / "below" when the
+    paired 95 % interval excludes 0, "level with" when it does not. Baselines absent from the
+    folder are left out."""
+    table = pd.read_csv(out / "results.csv")
+    full = table[(table.fraction == 1.0) & (table.metric == metric)].set_index("method")
+    pairs = pd.read_csv(out / "pairs.csv")
+    pairs = pairs[pairs.metric == metric].set_index(["method_a", "method_b"])
+    ssl = [m for m in METHODS if m in full.index]
+    if not ssl:
+        return []
+
+    def diff(a: str, b: str) -> str:
+        d = pairs.loc[(a, b)]
+        return f"{d.diff_point:+.3f} [{d.ci_low:+.3f}, {d.ci_high:+.3f}]: {_verdict(d.ci_low, d.ci_high)}"
+
+    best = max(ssl, key=lambda m: full.loc[m, "mean"])
+    lines = [f"best SSL method: {best} {full.loc[best, 'point']:.3f} "
+             f"[{full.loc[best, 'ci_low']:.3f}, {full.loc[best, 'ci_high']:.3f}]"]
+    if "handcrafted" in full.index:
+        lines.append(f"{best} minus log-mel statistics ({full.loc['handcrafted', 'point']:.3f}): "
+                     f"{diff(best, 'handcrafted')}")
+    if "random" in full.index:
+        lines += [f"{m} minus the random encoder ({full.loc['random', 'point']:.3f}): {diff(m, 'random')}"
+                  for m in ssl]
+    if "supervised" in full.index:
+        lines.append(f"supervised ({full.loc['supervised', 'point']:.3f}) minus {best}: {diff('supervised', best)}")
+    return lines
 
 
 def family_section(out: Path) -> str:

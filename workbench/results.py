@@ -34,7 +34,7 @@ from workbench.plots import method_label, order_methods
 RESULTS_DIR = REPO_ROOT / "results"
 README_FIGURES = REPO_ROOT / "data" / "readme"  # the figures the README and docs/ show (tracked)
 TABLE_FILES = ("results.csv", "pairs.csv", "seeds.csv", "families.csv", "results_clean.csv", "limited.csv",
-               "arms.csv", "arms_transfer.csv", "collapse.csv")  # the last three: the clustering study's
+               "arms.csv", "arms_transfer.csv", "collapse.csv", "timeline.csv")  # the last four: the clustering study's
 README = REPO_ROOT / "README.md"
 RESULTS_DOC = REPO_ROOT / "docs" / "results.md"
 

@@ -83,6 +83,12 @@ def report_dir(cfg: RunConfig) -> Path:
     return data_dir() / "reports" / f"clustering-{cfg.profile}"
 
 
+def published_dir(cfg: RunConfig) -> Path:
+    """``results/study-<profile>``: the study's tables as published (`publish_study`), tracked by
+    git, so a clone that never ran the study can read its figures (notebook 07)."""
+    return RESULTS_DIR / f"study-{cfg.profile}"
+
+
 def arm_of(label: str) -> str:
     """``dino[koleo]@s2`` -> ``dino[koleo]``."""
     return re.sub(r"@s\d+$", "", label)

@@ -86,6 +86,9 @@ class CorpusConfig:
     max_seconds: float = 30.0
     label_dropout: float = 0.1  # share of true positive tags dropped (weak labels, as MTAT)
     sample_rate: int = 16_000
+    # "sampled": the scores played from FluidR3_GM's recorded instruments; "synth": from the
+    # physical models of workbench.data.synth_instruments (the corpus before; no SoundFont needed)
+    renderer: str = "sampled"
 
 
 @dataclass(frozen=True)

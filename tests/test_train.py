@@ -286,12 +286,14 @@ def test_notebook_03_budget_does_not_rename_the_main_runs(smoke_cfg):
     """diagnostics.collapse_steps / collapse_lr / collapse_batch only size notebook 03's own runs."""
     assert runs.run_name(apply_overrides(smoke_cfg, ["diagnostics.collapse_steps=7"])) == runs.run_name(smoke_cfg)
     assert runs.run_name(apply_overrides(smoke_cfg, ["diagnostics.collapse_batch=4"])) == runs.run_name(smoke_cfg)
+    assert (runs.run_name(apply_overrides(smoke_cfg, ["diagnostics.collapse_dino_momentum=0.5"]))
+            == runs.run_name(smoke_cfg))
     from workbench.config import collapse_configs
 
     sized = collapse_configs(apply_overrides(smoke_cfg, ["diagnostics.collapse_batch=4",
                                                          "diagnostics.collapse_steps=7"]))
     assert {(c.train.batch_size, c.train.steps) for c in sized.values()} == {(4, 7)}
-    assert {c.train.batch_size for c in collapse_configs(smoke_cfg).values()} == {smoke_cfg.train.batch_size}
+    assert {c.train.batch_size for c in collapse_configs(smoke_cfg).values()} == {smoke_cfg.diagnostics.collapse_batch}
     assert runs.run_name(apply_overrides(smoke_cfg, ["diagnostics.every=3"])) != runs.run_name(smoke_cfg)
 
 

@@ -9,6 +9,7 @@ extra, which a plain install of the package does not need (docs/architecture.md)
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from pathlib import Path
@@ -67,8 +68,6 @@ def static_copy(nb):
     stale "74 % 89/120" once the cell ended) is dropped, any other widget (the `controls` panels)
     becomes one line saying it needs a live kernel, instead of the blank space an HTML page gives
     a widget. Every other output is kept as it is."""
-    import copy
-
     import nbformat  # dev extra (see the module's docstring)
 
     nb = copy.deepcopy(nb)

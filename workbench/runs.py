@@ -44,7 +44,7 @@ TRAINING_SECTIONS = ("audio", "corpus", "data", "views", "encoder", "method", "t
 # and the data path's threads (`workbench.data.prefetch`: the same batches either way).
 # CPU threads change the weights only at float rounding: a run resumed with other threads
 # keeps its name.
-NOT_TRAINING = {"diagnostics": ("collapse_steps", "collapse_lr", "collapse_batch"),
+NOT_TRAINING = {"diagnostics": ("collapse_steps", "collapse_lr", "collapse_batch", "collapse_dino_momentum"),
                 "train": ("prefetch", "gather_on", "data_workers", "threads")}
 
 

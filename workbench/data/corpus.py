@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from workbench.audio import MelFrontend
 from workbench.config import CorpusConfig, config_hash, data_dir
+from workbench.data.soundfont import CORPUS_SOUNDFONT, corpus_soundfont
 from workbench.data.store import AudioStore, StoreError, StoreWriter
 from workbench.data.synth import GENERATOR_VERSION, SCORES, SPLITS, STYLES, TAG_FAMILIES, TAGS, generate_track
 from workbench.locks import build_lock
@@ -49,15 +50,15 @@ def _plan(cfg: CorpusConfig) -> list[tuple]:
         for _ in range(sizes[split]):
             seed = int(np.random.SeedSequence([cfg.seed, i]).generate_state(1)[0])
             items.append((f"synth-{i:06d}", split, seed, cfg.min_seconds, cfg.max_seconds, cfg.sample_rate,
-                          cfg.label_dropout))
+                          cfg.label_dropout, cfg.renderer))
             i += 1
     return items
 
 
 def _make_track(item: tuple) -> tuple:
     """Worker: one track, its score, its clean tags and its weak (dropped-out) label vector."""
-    track_id, split, seed, min_s, max_s, sr, dropout = item
-    audio, score, tags = generate_track(seed, sample_rate=sr, min_seconds=min_s, max_seconds=max_s)
+    track_id, split, seed, min_s, max_s, sr, dropout, renderer = item
+    audio, score, tags = generate_track(seed, sample_rate=sr, min_seconds=min_s, max_seconds=max_s, renderer=renderer)
     clean = np.isin(TAGS, tags).astype(np.uint8)
     keep = np.random.default_rng([seed, 1]).uniform(size=len(TAGS)) >= dropout
     return track_id, split, seed, audio, score, tags, clean & keep
@@ -84,8 +85,11 @@ def build_corpus(cfg: CorpusConfig, root: Path | None = None, progress: bool = T
         if root.exists():  # never produced by StoreWriter (it renames a complete folder); start over
             shutil.rmtree(root)
         items = _plan(cfg)
+        if cfg.renderer == "sampled":
+            corpus_soundfont()  # a missing SoundFont: one line before any worker starts
         meta = {"dataset": "synth", "pretrain_splits": ["pool"], "params": {"corpus": asdict(cfg)},
                 "config_hash": config_hash(cfg), "generator_version": GENERATOR_VERSION, "n_styles": len(STYLES),
+                "renderer": cfg.renderer, "soundfont": CORPUS_SOUNDFONT if cfg.renderer == "sampled" else None,
                 "notes": "labels are weak (label_dropout); clean tags in tracks.csv tags_clean; scores in "
                          + SCORES}
         try:
@@ -101,7 +105,7 @@ def build_corpus(cfg: CorpusConfig, root: Path | None = None, progress: bool = T
         scores_path.write_text("".join(kept))
         todo = [it for it in items if it[0] not in done]
         n_workers = workers or min(2, os.cpu_count() or 1)
-        bar = tqdm(total=len(items), initial=len(items) - len(todo), desc=f"synth corpus {root.name}",
+        bar = tqdm(total=len(items), initial=len(items) - len(todo), desc=f"{cfg.renderer} corpus {root.name}",
                    unit="track", disable=not progress)
         with writer, open(scores_path, "a") as scores, worker_results(_make_track, todo, n_workers) as results:
             try:

@@ -25,13 +25,15 @@ import numpy as np
 from scipy.signal import oaconvolve
 
 from workbench.data import synth_instruments as si
-from workbench.data.synth_styles import ROOM_RT60, STYLES, TEMPO_CLASSES, bass_line, comp_line, tempo_class
+from workbench.data.soundfont import AUDIBLE, Player, audible, corpus_soundfont
+from workbench.data.synth_styles import ROOM_RT60, STYLES, TEMPO_CLASSES, bass_line, comp_line, draw_tempo, tempo_class
 
 SPLITS = ("pool", "train", "valid", "test")
 SCORES = "scores.jsonl"
 # Bump when the generator's output changes: a corpus made by another version is reported (the
 # folder name hashes the config only, so runs trained on an existing corpus keep finding it).
-GENERATOR_VERSION = 2  # 2: the room's reverb drawn independently of the style
+GENERATOR_VERSION = 3  # 2: the room's reverb drawn independently of the style; 3: sampled parts, tempo gap
+RENDERERS = ("sampled", "synth")
 
 INSTRUMENT_TAGS = ("drums", "bass", "guitar", "piano", "bells", "strings", "brass", "pad", "organ", "voice",
                    "flute", "marimba")
@@ -65,6 +67,7 @@ class _Track:
     instruments: list[str]
     lead: str | None
     timbre: dict[str, dict[str, Any]] = field(default_factory=dict)
+    programs: dict[str, int] = field(default_factory=dict)  # sampled: instrument -> GM program (drums: kit)
     events: list[tuple[float, float, int, str, float]] = field(default_factory=list)  # onset, dur, pitch, inst, vel
 
 
@@ -73,7 +76,7 @@ def _draw_track(rng: np.random.Generator, style_name: str | None, seconds: float
     style_name = style_name or str(rng.choice(list(STYLES)))
     st = STYLES[style_name]
     seconds = float(seconds if seconds is not None else rng.uniform(min_seconds, max_seconds))
-    tempo = float(rng.uniform(*st.tempo))
+    tempo = draw_tempo(rng, st.tempo)
     mode = "minor" if rng.uniform() < st.p_minor else "major"
     # mood leans on mode: minor pieces are played a little darker and softer, as listeners expect
     shift = -0.08 if mode == "minor" else 0.05
@@ -224,9 +227,88 @@ def _render(tr: _Track, rng: np.random.Generator, sample_rate: int) -> np.ndarra
     ir = si.room_impulse_response(rng, room_rt60(rng))
     wet = oaconvolve(mix, ir)[:n_total]  # overlap-add FFT convolution: a long signal, a shorter IR
     mix = mix + rng.uniform(0.15, 0.45) * wet * np.sqrt(np.mean(mix ** 2) / (np.mean(wet ** 2) + 1e-12))
-    mix /= np.abs(mix).max() + 1e-9
-    if tr.dynamics > 0.6:  # loud: a driven bus compresses the crest factor
-        drive = 1.0 + 5.0 * (tr.dynamics - 0.6)
+    return _master(mix, tr.dynamics, sample_rate)
+
+
+# General MIDI programs (FluidR3_GM) each instrument tag draws from, once a track: several
+# recordings a tag, none of them tied to a style. No pad that sings (91 choir, 94 halo): the
+# vocal tags belong to the voice. Drum kits (bank 128) by the style's kind, each kind shared
+# by several styles.
+PROGRAMS: dict[str, tuple[int, ...]] = {
+    "bass": (32, 33, 34, 35, 38), "guitar": (24, 25, 26, 27, 29), "piano": (0, 1, 2, 4, 5),
+    "bells": (8, 9, 10, 14), "strings": (40, 42, 44, 48, 49), "brass": (56, 57, 60, 61), "pad": (88, 89, 90, 92, 95),
+    "organ": (16, 17, 19), "voice": (52, 53, 54), "flute": (72, 73, 74, 75), "marimba": (11, 12, 13),
+}
+KITS = {"acoustic": (0, 8, 16, 32, 40), "electronic": (24, 25)}  # standard, room, power, jazz, brush; electronic, 808
+SUSTAINED = ("strings", "pad", "organ", "voice", "flute", "brass")  # played legato: articulation near 1
+_PLAYER: Player | None = None
+
+
+def _player(sample_rate: int) -> Player:
+    """This process's FluidR3_GM player, loaded on first use."""
+    global _PLAYER
+    if _PLAYER is None or _PLAYER.sample_rate != sample_rate:
+        _PLAYER = Player(corpus_soundfont(), sample_rate)
+    return _PLAYER
+
+
+def _parts(tr: _Track, rng: np.random.Generator) -> list[dict]:
+    """One `soundfont.Player` part an instrument of the score: a program (or kit) drawn for the
+    track, a volume (the lead louder), a pan (bass, drums and lead near the centre) and an
+    articulation (the share of each note's written length it sounds)."""
+    parts = []
+    channels = iter(c for c in range(16) if c != 9)
+    for inst in tr.instruments:
+        drums = inst == "drums"
+        legato = inst in SUSTAINED
+        articulation = 1.0 if drums else float(rng.uniform(0.9, 1.05) if legato else rng.uniform(0.55, 0.95))
+        lead = inst == tr.lead or inst in ("bass", "drums")
+        part = {"instrument": inst, "channel": 9 if drums else next(channels),
+                "program": 0 if drums else int(rng.choice(PROGRAMS[inst])),
+                "bank": int(rng.choice(KITS[STYLES[tr.style].kit])) if drums else 0,
+                "volume": int(rng.integers(95, 121) if lead else rng.integers(70, 106)),
+                "pan": int(64 + rng.integers(-12, 13) if lead else rng.integers(24, 105)),
+                "notes": [(o, p, round(127 * v), d * articulation) for o, d, p, i, v in tr.events if i == inst]}
+        parts.append(part)
+    return parts
+
+
+def _tilt(x: np.ndarray, brightness: float, sample_rate: int) -> np.ndarray:
+    """A spectral tilt of +-6 dB at 8 kHz around 1 kHz (brightness 1: brighter, 0: darker), so
+    the mood tags drawn from brightness ("dark", "bright") are heard in sampled parts too."""
+    spec = np.fft.rfft(x)
+    f = np.fft.rfftfreq(len(x), 1.0 / sample_rate)
+    slope = 0.66 * (brightness - 0.5)  # gain (f / 1 kHz) ** slope: 8 ** 0.33 = 2 (+6 dB) at 8 kHz for brightness 1
+    return np.fft.irfft(spec * np.maximum(f / 1000.0, 1 / 16) ** slope, n=len(x))
+
+
+def _render_sampled(tr: _Track, rng: np.random.Generator, sample_rate: int) -> np.ndarray:
+    """Play the score from FluidR3_GM: every instrument alone (dry), an instrument below
+    `soundfont.AUDIBLE` of the dry mix's RMS dropped from the score (so from the tags), the mix the
+    sum of the instruments kept; then the track's brightness, room, bus and fades as `_render`."""
+    n_total = int(round(tr.seconds * sample_rate))
+    parts = _parts(tr, rng)
+    player = _player(sample_rate)
+    stems = [player.dry([p], tr.seconds).astype(np.float64) for p in parts]
+    keep, _ = audible(stems, AUDIBLE)
+    kept = {parts[i]["instrument"] for i in keep}
+    tr.events = [e for e in tr.events if e[3] in kept]
+    tr.programs = {parts[i]["instrument"]: parts[i]["bank" if parts[i]["channel"] == 9 else "program"]
+                             for i in keep}
+    mix = _tilt(np.sum([stems[i] for i in keep], axis=0), tr.brightness, sample_rate)[:n_total]
+    ir = si.room_impulse_response(rng, room_rt60(rng))
+    wet = oaconvolve(mix, ir)[:n_total]
+    mix = mix + rng.uniform(0.15, 0.45) * wet * np.sqrt(np.mean(mix ** 2) / (np.mean(wet ** 2) + 1e-12))
+    return _master(mix, tr.dynamics, sample_rate)
+
+
+def _master(mix: np.ndarray, dynamics: float, sample_rate: int) -> np.ndarray:
+    """Peak-normalise, drive a loud track's bus (a soft clipper: a smaller crest factor), fade in
+    and out; float32 (S,) with peak 1."""
+    n_total = len(mix)
+    mix = mix / (np.abs(mix).max() + 1e-9)
+    if dynamics > 0.6:  # loud: a driven bus compresses the crest factor
+        drive = 1.0 + 5.0 * (dynamics - 0.6)
         mix = np.tanh(drive * mix) / np.tanh(drive)
     fade = min(int(0.8 * sample_rate), n_total // 4)
     mix[-fade:] *= np.linspace(1.0, 0.0, fade)
@@ -262,24 +344,32 @@ def room_rt60(rng: np.random.Generator) -> float:
 
 
 def generate_track(seed: int, style: str | None = None, seconds: float | None = None, sample_rate: int = 16_000,
-                   min_seconds: float = 20.0,
-                   max_seconds: float = 30.0) -> tuple[np.ndarray, dict[str, Any], list[str]]:
+                   min_seconds: float = 20.0, max_seconds: float = 30.0,
+                   renderer: str = "sampled") -> tuple[np.ndarray, dict[str, Any], list[str]]:
     """One track from a seed: ``(audio float32 (S,) peak 1, score dict, clean tags)``.
 
-    The score holds the track parameters and ``events``: ``[onset s, duration s, midi pitch,
-    instrument, velocity]`` (drums use General MIDI drum numbers, `synth_instruments.DRUM_NOTES`).
+    ``renderer``: "sampled" plays the score from the recorded instruments of FluidR3_GM
+    (`_render_sampled`), "synth" from the physical models of `synth_instruments` (`_render`);
+    the score, and so the track's identity, is the same. The score holds the track parameters,
+    ``programs`` (sampled: the General MIDI program, or drum kit, of each instrument heard) and
+    ``events``: ``[onset s, duration s, midi pitch, instrument, velocity]`` of the instruments
+    heard (drums use General MIDI drum numbers, `synth_instruments.DRUM_NOTES`).
     """
-    if sample_rate != si.SR:
+    if renderer not in RENDERERS:
+        raise ValueError(f"corpus.renderer is {renderer!r}; expected one of {', '.join(RENDERERS)}")
+    if renderer == "synth" and sample_rate != si.SR:
         raise ValueError(f"the synthesiser is written for {si.SR} Hz, got sample_rate={sample_rate}")
     if style is not None and style not in STYLES:
         raise ValueError(f"unknown style {style!r}; expected one of {', '.join(STYLES)}")
     rng = np.random.default_rng(seed)
     tr = _draw_track(rng, style, seconds, min_seconds, max_seconds)
     _compose(tr, rng)
-    audio = _render(tr, rng, sample_rate)
+    audio = (_render_sampled if renderer == "sampled" else _render)(tr, rng, sample_rate)
+    heard = [n for n in tr.instruments if any(e[3] == n for e in tr.events)]
     score = {"style": tr.style, "key": tr.key, "mode": tr.mode, "tempo": round(tr.tempo, 2),
              "seconds": round(len(audio) / sample_rate, 4), "dynamics": round(tr.dynamics, 3),
-             "brightness": round(tr.brightness, 3), "instruments": tr.instruments, "lead": tr.lead,
+             "brightness": round(tr.brightness, 3), "instruments": heard, "lead": tr.lead,
+             "renderer": renderer, "programs": tr.programs,
              "events": [[round(o, 4), round(d, 4), p, i, round(v, 3)] for o, d, p, i, v in tr.events]}
     return audio, score, _tags(tr)
 

@@ -20,11 +20,23 @@ ROOM_RT60 = (0.4, 4.0)
 
 # The tempo tags of the corpus and the transfer set (bpm): one home for their names and bounds.
 TEMPO_CLASSES = (("slow", 0.0, 90.0), ("medium", 90.0, 125.0), ("fast", 125.0, float("inf")))
+TEMPO_GAP = 6.0  # no track or clip within this many bpm of a class boundary: a tempo tag is never a coin toss
 
 
 def tempo_class(bpm: float) -> str:
     """The tempo tag of ``bpm`` (`TEMPO_CLASSES`: lower bound included)."""
     return next(name for name, lo, hi in TEMPO_CLASSES if lo <= bpm < hi)
+
+
+def draw_tempo(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
+    """A tempo from the style's range, never within `TEMPO_GAP` bpm of a tempo class boundary
+    (a tempo tag is never a coin toss); every style's range leaves room outside the gaps."""
+    edges = [lo for _, lo, _ in TEMPO_CLASSES if lo > 0]
+    while True:
+        bpm = float(rng.uniform(*bounds))
+        if all(abs(bpm - e) >= TEMPO_GAP for e in edges):
+            return bpm
+
 
 
 @dataclass(frozen=True)

@@ -40,19 +40,19 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-import tinysoundfont
 from scipy.signal import fftconvolve
 from tqdm.auto import tqdm
 
 from workbench.config import TransferConfig, data_dir
+from workbench.data.soundfont import AUDIBLE, TRANSFER_SOUNDFONT, Player, audible
 from workbench.data.store import AudioStore, StoreWriter
-from workbench.data.synth_styles import TEMPO_CLASSES, tempo_class
+from workbench.data.synth_styles import TEMPO_CLASSES, draw_tempo, tempo_class
 from workbench.locks import build_lock
 from workbench.workers import worker_results
 
 TRANSFER_VERSION = 2  # 2: style cues shared, tempo gap, synth leads only, audibility at build
 SPLITS = ("train", "valid", "test")
-SOUNDFONT = ("pretty_midi", "TimGM6mb.sf2")  # (package, file inside it)
+SOUNDFONT = TRANSFER_SOUNDFONT  # (package, file inside it)
 
 # General MIDI families (program ranges) and the programs each role draws from
 FAMILIES: dict[str, tuple[int, ...]] = {
@@ -82,8 +82,6 @@ STYLES = {  # figures, P(3/4), P(swung), P(walking bass), backbeat drums, melody
                      backbeat=False, lengths=(0.5, 1.0, 2.0)),
 }
 BPM_RANGE = (60.0, 180.0)  # every style
-TEMPO_GAP = 6.0  # no clip within this many bpm of a tempo class boundary: a tempo tag is never a coin toss
-AUDIBLE = 0.05  # a part is tagged only when its dry RMS is at least 5 % (-26 dB) of the dry mix's
 PROGRESSIONS = ((0, 4, 5, 3), (0, 5, 3, 4), (1, 4, 0, 5), (0, 3, 4, 3), (5, 3, 0, 4), (0, 4, 3, 4))
 SCALES = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10)}
 TAG_FAMILIES = {"instrument": [*FAMILIES, "drums"], "tempo": [t for t, _, _ in TEMPO_CLASSES],
@@ -111,15 +109,6 @@ def family_of(program: int) -> str:
     return next(f for f, programs in FAMILIES.items() if program in programs)
 
 
-def draw_bpm(rng: np.random.Generator) -> float:
-    """A tempo from `BPM_RANGE`, never within `TEMPO_GAP` of a tempo class boundary."""
-    edges = [lo for _, lo, _ in TEMPO_CLASSES if lo > 0]
-    while True:
-        bpm = float(rng.uniform(*BPM_RANGE))
-        if all(abs(bpm - e) >= TEMPO_GAP for e in edges):
-            return bpm
-
-
 def compose(seed: int, seconds: float, solo_share: float = 0.25) -> dict:
     """A clip's score: style and its cues (figure, meter, swing, bass, cymbal), tempo, key, parts
     (role, program, channel, notes (onset s, pitch, velocity, duration s)), mix and the tags it
@@ -132,7 +121,7 @@ def compose(seed: int, seconds: float, solo_share: float = 0.25) -> dict:
                 cymbal=str(rng.choice(["hat", "ride"])), hats=str(rng.choice(["eighths", "quarters"])))
     if cues["figure"] == "waltz" and cues["meter"] != 3:
         cues["figure"] = "sustain"
-    bpm = draw_bpm(rng)
+    bpm = draw_tempo(rng, BPM_RANGE)
     beat, meter = 60.0 / bpm, cues["meter"]
     mode = str(rng.choice(list(SCALES)))
     tonic = int(rng.integers(0, 12))
@@ -257,15 +246,13 @@ def with_tags(score: dict) -> dict:
 
 # ----------------------------------------------------------------------------------- rendering
 class Renderer:
-    """TinySoundFont and the SoundFont's bytes read once; `render` plays a score into mono float32.
-
-    Every render starts a fresh synthesizer: TinySoundFont keeps state between notes (voice
-    envelopes, channel settings) that would make a clip depend on the clips rendered before it
-    in the same process, and so on the number of workers."""
+    """The transfer set's SoundFont in a `soundfont.Player` (loaded once, reset before every
+    render, so a clip never depends on the clips rendered before it in the same process, and so
+    not on the number of workers); `render` plays a score into mono float32."""
 
     def __init__(self, sample_rate: int = 16_000):
         self.sample_rate = sample_rate
-        self.soundfont = soundfont_path().read_bytes()
+        self.player = Player(soundfont_path(), sample_rate)
 
     def render(self, score: dict, parts: list[int] | None = None, seed: int = 0) -> np.ndarray:
         """The clip (S,) in [-1, 1]; ``parts`` (indices) renders only those parts, the mix
@@ -274,35 +261,8 @@ class Renderer:
 
     def dry(self, score: dict, parts: list[int] | None = None) -> np.ndarray:
         """The parts ``parts`` (all by default) of ``score`` played dry, before the room: (S,)."""
-        sr = self.sample_rate
-        s = tinysoundfont.Synth(samplerate=sr, gain=-3)
-        sfid = s.sfload(self.soundfont)
-        events = []
-        for i, p in enumerate(score["parts"]):
-            if parts is not None and i not in parts:
-                continue
-            ch = p["channel"]
-            s.program_select(ch, sfid, 128 if ch == 9 else 0, p["program"], ch == 9)
-            s.control_change(ch, 7, p["volume"])
-            s.control_change(ch, 10, p["pan"])
-            for on, pitch, vel, dur in p["notes"]:
-                events.append((int(on * sr), 1, ch, pitch, vel))
-                events.append((int((on + max(dur, 0.03)) * sr), 0, ch, pitch, 0))
-        events.sort(key=lambda e: (e[0], e[1]))
-        total = int(score["seconds"] * sr)
-        chunks, pos = [], 0
-        for at, is_on, ch, pitch, vel in events:
-            at = min(at, total)
-            if at > pos:
-                chunks.append(np.frombuffer(s.generate(at - pos), dtype=np.float32))
-                pos = at
-            if is_on:
-                s.noteon(ch, pitch, vel)
-            else:
-                s.noteoff(ch, pitch)
-        if total > pos:
-            chunks.append(np.frombuffer(s.generate(total - pos), dtype=np.float32))
-        return np.concatenate(chunks).reshape(-1, 2).mean(axis=1) if chunks else np.zeros(total, np.float32)
+        chosen = [p for i, p in enumerate(score["parts"]) if parts is None or i in parts]
+        return self.player.dry(chosen, score["seconds"])
 
     def audible_clip(self, score: dict, seed: int = 0) -> tuple[np.ndarray, dict]:
         """(audio, score) of a clip whose every tag is a fact of its audio: each part is rendered
@@ -310,10 +270,8 @@ class Renderer:
         its tag with it), and the mix is the sum of the parts kept, in the room. The score
         records each kept part's level relative to the mix (``level_db``)."""
         stems = [self.dry(score, [i]) for i in range(len(score["parts"]))]
-        rms = [float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) for x in stems]
-        mix_rms = float(np.sqrt(np.mean(np.square(np.sum(stems, axis=0), dtype=np.float64)))) + 1e-12
-        keep = [i for i, r in enumerate(rms) if r >= AUDIBLE * mix_rms]
-        parts = [{**score["parts"][i], "level_db": round(20 * np.log10(rms[i] / mix_rms + 1e-12), 1)} for i in keep]
+        keep, level_db = audible(stems, AUDIBLE)
+        parts = [{**score["parts"][i], "level_db": level_db[i]} for i in keep]
         score = with_tags({**score, "parts": parts})
         mix = np.sum([stems[i] for i in keep], axis=0).astype(np.float32)
         return room(mix, score["reverb"]["rt60"], score["reverb"]["wet"], self.sample_rate, seed), score

@@ -537,7 +537,9 @@ def collapse_configs(cfg: RunConfig) -> dict[str, RunConfig]:
     """
     d = cfg.diagnostics
     steps = d.collapse_steps or cfg.train.steps
-    train = replace(cfg.train, steps=steps, lr=d.collapse_lr or cfg.train.lr,
+    # one thread a run, side by side in fresh processes: a collapse is chaotic, and the float
+    # rounding of another thread count (the caller's, when runs train in-process) changes its course
+    train = replace(cfg.train, steps=steps, lr=d.collapse_lr or cfg.train.lr, threads=1,
                     batch_size=d.collapse_batch or cfg.train.batch_size,
                     warmup_steps=min(cfg.train.warmup_steps, steps // 10 or 1),
                     checkpoint_every=steps, log_every=max(1, steps // 6))

@@ -19,6 +19,10 @@ from workbench.files import save_text
 from workbench.workers import worker_results
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+# Kernels started side by side can race for the same free TCP ports (each client picks its ports
+# before its kernel binds them), and the loser dies before answering kernel_info (seen once in
+# CI, two notebooks side by side): such a start is retried, never a kernel that ran a cell.
+KERNEL_STARTS = 3
 
 
 def notebook_paths() -> list[Path]:
@@ -36,14 +40,20 @@ def execute_notebook(path: Path, profile: str, html_out: Path | None = None, tim
     import nbformat
     from nbclient import NotebookClient
 
-    nb = nbformat.read(path, as_version=4)
     old = os.environ.get("WORKBENCH_PROFILE")
     os.environ["WORKBENCH_PROFILE"] = profile  # inherited by the kernel process
     try:
-        # the kernel's own log at ERROR: its start-up warning about TCP transport is noise here
-        client = NotebookClient(nb, timeout=timeout, kernel_name="python3", extra_arguments=["--log-level=ERROR"],
-                                resources={"metadata": {"path": str(Path(path).parent)}})
-        client.execute()
+        for attempt in range(KERNEL_STARTS):
+            nb = nbformat.read(path, as_version=4)
+            # the kernel's own log at ERROR: its start-up warning about TCP transport is noise here
+            client = NotebookClient(nb, timeout=timeout, kernel_name="python3", extra_arguments=["--log-level=ERROR"],
+                                    resources={"metadata": {"path": str(Path(path).parent)}})
+            try:
+                client.execute()
+                break
+            except RuntimeError as err:  # a kernel that died at start-up ran no cell: start another
+                if "before replying to kernel_info" not in str(err) or attempt == KERNEL_STARTS - 1:
+                    raise
     finally:
         if old is None:
             os.environ.pop("WORKBENCH_PROFILE", None)

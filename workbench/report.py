@@ -60,7 +60,15 @@ def csv_section(out: Path, name: str, title: str) -> str:
 SEEDS_TITLE = "Pretraining seeds (full data): the mean over seeds, its interval with tracks and seeds resampled"
 
 
-def _verdict(low: float, high: float) -> str:
+def interval(point: float, low: float, high: float, signed: bool = False) -> str:
+    """``0.784 [0.762, 0.805]`` (``signed``: ``+0.012 [-0.001, +0.025]``), three decimals, never "-0.000"."""
+    f = "{:+.3f}" if signed else "{:.3f}"
+    point, low, high = (round(v, 3) + 0.0 for v in (point, low, high))  # + 0.0: never "-0.000"
+    return f"{f.format(point)} [{f.format(low)}, {f.format(high)}]"
+
+
+def verdict(low: float, high: float) -> str:
+    """A paired difference's 95 % interval read: "above" or "below" 0 when it excludes 0, else "level with"."""
     return "above" if low > 0 else "below" if high < 0 else "level with"
 
 
@@ -80,11 +88,10 @@ def comparison_summary(out: Path, metric: str = "roc_auc") -> list[str]:
 
     def diff(a: str, b: str) -> str:
         d = pairs.loc[(a, b)]
-        return f"{d.diff_point:+.3f} [{d.ci_low:+.3f}, {d.ci_high:+.3f}]: {_verdict(d.ci_low, d.ci_high)}"
+        return f"{interval(d.diff_point, d.ci_low, d.ci_high, signed=True)}: {verdict(d.ci_low, d.ci_high)}"
 
     best = max(ssl, key=lambda m: full.loc[m, "mean"])
-    lines = [f"best SSL method: {best} {full.loc[best, 'point']:.3f} "
-             f"[{full.loc[best, 'ci_low']:.3f}, {full.loc[best, 'ci_high']:.3f}]"]
+    lines = [f"best SSL method: {best} {interval(*full.loc[best, ['point', 'ci_low', 'ci_high']])}"]
     if "handcrafted" in full.index:
         lines.append(f"{best} minus log-mel statistics ({full.loc['handcrafted', 'point']:.3f}): "
                      f"{diff(best, 'handcrafted')}")

@@ -30,6 +30,7 @@ import torch
 from workbench.config import REPO_ROOT, data_dir
 from workbench.files import save_text
 from workbench.plots import method_label, order_methods
+from workbench.report import interval
 
 RESULTS_DIR = REPO_ROOT / "results"
 README_FIGURES = REPO_ROOT / "data" / "readme"  # the figures the README and docs/ show (tracked)
@@ -99,12 +100,6 @@ def stamp(out: Path, profile: str, command: str, extra: dict | None = None) -> P
 
 
 # ----------------------------------------------------------------------------------- README tables
-def _ci(point: float, low: float, high: float, signed: bool = False) -> str:
-    f = "{:+.3f}" if signed else "{:.3f}"
-    point, low, high = (round(v, 3) + 0.0 for v in (point, low, high))  # + 0.0: never "-0.000"
-    return f"{f.format(point)} [{f.format(low)}, {f.format(high)}]"
-
-
 def main_table(folder: Path) -> str:
     """Macro ROC-AUC with its interval per encoder (full train data), and the paired differences
     to log-mel statistics and to the random floor, from ``folder``'s results.csv and pairs.csv."""
@@ -117,10 +112,10 @@ def main_table(folder: Path) -> str:
     lines = [head, "|" + "---|" * (2 + len(floors))]
     for m in order_methods(full.index):
         r = full.loc[m]
-        cells = [_ci(r.point, r.ci_low, r.ci_high)]
+        cells = [interval(r.point, r.ci_low, r.ci_high)]
         for f in floors:
             p = pairs.loc[(m, f)] if (m, f) in pairs.index else None
-            cells.append("" if p is None else _ci(p.diff_point, p.ci_low, p.ci_high, signed=True))
+            cells.append("" if p is None else interval(p.diff_point, p.ci_low, p.ci_high, signed=True))
         lines.append(f"| {method_label(m)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -137,9 +132,9 @@ def families_markdown(folder: Path) -> str:
         ssl = g[~g.method.isin(floors) & ~g.method.str.contains("@")]
         best = ssl.loc[ssl.point.idxmax()]
         base = g.set_index("method")
-        diff = _ci(best.diff_handcrafted, best.diff_handcrafted_ci_low, best.diff_handcrafted_ci_high, signed=True)
+        diff = interval(best.diff_handcrafted, best.diff_handcrafted_ci_low, best.diff_handcrafted_ci_high, signed=True)
         lines.append(f"| {family} ({int(best.tags)}) | {method_label(best.method)} "
-                     f"{_ci(best.point, best.ci_low, best.ci_high)} | {diff} | "
+                     f"{interval(best.point, best.ci_low, best.ci_high)} | {diff} | "
                      f"{base.loc['handcrafted', 'point']:.3f} | {base.loc['random', 'point']:.3f} |")
     return "\n".join(lines)
 
@@ -175,7 +170,7 @@ def study_table(folder: Path, arms_file: str = "arms.csv") -> str:
     lines = ["| arm | seeds | macro ROC-AUC: mean, seed sd [min, max] | minus plain DINO [95 % CI] | collapsed |",
              "|---|---|---|---|---|"]
     for r in arms.itertuples(index=False):
-        diff = "" if pd.isna(r.diff_to_base) else _ci(r.diff_to_base, r.diff_ci_low, r.diff_ci_high, signed=True)
+        diff = "" if pd.isna(r.diff_to_base) else interval(r.diff_to_base, r.diff_ci_low, r.diff_ci_high, signed=True)
         collapsed = "" if pd.isna(r.collapsed) else r.collapsed
         spread = (f"{r.mean:.3f}" if r.seeds < 2
                   else f"{r.mean:.3f}, {r.seed_std:.3f} [{r.seed_min:.3f}, {r.seed_max:.3f}]")

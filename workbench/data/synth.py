@@ -224,10 +224,7 @@ def _render(tr: _Track, rng: np.random.Generator, sample_rate: int) -> np.ndarra
         level = {"drums": 0.9, "bass": 0.8}.get(inst, 0.6 if inst != tr.lead else 0.9)
         mix += level * 10 ** (rng.uniform(-4, 4) / 20) * stem / (np.sqrt(np.mean(stem ** 2)) + 1e-9)
     mix = mix[:n_total]
-    ir = si.room_impulse_response(rng, room_rt60(rng))
-    wet = oaconvolve(mix, ir)[:n_total]  # overlap-add FFT convolution: a long signal, a shorter IR
-    mix = mix + rng.uniform(0.15, 0.45) * wet * np.sqrt(np.mean(mix ** 2) / (np.mean(wet ** 2) + 1e-12))
-    return _master(mix, tr.dynamics, sample_rate)
+    return _master(_room(mix, rng), tr.dynamics, sample_rate)
 
 
 # General MIDI programs (FluidR3_GM) each instrument tag draws from, once a track: several
@@ -293,13 +290,17 @@ def _render_sampled(tr: _Track, rng: np.random.Generator, sample_rate: int) -> n
     keep, _ = audible(stems, AUDIBLE)
     kept = {parts[i]["instrument"] for i in keep}
     tr.events = [e for e in tr.events if e[3] in kept]
-    tr.programs = {parts[i]["instrument"]: parts[i]["bank" if parts[i]["channel"] == 9 else "program"]
-                             for i in keep}
+    tr.programs = {parts[i]["instrument"]: parts[i]["bank" if parts[i]["channel"] == 9 else "program"] for i in keep}
     mix = _tilt(np.sum([stems[i] for i in keep], axis=0), tr.brightness, sample_rate)[:n_total]
+    return _master(_room(mix, rng), tr.dynamics, sample_rate)
+
+
+def _room(mix: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The track's synthetic room (`room_rt60`, `synth_instruments.room_impulse_response`) added
+    at a random wet level, the same for both renderers."""
     ir = si.room_impulse_response(rng, room_rt60(rng))
-    wet = oaconvolve(mix, ir)[:n_total]
-    mix = mix + rng.uniform(0.15, 0.45) * wet * np.sqrt(np.mean(mix ** 2) / (np.mean(wet ** 2) + 1e-12))
-    return _master(mix, tr.dynamics, sample_rate)
+    wet = oaconvolve(mix, ir)[:len(mix)]  # overlap-add FFT convolution: a long signal, a shorter IR
+    return mix + rng.uniform(0.15, 0.45) * wet * np.sqrt(np.mean(mix ** 2) / (np.mean(wet ** 2) + 1e-12))
 
 
 def _master(mix: np.ndarray, dynamics: float, sample_rate: int) -> np.ndarray:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from workbench.audio import AudioReadError, MelFrontend, load_audio
+from workbench.audio import AudioReadError, MelFrontend, TrackMels, load_audio
 from workbench.config import AudioConfig
 
 try:
@@ -195,3 +195,36 @@ def test_unreadable_and_empty_files_raise_naming_the_file(tmp_path):
             load_audio(path)
         assert str(path) in str(info.value)
         assert isinstance(info.value, ValueError) and info.value.path == str(path)
+
+
+def test_track_mels_crop_equals_the_per_view_path():
+    """A view cut from its track's log-mel on the frame grid equals the view's own log-mel to
+    float rounding, the top_db clip included (per view, at its own maximum); only the first and
+    last frame differ (their windows see the track beyond the view, not a reflection of it), and
+    those equal the track's own frames."""
+    sr, hop, seconds = 16_000, 512, 2.0
+    g = torch.Generator().manual_seed(0)
+    quiet = torch.zeros(3 * sr)  # digital silence: -100 dB, which the clip lifts to max - top_db
+    track = torch.cat([torch.randn(4 * sr, generator=g) * 0.3, quiet, torch.randn(3 * sr, generator=g)])
+    frontend = MelFrontend(sample_rate=sr, n_fft=1024, hop_length=hop, n_mels=64, top_db=60.0)
+    n_frames = int(seconds * sr) // hop + 1
+    mels = TrackMels(frontend, {5: track.numpy(), 9: track.flip(0).numpy()}, n_frames)
+    starts = torch.tensor([[0, 40 * hop], [160 * hop, 250 * hop], [200 * hop, 7 * hop]])
+    tracks = torch.tensor([5, 9, 5])
+    views = mels.crop(tracks, starts)
+    seg = int(seconds * sr)
+    full = {5: frontend.decibels(track[None])[0, 0], 9: frontend.decibels(track.flip(0)[None])[0, 0]}
+    for v, cut in enumerate(views):
+        assert cut.shape == (3, 1, 64, n_frames)
+        for b in range(3):
+            audio = (track if int(tracks[b]) == 5 else track.flip(0))
+            s = int(starts[b, v])
+            own = frontend(audio[None, s:s + seg])[0, 0]
+            torch.testing.assert_close(cut[b, 0, :, 1:-1], own[:, 1:-1], rtol=0, atol=1e-3)
+            k = s // hop
+            raw = full[int(tracks[b])][:, k:k + n_frames]
+            torch.testing.assert_close(cut[b, 0], torch.maximum(raw, raw.max() - 60.0), rtol=0, atol=1e-4)
+    clipped = views[0][1, 0]  # track 9 from 160 hops: silence, then sound; the clip decides
+    assert torch.isclose(clipped.min(), clipped.max() - 60.0, atol=1e-3)
+    with pytest.raises(ValueError, match="frame grid"):
+        mels.crop(tracks, starts + 1)

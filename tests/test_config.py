@@ -17,6 +17,7 @@ def test_profiles_are_data_and_change_sizes_only():
     assert demo.encoder.width == PROFILES["demo"]["encoder"]["width"] and demo.profile == "demo"
     # laptop: the demo with five times the steps, on the same corpus (the same test split)
     assert laptop.train.steps == 5 * demo.train.steps and laptop.corpus == demo.corpus
+    assert (laptop.audio, laptop.views) == (demo.audio, demo.views)
     assert (laptop.encoder, laptop.method, laptop.probe, laptop.eval) == (demo.encoder, demo.method,
                                                                           demo.probe, demo.eval)
     with pytest.raises(ValueError, match="unknown profile 'tiny'"):

@@ -352,3 +352,23 @@ def test_mtat_canonical_tag_names():
 
     assert [canonical_tag(t) for t in ("noVocals", "newAge", "femaleVoice", "no vocals", "guitar")] == \
         ["no vocals", "new age", "female voice", "no vocals", "guitar"]
+
+
+def test_pretraining_reads_the_corpus_splits_the_config_names(smoke_cfg, smoke_store, tmp_path):
+    """corpus.pretrain_splits: the pool by default, pool and train when asked (audio only), the
+    corpus itself unchanged (same folder); a real dataset's store keeps its own splits."""
+    from dataclasses import replace
+
+    from workbench.data.corpus import corpus_root
+    from workbench.data.datasets import pretrain_indices
+    from workbench.data.store import StoreWriter
+
+    both = replace(smoke_cfg, corpus=replace(smoke_cfg.corpus, pretrain_splits=("pool", "train")))
+    assert corpus_root(both.corpus) == corpus_root(smoke_cfg.corpus)
+    np.testing.assert_array_equal(pretrain_indices(smoke_store, smoke_cfg), smoke_store.indices("pool"))
+    np.testing.assert_array_equal(pretrain_indices(smoke_store, both), smoke_store.indices(["pool", "train"]))
+    w = StoreWriter(tmp_path / "other", 1_000, ["x"], meta={"dataset": "folder", "pretrain_splits": ["train"]})
+    for i, split in enumerate(["train", "train", "valid"]):
+        w.add(f"t{i}", np.zeros(100), split, [1])
+    other = w.commit()
+    np.testing.assert_array_equal(pretrain_indices(other, both), other.indices("train"))

@@ -58,24 +58,26 @@ class _Kill(Exception):
     pass
 
 
-def test_killed_and_resumed_equals_uninterrupted(smoke_cfg, smoke_store):
+@pytest.mark.parametrize("crop", ["samples", "frames"])
+def test_killed_and_resumed_equals_uninterrupted(smoke_cfg, smoke_store, crop):
     """DINO (EMA teacher, center, temperature schedule): 4 steps straight vs 3 steps, a kill
     (the checkpoint of step 2 is the last one), resume to 4: identical weights and optimiser.
     The data path prefetches 3 batches with 2 gathering threads, so at the kill batches 4-6 sit
-    sampled in the queue; the straight run samples on the training thread: the same weights."""
+    sampled in the queue; the straight run samples on the training thread: the same weights.
+    Both view paths: each view's own log-mel, and views cut from the tracks' log-mels."""
     cfg = _cfg(smoke_cfg, "method.name=dino", "train.steps=4", "train.checkpoint_every=2", "diagnostics.every=0",
-               "train.prefetch=3", "train.data_workers=2")
-    full = train.pretrain(apply_overrides(cfg, ["train.prefetch=0"]), name="resume-full", progress=False)
+               "train.prefetch=3", "train.data_workers=2", f"views.crop={crop}")
+    full = train.pretrain(apply_overrides(cfg, ["train.prefetch=0"]), name=f"resume-full-{crop}", progress=False)
 
     def kill_at_3(row):
         if row["step"] == 3:
             raise _Kill
     with pytest.raises(_Kill):
-        train.pretrain(cfg, name="resume-cut", progress=False, callback=kill_at_3)
-    cut = full.parent / "resume-cut"
+        train.pretrain(cfg, name=f"resume-cut-{crop}", progress=False, callback=kill_at_3)
+    cut = full.parent / f"resume-cut-{crop}"
     assert torch.load(cut / "checkpoint.pt", weights_only=True)["step"] == 2
     assert not (cut / "DONE").exists()
-    train.pretrain(cfg, name="resume-cut", resume=True, progress=False)
+    train.pretrain(cfg, name=f"resume-cut-{crop}", resume=True, progress=False)
 
     a = torch.load(full / "checkpoint.pt", weights_only=True)
     b = torch.load(cut / "checkpoint.pt", weights_only=True)
@@ -240,6 +242,13 @@ def test_lars_trust_ratio_against_a_hand_computation():
     trust = 1e-3 * 5.0 / d.norm()
     torch.testing.assert_close(w.detach(), torch.tensor([[3.0, 4.0]]) - 0.1 * trust * d)
     torch.testing.assert_close(b.detach(), torch.tensor([1.0 - 0.1 * 2.0]))  # vectors: no adaptation, no decay
+
+
+def test_view_path_is_checked(smoke_cfg):
+    with pytest.raises(ValueError, match="views.crop is 'tiles'"):
+        train.pretrain(_cfg(smoke_cfg, "views.crop=tiles"), name="bad-crop", progress=False)
+    with pytest.raises(ValueError, match="chain 'clmr' augments waveforms"):
+        train.pretrain(_cfg(smoke_cfg, "views.crop=frames", "views.augment=clmr"), name="bad-crop", progress=False)
 
 
 def test_precision_is_checked(smoke_cfg):

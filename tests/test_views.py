@@ -192,3 +192,17 @@ def test_silence_redraws_do_not_desynchronise_ranks(store):
         for s in ranks:
             s.sample(4)
     assert ranks[0].rng.bit_generator.state == ranks[1].rng.bit_generator.state
+
+
+@pytest.mark.parametrize("grid", [7, 512])
+def test_starts_on_the_grid_keep_the_gap_and_the_track(store, grid):
+    """views.crop="frames": starts on multiples of the hop, every pair still ``min_gap`` apart,
+    every view inside its track, and the placements reach the end of each track's slack."""
+    s = _sampler(store, n_views=3, duration=2.0, min_gap=1.5, grid=grid)
+    batches = [s.sample(64) for _ in range(20)]
+    starts = np.concatenate([b.starts.numpy() for b in batches])
+    lengths = store.lengths[np.concatenate([b.track_idx.numpy() for b in batches])]
+    assert (starts % grid == 0).all() and (starts >= 0).all() and (starts.max(axis=1) + 2_000 <= lengths).all()
+    assert (np.diff(np.sort(starts, axis=1), axis=1) - 2_000 >= 1_500).all()
+    last_start = starts.max(axis=1) - (lengths - 2_000)  # 0 when the last view ends on the track's end
+    assert (last_start > -grid).any()  # some placement ends within one grid step of the end

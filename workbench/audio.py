@@ -114,6 +114,10 @@ class MelFrontend(nn.Module):
         return int((self.filterbank.abs().sum(dim=0) == 0).sum())
 
     def forward(self, x: Tensor) -> Tensor:
+        return self.clip(self.decibels(x))
+
+    def decibels(self, x: Tensor) -> Tensor:
+        """Waveform (B, S) or (B, 1, S) -> log-mel in dB (B, 1, F, T) before the ``top_db`` clip."""
         if x.dim() == 3 and x.shape[1] == 1:
             x = x[:, 0]
         if x.dim() != 2:
@@ -124,10 +128,57 @@ class MelFrontend(nn.Module):
         with torch.autocast(device_type=x.device.type, enabled=False):
             power = self.spec(x.float())  # (B, F, T)
             db = 10.0 * torch.log10(power.clamp_min(1e-10))  # AmplitudeToDB(stype="power"), ref 1, amin 1e-10
-            if self.top_db is not None:
-                db = torch.maximum(db, db.amax(dim=(-2, -1), keepdim=True) - self.top_db)
         return db.unsqueeze(1)  # (B, 1, F, T)
+
+    def clip(self, db: Tensor) -> Tensor:
+        """(B, 1, F, T) dB -> each example clipped at its own maximum minus ``top_db``."""
+        if self.top_db is None:
+            return db
+        return torch.maximum(db, db.amax(dim=(-2, -1), keepdim=True) - self.top_db)
 
     def extra_repr(self) -> str:
         return (f"sample_rate={self.sample_rate}, f_max={self.f_max}, top_db={self.top_db}, "
                 f"dead_filters={self.dead_filters}")
+
+
+class TrackMels:
+    """Every track's log-mel computed once, views cut from it on the frame grid.
+
+    A view that starts on a multiple of the hop is a run of the track's frames: frame j of the
+    view is centred where frame k + j of the track is (k = start / hop), so cutting ``n_frames``
+    frames and clipping them at ``top_db`` below their own maximum gives the view's log-mel
+    without another STFT (`ViewPipeline` with ``views.crop="frames"``). Inside the view the
+    values are the per-view path's, to float rounding; the first and last frame differ: their
+    windows reach past the view's edges, which the per-view path fills with a reflection of the
+    view and this path with the audio that is really there (tests/test_audio.py).
+
+    ``tracks``: (S_i,) float32 waveforms, keyed by store index; the dB values are kept (F, sum T_i)
+    on ``device``."""
+
+    def __init__(self, frontend: MelFrontend, tracks: dict[int, np.ndarray], n_frames: int,
+                 device: torch.device | str = "cpu"):
+        hop = frontend.spec.hop_length
+        self.hop, self.n_frames, self.frontend = hop, int(n_frames), frontend
+        parts, offsets, total = [], {}, 0
+        for index, audio in tracks.items():
+            db = frontend.decibels(torch.from_numpy(np.ascontiguousarray(audio))[None].to(device))[0, 0]  # (F, T_i)
+            offsets[int(index)] = total
+            parts.append(db)
+            total += db.shape[-1]
+        self.db = torch.cat(parts, dim=-1)  # (F, sum T_i)
+        self.offsets = offsets
+
+    @property
+    def nbytes(self) -> int:
+        return self.db.numel() * self.db.element_size()
+
+    def crop(self, track_idx: Tensor | np.ndarray, starts: Tensor | np.ndarray) -> list[Tensor]:
+        """track_idx (B,), starts (B, V) in samples (multiples of the hop) -> V views (B, 1, F, T)."""
+        starts = torch.as_tensor(starts)
+        if bool((starts % self.hop != 0).any()):
+            raise ValueError(f"TrackMels.crop: view starts must lie on the {self.hop}-sample frame grid")
+        first = torch.tensor([self.offsets[int(i)] for i in torch.as_tensor(track_idx)], dtype=torch.int64)
+        frames = first[:, None] + starts // self.hop  # (B, V)
+        index = (frames[..., None] + torch.arange(self.n_frames)).to(self.db.device)  # (B, V, T)
+        cut = self.db[:, index].permute(2, 1, 0, 3).unsqueeze(2)  # (V, B, 1, F, T)
+        return [self.frontend.clip(view.contiguous()) for view in cut]

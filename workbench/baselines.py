@@ -79,7 +79,7 @@ def _calibrated_random(name: str, cfg: RunConfig, store: AudioStore, where: str)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.eval.baseline_seed)
         enc = build_encoder(cfg.encoder, cfg.audio)
-    sampler = ViewSampler.from_config(store, pretrain_indices(store), cfg, seed=cfg.eval.baseline_seed)
+    sampler = ViewSampler.from_config(store, pretrain_indices(store, cfg), cfg, seed=cfg.eval.baseline_seed)
     frontend = MelFrontend.from_config(cfg.audio)
     with torch.no_grad():
         batches = [frontend(torch.cat(sampler.sample(cfg.eval.batch_size).views))

@@ -89,6 +89,9 @@ class CorpusConfig:
     # "sampled": the scores played from FluidR3_GM's recorded instruments; "synth": from the
     # physical models of workbench.data.synth_instruments (the corpus before; no SoundFont needed)
     renderer: str = "sampled"
+    # the splits whose audio self-supervised pretraining reads (never their labels), and the random
+    # floor's BatchNorm with it; not a generation parameter (the corpus's name ignores it)
+    pretrain_splits: tuple[str, ...] = ("pool",)
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,11 @@ class ViewConfig:
     reject_silence: bool = True
     silence_db: float = -50.0  # a segment whose RMS is below this (dBFS) is redrawn
     augment: str = "paper"  # named chain in workbench.augment.CHAINS; paper = segment sampling only
+    # where a view's log-mel comes from: "samples" (its own waveform segment, any start; the
+    # release) or "frames" (cut from its track's log-mel, computed once when training starts, with
+    # starts on the hop grid: no STFT per step; workbench.audio.TrackMels). "frames" needs a chain
+    # without waveform augmentations.
+    crop: str = "samples"
 
 
 @dataclass(frozen=True)
@@ -320,25 +328,32 @@ class RunConfig:
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "paper": {},
     "demo": {
-        "corpus": dict(n_pool=300, n_train=200, n_valid=60, n_test=120),
-        # sized for five methods in about 8 minutes on 2 CPU cores (python -m workbench.bench train)
+        # a demo-scale input, chosen on the valid split (docs/results.md "The demo's input"): 2 s
+        # views of 64 mel bins (63 frames), cut from each track's log-mel computed once: 4.4x the
+        # clips/s of 4 s x 128 bins from each view's waveform, on one core (python -m workbench.bench
+        # train, docs/benchmarks.md); pretraining reads the pool's and the train split's audio
+        # (never a label)
+        "audio": dict(n_mels=64, segment_seconds=2.0),
+        "views": dict(crop="frames"),
+        "corpus": dict(n_pool=300, n_train=200, n_valid=60, n_test=120, pretrain_splits=("pool", "train")),
+        # sized for five methods in about 5 minutes on 2 CPU cores (python -m workbench.bench train)
         "encoder": dict(width=8, layers=(1, 1, 1, 1), output_dim=256),
         # BYOL's predictor keeps the fidelity's width (reference 4096): on the valid split it beat
         # the release's bottleneck scaled down to 128 (README "BYOL's predictor")
         "method": dict(projector_dims=(512, 512), n_prototypes=512,
                        dino_hidden_dims=(512,), dino_bottleneck=128),
-        "train": dict(batch_size=32, steps=200, steps_per_epoch=40, warmup_steps=20, lr=1e-3,
-                      log_every=10, checkpoint_every=50, precision="fp32", threads=1),
+        "train": dict(batch_size=32, steps=800, steps_per_epoch=160, warmup_steps=80, lr=1e-3,
+                      log_every=20, checkpoint_every=200, precision="fp32", threads=1),
         # notebook 03's five collapse runs: 60 steps of batch 16 each (about 20 s a run, two at a
         # time). DINO's trio at teacher momentum 0.7: centering only uniform from step 10 (KL
         # under 0.02), sharpening only on 2 prototypes (batch entropy 0.09 ln K, KL 0.03 from step
         # 40), both healthy (KL >= 0.086, no flag); at 0.9 and 0.75 the sharpened teacher without
         # centering stays on 3 prototypes (batch entropy 0.15 ln K, KL 0.08 at step 120)
-        "diagnostics": dict(every=25, held_out_batch=64, collapse_steps=60, collapse_batch=16),
+        "diagnostics": dict(every=100, held_out_batch=64, collapse_steps=60, collapse_batch=16),
         "probe": dict(max_epochs=60, patience=8),
         # 2 draws per fraction below 100 %: the limited-data curves' band from two seeded subsets;
         # no 1 % point: 1 % of the 200 train tracks is 2 tracks, which carry few of the 39 tags
-        "eval": dict(bootstrap_resamples=1000, supervised_epochs=30,  # 30 x 7 steps: the SSL runs' 200-step budget
+        "eval": dict(bootstrap_resamples=1000, supervised_epochs=115,  # 115 x 7 steps: the SSL runs' 800-step budget
                      draws=2, fractions=(0.05, 0.1, 0.2, 1.0)),
     },
     "smoke": {
@@ -361,11 +376,11 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
 
 # ``laptop``: the demo's corpus, model and evaluation (the same test split, so the two compare
 # directly), five times the pretraining steps: about 40 minutes on 2 cores. Diagnostics, with the
-# online k-NN probe on valid tracks, every 100 steps: the curve that says whether the steps pay.
+# online k-NN probe on valid tracks, every 400 steps: the curve that says whether the steps pay.
 PROFILES["laptop"] = {**PROFILES["demo"],
-                      "train": {**PROFILES["demo"]["train"], "steps": 1000, "warmup_steps": 50,
-                                "checkpoint_every": 250},
-                      "diagnostics": {**PROFILES["demo"]["diagnostics"], "every": 100}}
+                      "train": {**PROFILES["demo"]["train"], "steps": 4000, "warmup_steps": 200,
+                                "checkpoint_every": 1000},
+                      "diagnostics": {**PROFILES["demo"]["diagnostics"], "every": 400}}
 
 
 def load_profile(profile: str | None = None) -> RunConfig:
@@ -420,8 +435,8 @@ def announce(cfg: RunConfig, what: str = "") -> None:
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
-    """A JSON-ready dict (tuples become lists)."""
-    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+    """A JSON-ready dict (tuples become lists) of a config or of a dict."""
+    return json.loads(json.dumps(cfg if isinstance(cfg, dict) else dataclasses.asdict(cfg)))
 
 
 def _coerce(tp: Any, value: Any) -> Any:

@@ -248,7 +248,7 @@ def held_out_batch(cfg: Any, store: Any, batch: int | None = None):
     validation tracks (pretraining tracks when the store has none), drawn with its own seed so
     the training draws are untouched; the trainer's monitor and notebook 03 share it."""
     valid = store.indices("valid") if "valid" in set(store.tracks["split"]) else np.array([], dtype=np.int64)
-    idx = valid if len(valid) else pretrain_indices(store)
+    idx = valid if len(valid) else pretrain_indices(store, cfg)
     sampler = ViewSampler.from_config(store, idx, cfg, seed=cfg.train.seed + HELD_OUT_SEED_OFFSET)
     return sampler.sample(batch or cfg.diagnostics.held_out_batch)
 

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from workbench import dist, runs
-from workbench.audio import MelFrontend
+from workbench.audio import MelFrontend, TrackMels
 from workbench.augment import build_chain
 from workbench.config import AUGMENT_SEED_STRIDE, CLIP_RULES, PRECISIONS, RunConfig, to_dict
 from workbench.data.datasets import open_dataset, pretrain_indices
@@ -161,6 +161,11 @@ def check_train_config(cfg: RunConfig, device: torch.device, world: int) -> None
         raise ValueError(f"train.gather_on is {tc.gather_on!r}; expected auto, device or host")
     if tc.clip not in CLIP_RULES:
         raise ValueError(f"train.clip is {tc.clip!r}; expected one of {', '.join(CLIP_RULES)}")
+    if cfg.views.crop not in ("samples", "frames"):
+        raise ValueError(f"views.crop is {cfg.views.crop!r}; expected 'samples' or 'frames'")
+    if cfg.views.crop == "frames" and build_chain(cfg.views.augment, cfg.audio.sample_rate).wave_transforms:
+        raise ValueError(f"views.crop 'frames' cuts views from each track's log-mel, but the chain "
+                         f"{cfg.views.augment!r} augments waveforms; use views.crop=samples with it")
 
 
 @contextmanager
@@ -196,7 +201,7 @@ class TrainingData:
 
         rank, world = dist.rank(), dist.world_size()
         self.store = open_dataset(cfg)
-        sampler = ViewSampler.from_config(self.store, pretrain_indices(self.store), cfg, rank=rank, world=world)
+        sampler = ViewSampler.from_config(self.store, pretrain_indices(self.store, cfg), cfg, rank=rank, world=world)
         workers = cfg.train.data_workers or auto_workers(device.type)
         on = self.store.on_device(device) if gather_on_device(cfg.train.gather_on, self.store, device) else None
         self.batches = Prefetcher(sampler, cfg.train.batch_size, cfg.train.prefetch, workers,
@@ -204,6 +209,10 @@ class TrainingData:
         self.generator = torch.Generator(device=device).manual_seed(cfg.train.seed + AUGMENT_SEED_STRIDE * (rank + 1))
         self.pipeline = ViewPipeline(cfg, device, cfg.train.channels_last)
         self.device = device
+        # views.crop="frames": every pretraining track's log-mel once, views cut on the hop grid
+        self.track_mels = None if cfg.views.crop != "frames" else TrackMels(
+            self.pipeline.frontend, {int(i): self.store.audio(int(i)) for i in sampler.indices},
+            cfg.audio.n_frames, device)
         self.clips_per_step = cfg.train.batch_size * cfg.views.n_views
 
     @property
@@ -211,7 +220,10 @@ class TrainingData:
         return self.batches.wait_seconds
 
     def next_views(self) -> list[Tensor]:
-        return self.pipeline(self.batches.next().views, self.generator, self.device)
+        batch = self.batches.next()
+        if self.track_mels is not None:
+            return self.pipeline.from_mels(self.track_mels.crop(batch.track_idx, batch.starts), self.generator)
+        return self.pipeline(batch.views, self.generator, self.device)
 
     def rng_state(self) -> dict:
         state = {"torch": torch.get_rng_state(), "augment": self.generator.get_state(),
@@ -335,7 +347,12 @@ class ViewPipeline(nn.Module):
         B = waves[0].shape[0]
         waves = [self.chain.wave(w.to(device, non_blocking=True), generator) for w in waves]
         mel = self.frontend(torch.cat(waves, dim=0))  # (V*B, 1, F, T)
-        views = [self.chain.spec(m, generator) for m in mel.split(B, dim=0)]
+        return self.from_mels(list(mel.split(B, dim=0)), generator)
+
+    @torch.no_grad()
+    def from_mels(self, mels: list[Tensor], generator: torch.Generator | None) -> list[Tensor]:
+        """V log-mel views (B, 1, F, T) -> spectrogram augmentation (per view) -> the model's layout."""
+        views = [self.chain.spec(m, generator) for m in mels]
         if self.channels_last:
             views = [v.contiguous(memory_format=torch.channels_last) for v in views]
         return views

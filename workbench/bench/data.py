@@ -57,7 +57,7 @@ def sampler_rates(cfg, store, batches: int, threads: list[int], pin: bool) -> li
     batch, views = cfg.train.batch_size, cfg.views.n_views
 
     def sampler():
-        return ViewSampler.from_config(store, pretrain_indices(store), cfg)
+        return ViewSampler.from_config(store, pretrain_indices(store, cfg), cfg)
 
     for workers in threads:
         s, pool = sampler(), ThreadPoolExecutor(workers) if workers > 1 else None

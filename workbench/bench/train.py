@@ -1,7 +1,14 @@
 """One training step: our trainer vs a per-view loop in the released code's structure.
 
 ``python -m workbench.bench train [--profile paper] [--method simclr] [--batch N] [--steps 5]
-[--device cpu|cuda|all]``
+[--device cpu|cuda|all] [--set SECTION.KEY=VALUE ...] [--vs SECTION.KEY=VALUE ...]``
+
+With ``--vs``, the trainer's step at the profile's settings is timed side by side with the step
+at the profile's settings changed by the ``--vs`` overrides (its peer, for example the input the
+profile used to have), both through `workbench.train.train_step` with each one's own data path
+(``views.crop``: the per-view log-mel, or views cut from the tracks' log-mels), interleaved:
+``python -m workbench.bench train --profile demo --device cpu --batch 32 --vs audio.n_mels=128
+--vs audio.segment_seconds=4.0 --vs views.crop=samples``.
 
 Both sides start from the same weights (`workbench.train.build_learner`), see the same batch of
 waveform views and take one step of the trainer's own `workbench.train.train_step` (forward under
@@ -37,7 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from workbench.audio import MelFrontend
+from workbench.audio import MelFrontend, TrackMels
 from workbench.config import apply_overrides, load_profile
 from workbench.methods import build_method
 from workbench.train import ViewPipeline, build_learner, train_step
@@ -183,6 +190,45 @@ def bench_device(cfg, device: torch.device, batch: int, steps: int) -> list[dict
     return rows
 
 
+def data_path(cfg, device: torch.device, batch: int, channels_last: bool = False, seconds: float = 30.0):
+    """``step(s)``'s views as the trainer makes them: ``views.crop="samples"``: each view's
+    waveform through `ViewPipeline`; ``"frames"``: cut from ``batch`` tracks' log-mels
+    (`TrackMels`, computed here once, as a run computes them when it starts) on the hop grid.
+    Returns (views of step s, seconds the track log-mels took)."""
+    g = torch.Generator().manual_seed(0)
+    pipeline = ViewPipeline(cfg, device, channels_last)
+    seg, hop, V = cfg.audio.segment_samples, cfg.audio.hop_length, cfg.views.n_views
+    if cfg.views.crop != "frames":
+        waves = [torch.randn(batch, seg, generator=g).mul_(0.1) for _ in range(V)]
+        return (lambda s: pipeline(waves, None, device)), 0.0
+    t = time.perf_counter()
+    mels = TrackMels(pipeline.frontend, {i: torch.randn(int(seconds * cfg.audio.sample_rate), generator=g)
+                                         .mul_(0.1).numpy() for i in range(batch)}, cfg.audio.n_frames, device)
+    setup = time.perf_counter() - t
+    last = (int(seconds * cfg.audio.sample_rate) - seg) // hop
+    starts = torch.randint(0, last + 1, (batch, V), generator=g) * hop
+    return (lambda s: pipeline.from_mels(mels.crop(torch.arange(batch), starts), None)), setup
+
+
+def bench_against(cfg, peer, device: torch.device, batch: int, steps: int) -> list[dict]:
+    """The trainer's step at ``cfg`` and at ``peer``, interleaved: one row each (step seconds,
+    clips/s, GFLOP a step, the one-off seconds of the track log-mels for ``batch`` 30 s tracks)."""
+    fns, rows = [], []
+    for label, c in (("profile", cfg), ("peer (--vs)", peer)):
+        views, setup = data_path(c, device, batch, c.train.channels_last)
+        learner = build_learner(replace(c, train=replace(c.train, precision="fp32" if device.type == "cpu"
+                                                         else c.train.precision, compile=False)), device)
+        flops = step_flops(learner.method, views(0))
+        fns.append(lambda s, learner=learner, views=views: train_step(learner, views(s), s))
+        rows.append({"variant": label, "input": f"{c.audio.n_mels} mels x {c.audio.n_frames} frames "
+                     f"({c.audio.segment_seconds:g} s), crop {c.views.crop}, width {c.encoder.width}",
+                     "gflop_per_step": flops / 1e9, "setup_s": setup})
+    clips = batch * cfg.views.n_views
+    for r, sec in zip(rows, _time_interleaved(fns, steps, device)):
+        r.update(step_s=sec, clips_per_s=clips / sec)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m workbench.bench train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -192,6 +238,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=5, help="timed rounds after two warm-up steps (median)")
     p.add_argument("--device", default="all", choices=("cpu", "cuda", "all"))
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    p.add_argument("--vs", dest="peer", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="time the profile's step side by side with the step under these overrides")
     args = p.parse_args(argv or [])
 
 
@@ -209,6 +257,16 @@ def main(argv: list[str] | None = None) -> None:
           f"torch threads {torch.get_num_threads()}")
     for device in devices:
         batch = args.batch or (16 if device.type == "cpu" else 256)
+        if args.peer:
+            rows = bench_against(cfg, apply_overrides(cfg, args.peer), device, batch, args.steps)
+            print(f"\n{device} | batch {batch} x {cfg.views.n_views} views | peer: {' '.join(args.peer)}")
+            print(f"{'variant':12s} {'input':52s} {'GFLOP':>6s} {'step s':>7s} {'clips/s':>8s} {'ratio':>6s} "
+                  f"{'track log-mels s':>16s}")
+            for r in rows:
+                print(f"{r['variant']:12s} {r['input']:52s} {r['gflop_per_step']:6.2f} {r['step_s']:7.3f} "
+                      f"{r['clips_per_s']:8.1f} {r['clips_per_s'] / rows[1]['clips_per_s']:5.2f}x "
+                      f"{r['setup_s']:16.2f}")
+            continue
         rows = bench_device(cfg, device, batch, args.steps)
         ref = rows[0]["clips_per_s"]
         print(f"\n{device} | batch {batch} x {cfg.views.n_views} views | {rows[0]['gflop_per_step']:.1f} GFLOP/step "

@@ -27,7 +27,7 @@ from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
 from workbench.audio import MelFrontend
-from workbench.config import CorpusConfig, config_hash, data_dir
+from workbench.config import CorpusConfig, config_hash, data_dir, to_dict
 from workbench.data.soundfont import CORPUS_SOUNDFONT, corpus_soundfont
 from workbench.data.store import AudioStore, StoreError, StoreWriter
 from workbench.data.synth import GENERATOR_VERSION, SCORES, SPLITS, STYLES, TAG_FAMILIES, TAGS, generate_track
@@ -39,7 +39,12 @@ def corpus_root(cfg: CorpusConfig) -> Path:
     """``data_dir()/corpus/synth-<hash of the generation parameters>[-g<generator version>]``: a new
     generator makes a new corpus instead of reusing audio the old one made."""
     suffix = f"-g{GENERATOR_VERSION}" if GENERATOR_VERSION > 1 else ""
-    return data_dir() / "corpus" / f"synth-{config_hash(cfg)}{suffix}"
+    return data_dir() / "corpus" / f"synth-{generation_hash(cfg)}{suffix}"
+
+
+def generation_hash(cfg: CorpusConfig) -> str:
+    """The hash of the settings that make the audio and labels (not which splits pretraining reads)."""
+    return config_hash({k: v for k, v in to_dict(cfg).items() if k != "pretrain_splits"})
 
 
 def _plan(cfg: CorpusConfig) -> list[tuple]:
@@ -88,7 +93,7 @@ def build_corpus(cfg: CorpusConfig, root: Path | None = None, progress: bool = T
         if cfg.renderer == "sampled":
             corpus_soundfont()  # a missing SoundFont: one line before any worker starts
         meta = {"dataset": "synth", "pretrain_splits": ["pool"], "params": {"corpus": asdict(cfg)},
-                "config_hash": config_hash(cfg), "generator_version": GENERATOR_VERSION, "n_styles": len(STYLES),
+                "config_hash": generation_hash(cfg), "generator_version": GENERATOR_VERSION, "n_styles": len(STYLES),
                 "renderer": cfg.renderer, "soundfont": CORPUS_SOUNDFONT if cfg.renderer == "sampled" else None,
                 "notes": "labels are weak (label_dropout); clean tags in tracks.csv tags_clean; scores in "
                          + SCORES}

@@ -29,6 +29,11 @@ def open_dataset(cfg: RunConfig) -> AudioStore:
     return make(cfg) if make else ingest(cfg.data, sample_rate=cfg.audio.sample_rate)
 
 
-def pretrain_indices(store: AudioStore) -> np.ndarray:
-    """Track indices used for self-supervised pretraining (the store's ``pretrain_splits``)."""
-    return store.indices(store.meta.get("pretrain_splits", ["pool"]))
+def pretrain_indices(store: AudioStore, cfg: RunConfig | None = None) -> np.ndarray:
+    """Track indices used for self-supervised pretraining: the store's ``pretrain_splits`` (a real
+    dataset's train split, the embedded corpus's pool), or for the embedded corpus the splits that
+    ``cfg.corpus.pretrain_splits`` names (their audio only; labels are never read)."""
+    splits = store.meta.get("pretrain_splits", ["pool"])
+    if cfg is not None and store.meta.get("dataset") == "synth":
+        splits = list(cfg.corpus.pretrain_splits)
+    return store.indices(splits)

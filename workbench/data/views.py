@@ -11,6 +11,9 @@ R = S - V L - (V - 1) G the track's slack, a placement is a nondecreasing sequen
 V-subsets of {0, ..., R + V - 1}, drawn exactly with Floyd's algorithm, vectorised over the
 batch. The views' order is then shuffled per example, so "view 0" is not always the earlier one
 (asymmetric methods, BYOL's predictor or DINO's teacher, see both directions).
+With ``grid`` (the hop, when views are cut from each track's log-mel: ``views.crop="frames"``)
+the same draw runs in units of ``grid`` samples: starts are multiples of it and consecutive
+starts at least ceil((L + G) / grid) units apart, so the gap still holds.
 
 `chunk_track` cuts a track into non-overlapping chunks for evaluation (paper: 4 s chunks,
 embeddings mean-pooled over the track).
@@ -59,7 +62,7 @@ class ViewSampler:
 
     def __init__(self, store: AudioStore, indices: np.ndarray | list[int], n_views: int = 2, duration: float = 4.0,
                  min_gap: float = 4.0, reject_silence: bool = True, silence_db: float = -50.0, seed: int = 0,
-                 max_redraws: int = 5, rank: int = 0, world: int = 1):
+                 max_redraws: int = 5, rank: int = 0, world: int = 1, grid: int = 1):
         if not 0 <= rank < world:
             raise ValueError(f"ViewSampler: rank {rank} outside a world of {world} processes")
         if n_views < 2:
@@ -68,6 +71,8 @@ class ViewSampler:
             raise ValueError(f"ViewSampler: duration must be positive, got {duration} s")
         if not min_gap >= 0:
             raise ValueError(f"ViewSampler: min_gap must be >= 0, got {min_gap} s")
+        if int(grid) < 1:
+            raise ValueError(f"ViewSampler: grid must be a positive number of samples, got {grid}")
         indices = np.asarray(indices, dtype=np.int64).reshape(-1)
         if indices.size == 0:
             raise ValueError("ViewSampler: no track indices given")
@@ -84,7 +89,11 @@ class ViewSampler:
         sr = store.sample_rate
         self.segment_samples = int(round(duration * sr))
         self.gap_samples = int(round(min_gap * sr))
-        self.span_samples = self.n_views * self.segment_samples + (self.n_views - 1) * self.gap_samples
+        # starts on multiples of ``grid`` samples (the hop, for views cut from a track's log-mel);
+        # consecutive views' starts at least ``pitch`` grid units apart, so the gap is kept
+        self.grid = int(grid)
+        self.pitch = -(-(self.segment_samples + self.gap_samples) // self.grid)
+        self.span_samples = (self.n_views - 1) * self.pitch * self.grid + self.segment_samples
         lengths = store.lengths[indices]
         fits = lengths >= self.span_samples
         if not fits.any():
@@ -108,7 +117,7 @@ class ViewSampler:
         return cls(store, indices, n_views=cfg.views.n_views, duration=cfg.audio.segment_seconds,
                    min_gap=cfg.views.min_gap, reject_silence=cfg.views.reject_silence,
                    silence_db=cfg.views.silence_db, seed=cfg.train.seed if seed is None else seed,
-                   rank=rank, world=world)
+                   rank=rank, world=world, grid=cfg.audio.hop_length if cfg.views.crop == "frames" else 1)
 
     def _tracks(self, batch_size: int) -> np.ndarray:
         n = self.indices.size
@@ -121,9 +130,9 @@ class ViewSampler:
         return self.indices[order]
 
     def _placements(self, track_idx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Starts (B, V) in samples, uniform over valid placements, views in shuffled order."""
+        """Starts (B, V) in samples, uniform over valid placements on the grid, views in shuffled order."""
         b, v = track_idx.size, self.n_views
-        slack = self.store.lengths[track_idx] - self.span_samples  # R >= 0, (B,)
+        slack = (self.store.lengths[track_idx] - self.span_samples) // self.grid  # R >= 0 grid units, (B,)
         pool = slack + v  # draw a V-subset of {0, ..., R + V - 1} per row (Floyd's algorithm)
         chosen = np.empty((b, v), dtype=np.int64)
         for k in range(v):
@@ -133,7 +142,7 @@ class ViewSampler:
             chosen[:, k] = np.where(taken, j, t)
         chosen.sort(axis=1)
         step = np.arange(v, dtype=np.int64)
-        starts = chosen - step + step * (self.segment_samples + self.gap_samples)
+        starts = (chosen - step + step * self.pitch) * self.grid
         return rng.permuted(starts, axis=1)
 
     def _gather(self, track_idx: np.ndarray, starts: np.ndarray, out: np.ndarray | None = None,
@@ -206,13 +215,13 @@ class ViewSampler:
     def state_dict(self) -> dict[str, Any]:
         return {"rng": self.rng.bit_generator.state, "redraw_rng": self.redraw_rng.bit_generator.state,
                 "n_tracks": int(self.indices.size),
-                "segment_samples": self.segment_samples, "gap_samples": self.gap_samples}
+                "segment_samples": self.segment_samples, "gap_samples": self.gap_samples, "grid": self.grid}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        mine = (int(self.indices.size), self.segment_samples, self.gap_samples)
-        theirs = (state["n_tracks"], state["segment_samples"], state["gap_samples"])
+        mine = (int(self.indices.size), self.segment_samples, self.gap_samples, self.grid)
+        theirs = (state["n_tracks"], state["segment_samples"], state["gap_samples"], state.get("grid", 1))
         if mine != theirs:
-            raise ValueError(f"ViewSampler.load_state_dict: state of a sampler with (tracks, segment, gap) "
+            raise ValueError(f"ViewSampler.load_state_dict: state of a sampler with (tracks, segment, gap, grid) "
                              f"= {theirs}, this one has {mine}")
         self.rng.bit_generator.state = state["rng"]
         self.redraw_rng.bit_generator.state = state["redraw_rng"]

@@ -38,7 +38,7 @@ from workbench.results import readme_tables, write_documents
 from workbench.runs import RunLockedError
 from workbench.study import run_study
 from workbench.train import pretrain
-from workbench.tuning import run_tuning
+from workbench.tuning import run_input_study, run_tuning
 from workbench.validate import validation_table
 
 # What a user's mistake raises (bad values, missing or existing files, locks): one line, exit 2.
@@ -112,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("tune", help="choose each method's settings on the valid split: one grid, the same seeds")
     _add_common(p)
+    p.add_argument("--inputs", action="store_true",
+                   help="instead, the profile's input by time to accuracy on the valid split (tuning.INPUTS)")
 
     p = sub.add_parser("tables", help="print the result tables of README.md and docs/results.md from results/ "
                                       "(--write: into them)")
@@ -184,6 +186,12 @@ def _demo(cfg: RunConfig, args: argparse.Namespace) -> None:
 
 
 def _tune(cfg: RunConfig, args: argparse.Namespace) -> None:
+    if args.inputs:
+        out = run_input_study(cfg)
+        table = pd.read_csv(out / "runs.csv")
+        print(table.drop(columns="run").to_string(index=False, float_format="%.4f"))
+        print(f"tables: {out}")
+        return
     out = run_tuning(cfg)
     print(pd.read_csv(out / "chosen.csv").to_string(index=False, float_format="%.4f"))
     print(f"tables: {out}; the chosen settings go into config.TUNED")

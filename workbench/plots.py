@@ -208,6 +208,32 @@ def arm_difference_plot(report, save: str | Path | None = None) -> plt.Figure:
     return _finish(fig, save)
 
 
+def time_to_accuracy(table: pd.DataFrame, column: str = "valid_mlp", save: str | Path | None = None) -> plt.Figure:
+    """`workbench.tuning.run_input_study`'s ``runs.csv``: each input's valid figure against the
+    seconds its training steps took (one line per input family, its step counts written on the
+    points), beside that input's floors (dashed: log-mel statistics, dotted: random init)."""
+    runs, floors = table[table.steps.notna()], table[table.steps.isna()]
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    colors = _arm_colors(runs.family)
+    for family, g in runs.groupby("family", sort=False):
+        g = g.sort_values("train_seconds")
+        ax.plot(g.train_seconds, g[column], "o-", color=colors[family], label=family)
+        for _, r in g.iterrows():
+            ax.annotate(f"{int(r.steps)}", (r.train_seconds, r[column]), textcoords="offset points",
+                        xytext=(4, -11), fontsize=7, color=colors[family])
+        f = floors[floors.family == family].set_index("encoder")[column]
+        for encoder, style in (("handcrafted", "--"), ("random", ":")):
+            if encoder in f:
+                ax.axhline(f[encoder], ls=style, lw=1, color=colors[family])
+    ax.set(xscale="log", xlabel="seconds of training steps (one core)",
+           ylabel=f"valid {column} (macro ROC-AUC)",
+           title="Time to accuracy; dashed: log-mel statistics, dotted: random init, at each input")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _finish(fig, save)
+
+
 def controls(render, render_now: bool = True, **widgets_by_name):
     """Interactive controls for ``render(**values)``, safe to execute headless.
 

@@ -401,7 +401,7 @@ def load_profile(profile: str | None = None) -> RunConfig:
 # the same grid and seeds for every method; results/tuning-<profile>/chosen.csv holds the figures
 # that chose them): {profile: {method: overrides}}, applied by `for_method`.
 TUNED: dict[str, dict[str, tuple[str, ...]]] = {
-    "demo": {"simclr": ("train.lr=3e-4",), "byol": ("train.lr=3e-4",), "dino": ("train.lr=1e-3",),
+    "demo": {"simclr": ("train.lr=3e-4",), "byol": ("train.lr=1e-3",), "dino": ("train.lr=1e-3",),
              "vicreg": ("train.lr=1e-3",), "barlow_twins": ("train.lr=1e-3",)},
 }
 

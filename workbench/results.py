@@ -161,6 +161,20 @@ def tuning_table(folder: Path) -> str:
     return "\n".join(lines)
 
 
+def inputs_table(folder: Path) -> str:
+    """`workbench.tuning.run_input_study`'s runs: per input, its training seconds and SimCLR's
+    valid figures, each beside that input's floors (log-mel statistics, random init)."""
+    table = pd.read_csv(folder / "runs.csv")
+    floors = table[table.steps.isna()].set_index(["family", "encoder"])
+    lines = ["| input | seconds of training steps | valid MLP | valid k-NN | transfer valid MLP | "
+             "valid MLP of log-mel statistics / random init at this input |", "|---|---|---|---|---|---|"]
+    for r in table[table.steps.notna()].itertuples(index=False):
+        lines.append(f"| {r.input} | {r.train_seconds:.0f} | {r.valid_mlp:.3f} | {r.valid_knn:.3f} | "
+                     f"{r.transfer_valid_mlp:.3f} | {floors.loc[(r.family, 'handcrafted'), 'valid_mlp']:.3f} / "
+                     f"{floors.loc[(r.family, 'random'), 'valid_mlp']:.3f} |")
+    return "\n".join(lines)
+
+
 def study_table(folder: Path, arms_file: str = "arms.csv") -> str:
     """The clustering study per arm: test macro ROC-AUC mean over seeds with their spread, the
     paired difference of the means to plain DINO (two-level interval: tracks and seeds), and the
@@ -183,10 +197,11 @@ TABLES = {"demo-main": lambda root: main_table(root / "demo") + "\n\n" + stamp_l
           "transfer-main": lambda root: (main_table(root / "demo-transfer") + "\n\n"
                                          + stamp_line(root / "demo-transfer")),
           "tuning": lambda root: tuning_table(root / "tuning-demo") + "\n\n" + stamp_line(root / "tuning-demo"),
+          "inputs": lambda root: inputs_table(root / "inputs-demo") + "\n\n" + stamp_line(root / "inputs-demo"),
           "study-arms": lambda root: study_table(root / "study-demo") + "\n\n" + stamp_line(root / "study-demo"),
           "study-transfer": lambda root: study_table(root / "study-demo", "arms_transfer.csv")}
 DOCUMENTS = {README: ("demo-main", "demo-families"),
-             RESULTS_DOC: ("demo-main", "demo-families", "transfer-main", "tuning"),
+             RESULTS_DOC: ("demo-main", "demo-families", "transfer-main", "inputs", "tuning"),
              REPO_ROOT / "docs" / "study.md": ("study-arms", "study-transfer")}
 
 

@@ -226,7 +226,7 @@ def time_to_accuracy(table: pd.DataFrame, column: str = "valid_mlp", save: str |
             if encoder in f:
                 ax.axhline(f[encoder], ls=style, lw=1, color=colors[family])
     ax.set(xscale="log", xlabel="seconds of training steps (one core)",
-           ylabel=f"valid {column} (macro ROC-AUC)",
+           ylabel=f"{column}: macro ROC-AUC on the valid split",
            title="Time to accuracy; dashed: log-mel statistics, dotted: random init, at each input")
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)

@@ -40,7 +40,7 @@ WAVE = [
 SPEC = [
     lambda p: A.TimeMask(20, min_width=2, p=p), lambda p: A.FrequencyMask(20, min_width=2, p=p),
     lambda p: A.RandomResizedCrop(p=p),
-    lambda p: A.Mixup(memory=0, p=p), lambda p: A.Mixup(memory=16, p=p),
+    lambda p: A.Mixup(memory=0, p=p), lambda p: A.Mixup(memory=16, p=p), lambda p: A.LevelTilt(p=p),
 ]
 ALL = [(make, "wave") for make in WAVE] + [(make, "spec") for make in SPEC]
 IDS = [type(make(1.0)).__name__ + str(i) for i, (make, _) in enumerate(ALL)]
@@ -236,6 +236,22 @@ def test_mixup_is_log_of_mixed_power() -> None:
     assert bank._bank.shape[0] == 6
 
 
+def test_level_tilt_adds_a_level_and_a_linear_tilt_in_the_range() -> None:
+    """Per example, the change is constant over time and linear over the mel bins: a level g and a
+    tilt t (top bin minus bottom bin) each within its range, and different examples differ."""
+    m = torch.randn(64, 1, 32, 40, generator=_gen(5)) * 10 - 40
+    d = (A.LevelTilt(max_gain_db=6.0, max_tilt_db=4.0)(m, _gen(1)) - m)[:, 0]  # (B, F, T)
+    assert torch.allclose(d, d[..., :1].expand_as(d), atol=1e-4)  # the same in every frame
+    per_bin = d[..., 0]  # (B, F)
+    tilt, gain = per_bin[:, -1] - per_bin[:, 0], per_bin.mean(dim=1)
+    ramp = torch.linspace(-0.5, 0.5, 32)
+    assert torch.allclose(per_bin, gain[:, None] + tilt[:, None] * ramp, atol=1e-4)  # linear in the bin
+    assert gain.abs().max() <= 6.0 and tilt.abs().max() <= 4.0
+    assert gain.abs().max() > 4.0 and tilt.abs().max() > 2.5 and gain.std() > 1.0  # the ranges are used
+    with pytest.raises(ValueError, match="LevelTilt"):
+        A.LevelTilt(max_gain_db=-1.0)
+
+
 def test_shape_errors_name_the_shape() -> None:
     with pytest.raises(ValueError, match=r"\(3, 1, 100\)"):
         A.Gain()(torch.zeros(3, 1, 100))
@@ -246,7 +262,7 @@ def test_shape_errors_name_the_shape() -> None:
 
 
 def test_named_chains_and_unknown_name() -> None:
-    assert set(A.CHAINS) == {"paper", "clmr", "byol-a"}
+    assert set(A.CHAINS) == {"paper", "clmr", "byol-a", "level-tilt"}
     x, m = _music(batch=4), torch.randn(4, 1, 32, 40) - 40
     paper = A.build_chain("paper", SR)
     assert paper.is_identity and torch.equal(paper.wave(x), x) and torch.equal(paper.spec(m), m)
@@ -255,7 +271,8 @@ def test_named_chains_and_unknown_name() -> None:
     assert y.shape == x.shape and torch.isfinite(y).all() and torch.equal(clmr.spec(m), m)
     byol = A.build_chain("byol-a", SR)
     assert torch.equal(byol.wave(x), x) and byol.spec(m, _gen()).shape == m.shape
-    with pytest.raises(ValueError, match="paper, clmr, byol-a"):
+    assert torch.equal(A.build_chain("level-tilt", SR).wave(x), x)
+    with pytest.raises(ValueError, match="paper, clmr, byol-a, level-tilt"):
         A.build_chain("simclr")
     custom = A.Chain(wave=[A.Gain(6, 6)], spec=[A.TimeMask(4)])
     assert torch.allclose(custom.wave(x), x * 10 ** 0.3)

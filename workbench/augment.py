@@ -43,8 +43,8 @@ __all__ = [
     "Generator", "Augmentation", "Gain", "PolarityInversion", "Noise", "LowPass", "HighPass", "BandPass",
     "HighLowPass", "RandomEQ", "TimeShift", "Delay", "MixBatch", "Reverb", "PitchShift",
     # spectrogram augmentations, chains
-    "TimeMask", "FrequencyMask", "RandomResizedCrop", "Mixup", "Chain", "paper_chain", "clmr_chain",
-    "byol_a_chain", "CHAINS", "build_chain",
+    "TimeMask", "FrequencyMask", "RandomResizedCrop", "Mixup", "LevelTilt", "Chain", "paper_chain", "clmr_chain",
+    "byol_a_chain", "level_tilt_chain", "CHAINS", "build_chain",
 ]
 
 
@@ -169,6 +169,30 @@ class Mixup(Augmentation):
         return torch.logsumexp(stacked, dim=0) / c
 
 
+class LevelTilt(Augmentation):
+    """A random level and spectral tilt per example, on the log-mel in dB: ``x + g + t (f / (F - 1) - 1/2)``
+    with ``g`` uniform in [-max_gain_db, max_gain_db] and ``t`` in [-max_tilt_db, max_tilt_db]
+    (the top bin ``t / 2`` dB above the mean, the bottom ``t / 2`` below). Two views of one track
+    then differ in what its mixing (level, brightness) gives both, so that cue alone does not tell
+    them from other tracks' views."""
+
+    ndim = 4
+    subset = False
+
+    def __init__(self, max_gain_db: float = 6.0, max_tilt_db: float = 6.0, p: float = 1.0) -> None:
+        super().__init__(p)
+        if max_gain_db < 0 or max_tilt_db < 0:
+            raise ValueError(f"LevelTilt: ranges must be >= 0 dB, got {max_gain_db}, {max_tilt_db}")
+        self.max_gain_db, self.max_tilt_db = float(max_gain_db), float(max_tilt_db)
+
+    def transform(self, m: Tensor, generator: Generator) -> Tensor:
+        b, n_freq = m.shape[0], m.shape[2]
+        gain = _uniform((b, 1, 1, 1), -self.max_gain_db, self.max_gain_db, generator, m)
+        tilt = _uniform((b, 1, 1, 1), -self.max_tilt_db, self.max_tilt_db, generator, m)
+        ramp = torch.linspace(-0.5, 0.5, n_freq, device=m.device, dtype=m.dtype).view(1, 1, -1, 1)
+        return m + gain + tilt * ramp
+
+
 # --------------------------------------------------------------------------- chains
 class Chain(nn.Module):
     """Waveform augmentations applied to (B, S) views before the mel front end, spectrogram
@@ -233,7 +257,13 @@ def byol_a_chain(sample_rate: int) -> Chain:
     return Chain(spec=[Mixup(ratio=0.4, memory=2048), RandomResizedCrop()])
 
 
-CHAINS: dict[str, Callable[[int], Chain]] = {"paper": paper_chain, "clmr": clmr_chain, "byol-a": byol_a_chain}
+def level_tilt_chain(sample_rate: int) -> Chain:
+    """The paper's views, each with its own random level and spectral tilt (`LevelTilt`, 6 dB)."""
+    return Chain(spec=[LevelTilt()])
+
+
+CHAINS: dict[str, Callable[[int], Chain]] = {"paper": paper_chain, "clmr": clmr_chain, "byol-a": byol_a_chain,
+                                             "level-tilt": level_tilt_chain}
 
 
 def build_chain(name: str, sample_rate: int = 16_000) -> Chain:

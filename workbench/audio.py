@@ -159,14 +159,14 @@ class TrackMels:
                  device: torch.device | str = "cpu"):
         hop = frontend.spec.hop_length
         self.hop, self.n_frames, self.frontend = hop, int(n_frames), frontend
-        parts, offsets, total = [], {}, 0
+        parts, total = [], 0
+        self.first = torch.full((max(map(int, tracks)) + 1,), -1, dtype=torch.int64)  # store index -> first column
         for index, audio in tracks.items():
             db = frontend.decibels(torch.from_numpy(np.ascontiguousarray(audio))[None].to(device))[0, 0]  # (F, T_i)
-            offsets[int(index)] = total
+            self.first[int(index)] = total
             parts.append(db)
             total += db.shape[-1]
         self.db = torch.cat(parts, dim=-1)  # (F, sum T_i)
-        self.offsets = offsets
 
     @property
     def nbytes(self) -> int:
@@ -177,8 +177,7 @@ class TrackMels:
         starts = torch.as_tensor(starts)
         if bool((starts % self.hop != 0).any()):
             raise ValueError(f"TrackMels.crop: view starts must lie on the {self.hop}-sample frame grid")
-        first = torch.tensor([self.offsets[int(i)] for i in torch.as_tensor(track_idx)], dtype=torch.int64)
-        frames = first[:, None] + starts // self.hop  # (B, V)
+        frames = self.first[torch.as_tensor(track_idx)][:, None] + starts // self.hop  # (B, V)
         index = (frames[..., None] + torch.arange(self.n_frames)).to(self.db.device)  # (B, V, T)
         cut = self.db[:, index].permute(2, 1, 0, 3).unsqueeze(2)  # (V, B, 1, F, T)
         return [self.frontend.clip(view.contiguous()) for view in cut]

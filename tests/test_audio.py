@@ -208,7 +208,7 @@ def test_track_mels_crop_equals_the_per_view_path():
     track = torch.cat([torch.randn(4 * sr, generator=g) * 0.3, quiet, torch.randn(3 * sr, generator=g)])
     frontend = MelFrontend(sample_rate=sr, n_fft=1024, hop_length=hop, n_mels=64, top_db=60.0)
     n_frames = int(seconds * sr) // hop + 1
-    mels = TrackMels(frontend, {5: track.numpy(), 9: track.flip(0).numpy()}, n_frames)
+    mels = TrackMels(frontend, iter([(5, track.numpy()), (9, track.flip(0).numpy())]), n_frames)
     starts = torch.tensor([[0, 40 * hop], [160 * hop, 250 * hop], [200 * hop, 7 * hop]])
     tracks = torch.tensor([5, 9, 5])
     views = mels.crop(tracks, starts)
@@ -228,3 +228,6 @@ def test_track_mels_crop_equals_the_per_view_path():
     assert torch.isclose(clipped.min(), clipped.max() - 60.0, atol=1e-3)
     with pytest.raises(ValueError, match="frame grid"):
         mels.crop(tracks, starts + 1)
+    for absent in (7, 10):  # below the largest index and above it
+        with pytest.raises(KeyError, match="not computed"):
+            mels.crop(torch.tensor([5, absent]), starts[:2])

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import os
 import warnings
+from typing import Iterable
 
 import numpy as np
 import torch
@@ -152,32 +153,33 @@ class TrackMels:
     windows reach past the view's edges, which the per-view path fills with a reflection of the
     view and this path with the audio that is really there (tests/test_audio.py).
 
-    ``tracks``: (S_i,) float32 waveforms, keyed by store index; the dB values are kept (F, sum T_i)
-    on ``device``."""
+    ``tracks``: (store index, (S_i,) float32 waveform) pairs, read one at a time (a generator
+    keeps one waveform in memory); the dB values are kept (F, sum T_i) on ``device``."""
 
-    def __init__(self, frontend: MelFrontend, tracks: dict[int, np.ndarray], n_frames: int,
+    def __init__(self, frontend: MelFrontend, tracks: Iterable[tuple[int, np.ndarray]], n_frames: int,
                  device: torch.device | str = "cpu"):
         hop = frontend.spec.hop_length
         self.hop, self.n_frames, self.frontend = hop, int(n_frames), frontend
-        parts, total = [], 0
-        self.first = torch.full((max(map(int, tracks)) + 1,), -1, dtype=torch.int64)  # store index -> first column
-        for index, audio in tracks.items():
+        parts, first, total = [], {}, 0
+        for index, audio in tracks:
             db = frontend.decibels(torch.from_numpy(np.ascontiguousarray(audio))[None].to(device))[0, 0]  # (F, T_i)
-            self.first[int(index)] = total
+            first[int(index)] = total
             parts.append(db)
             total += db.shape[-1]
         self.db = torch.cat(parts, dim=-1)  # (F, sum T_i)
-
-    @property
-    def nbytes(self) -> int:
-        return self.db.numel() * self.db.element_size()
+        self.first = torch.full((max(first) + 1,), -1, dtype=torch.int64)  # store index -> first column; -1: absent
+        self.first[list(first)] = torch.tensor(list(first.values()), dtype=torch.int64)
 
     def crop(self, track_idx: Tensor | np.ndarray, starts: Tensor | np.ndarray) -> list[Tensor]:
         """track_idx (B,), starts (B, V) in samples (multiples of the hop) -> V views (B, 1, F, T)."""
         starts = torch.as_tensor(starts)
         if bool((starts % self.hop != 0).any()):
             raise ValueError(f"TrackMels.crop: view starts must lie on the {self.hop}-sample frame grid")
-        frames = self.first[torch.as_tensor(track_idx)][:, None] + starts // self.hop  # (B, V)
+        track_idx = torch.as_tensor(track_idx)
+        first = self.first[track_idx.clamp(max=self.first.numel() - 1)]
+        if bool((first < 0).any()) or bool((track_idx >= self.first.numel()).any()):
+            raise KeyError(f"TrackMels.crop: tracks {track_idx.tolist()} include one whose log-mel was not computed")
+        frames = first[:, None] + starts // self.hop  # (B, V)
         index = (frames[..., None] + torch.arange(self.n_frames)).to(self.db.device)  # (B, V, T)
         cut = self.db[:, index].permute(2, 1, 0, 3).unsqueeze(2)  # (V, B, 1, F, T)
         return [self.frontend.clip(view.contiguous()) for view in cut]

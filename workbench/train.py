@@ -211,7 +211,7 @@ class TrainingData:
         self.device = device
         # views.crop="frames": every pretraining track's log-mel once, views cut on the hop grid
         self.track_mels = None if cfg.views.crop != "frames" else TrackMels(
-            self.pipeline.frontend, {int(i): self.store.audio(int(i)) for i in sampler.indices},
+            self.pipeline.frontend, ((int(i), self.store.audio(int(i))) for i in sampler.indices),
             cfg.audio.n_frames, device)
         self.clips_per_step = cfg.train.batch_size * cfg.views.n_views
 

@@ -202,8 +202,8 @@ def data_path(cfg, device: torch.device, batch: int, channels_last: bool = False
         waves = [torch.randn(batch, seg, generator=g).mul_(0.1) for _ in range(V)]
         return (lambda s: pipeline(waves, None, device)), 0.0
     t = time.perf_counter()
-    mels = TrackMels(pipeline.frontend, {i: torch.randn(int(seconds * cfg.audio.sample_rate), generator=g)
-                                         .mul_(0.1).numpy() for i in range(batch)}, cfg.audio.n_frames, device)
+    mels = TrackMels(pipeline.frontend, ((i, torch.randn(int(seconds * cfg.audio.sample_rate), generator=g)
+                                          .mul_(0.1).numpy()) for i in range(batch)), cfg.audio.n_frames, device)
     setup = time.perf_counter() - t
     last = (int(seconds * cfg.audio.sample_rate) - seg) // hop
     starts = torch.randint(0, last + 1, (batch, V), generator=g) * hop

@@ -26,7 +26,7 @@ export UV_LINK_MODE := copy
 help:
 	@echo "make demo       - run the main job on the embedded corpus (profile: demo)"
 	@echo "make notebooks  - after make demo: notebook 03's collapse runs, every notebook executed into HTML (~5 min)"
-	@echo "make study      - the clustering study: DINO, its remedies and SimCLR, SEEDS=3 seeds each (~40 min on 2 cores)"
+	@echo "make study      - the clustering study: DINO, its remedies and SimCLR, SEEDS=3 seeds each (~20 min on 2 cores)"
 	@echo "make test       - lint (ruff) and run the whole test suite (profile: smoke)"
 	@echo "make lab        - open the notebooks in JupyterLab"
 	@echo "make soundfont  - unpack FluidR3_GM.sf2, the corpus's instruments, into $(TOOLS)/soundfonts (every target does)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 
@@ -18,8 +19,11 @@ def test_profiles_are_data_and_change_sizes_only():
     # laptop: the demo with five times the steps, on the same corpus (the same test split)
     assert laptop.train.steps == 5 * demo.train.steps and laptop.corpus == demo.corpus
     assert (laptop.audio, laptop.views) == (demo.audio, demo.views)
-    assert (laptop.encoder, laptop.method, laptop.probe, laptop.eval) == (demo.encoder, demo.method,
-                                                                          demo.probe, demo.eval)
+    assert (laptop.encoder, laptop.method, laptop.probe) == (demo.encoder, demo.method, demo.probe)
+    # ... the supervised baseline's budget scaled with the steps, every method's tuned settings kept
+    assert laptop.eval == replace(demo.eval, supervised_epochs=5 * demo.eval.supervised_epochs)
+    assert laptop.train.warmup_steps / laptop.train.steps == demo.train.warmup_steps / demo.train.steps
+    assert for_method(laptop, "simclr").train.lr == for_method(demo, "simclr").train.lr != laptop.train.lr
     with pytest.raises(ValueError, match="unknown profile 'tiny'"):
         load_profile("tiny")
 

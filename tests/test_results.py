@@ -51,7 +51,8 @@ def test_every_number_of_a_table_is_in_the_committed_files(doc):
 
 def test_every_committed_result_is_stamped():
     folders = [p for p in results.RESULTS_DIR.iterdir() if p.is_dir()]
-    assert {"demo", "demo-transfer", "tuning-demo", "inputs-demo", "study-demo"} <= {p.name for p in folders}
+    assert {"demo", "demo-transfer", "tuning-demo", "inputs-demo", "study-demo", "laptop", "laptop-transfer"} <= {
+        p.name for p in folders}
     for folder in folders:
         stamp = json.loads((folder / "stamp.json").read_text())
         assert len(stamp["commit"]) == 40 and stamp["profile"] and stamp["machine"]["cpu"], folder

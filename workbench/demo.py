@@ -125,7 +125,7 @@ def render_notebooks(cfg: RunConfig, out: Path) -> dict[str, float]:
     paths = notebook_paths()
     if not any((d / "arms.csv").exists() for d in (study_report_dir(cfg), study_published_dir(cfg))):
         print("[workbench] 07_clustering.ipynb skipped: it reads the clustering study, which the demo's "
-              "budget leaves out (make study, about 40 min on 2 cores, then make notebooks renders it)", flush=True)
+              "budget leaves out (make study, about 20 min on 2 cores, then make notebooks renders it)", flush=True)
         paths = [p for p in paths if p.stem != "07_clustering"]
     workers = cpu_jobs(cfg, len(paths))
     seconds = execute_notebooks(paths, cfg.profile, Path(out) / "notebooks", workers,

@@ -199,9 +199,13 @@ TABLES = {"demo-main": lambda root: main_table(root / "demo") + "\n\n" + stamp_l
           "tuning": lambda root: tuning_table(root / "tuning-demo") + "\n\n" + stamp_line(root / "tuning-demo"),
           "inputs": lambda root: inputs_table(root / "inputs-demo") + "\n\n" + stamp_line(root / "inputs-demo"),
           "study-arms": lambda root: study_table(root / "study-demo") + "\n\n" + stamp_line(root / "study-demo"),
-          "study-transfer": lambda root: study_table(root / "study-demo", "arms_transfer.csv")}
+          "study-transfer": lambda root: study_table(root / "study-demo", "arms_transfer.csv"),
+          "laptop-main": lambda root: main_table(root / "laptop") + "\n\n" + stamp_line(root / "laptop"),
+          "laptop-transfer": lambda root: (main_table(root / "laptop-transfer") + "\n\n"
+                                           + stamp_line(root / "laptop-transfer"))}
 DOCUMENTS = {README: ("demo-main", "demo-families"),
-             RESULTS_DOC: ("demo-main", "demo-families", "transfer-main", "inputs", "tuning"),
+             RESULTS_DOC: ("demo-main", "demo-families", "transfer-main", "inputs", "tuning", "laptop-main",
+                           "laptop-transfer"),
              REPO_ROOT / "docs" / "study.md": ("study-arms", "study-transfer")}
 
 

@@ -385,11 +385,12 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
 # compare directly), five times the pretraining steps (warm-up the same 10 % of them) and the
 # supervised baseline's budget with them: about 30 minutes on 2 cores. Diagnostics, with the
 # online k-NN probe on valid tracks, every 400 steps: the curve that says whether the steps pay.
-PROFILES["laptop"] = {**PROFILES["demo"],
-                      "train": {**PROFILES["demo"]["train"], "steps": 4000, "warmup_steps": 400,
-                                "checkpoint_every": 1000},
-                      "diagnostics": {**PROFILES["demo"]["diagnostics"], "every": 400},
-                      "eval": {**PROFILES["demo"]["eval"], "supervised_epochs": 5 * 115}}
+_DEMO = PROFILES["demo"]
+PROFILES["laptop"] = {**_DEMO,
+                      "train": {**_DEMO["train"], "steps": 5 * _DEMO["train"]["steps"],
+                                "warmup_steps": 5 * _DEMO["train"]["warmup_steps"], "checkpoint_every": 1000},
+                      "diagnostics": {**_DEMO["diagnostics"], "every": 400},
+                      "eval": {**_DEMO["eval"], "supervised_epochs": 5 * _DEMO["eval"]["supervised_epochs"]}}
 
 
 def load_profile(profile: str | None = None) -> RunConfig:

@@ -192,17 +192,20 @@ def study_table(folder: Path, arms_file: str = "arms.csv") -> str:
     return "\n".join(lines)
 
 
-TABLES = {"demo-main": lambda root: main_table(root / "demo") + "\n\n" + stamp_line(root / "demo"),
+def stamped_main_table(folder: Path) -> str:
+    """`main_table` of a published evaluation, then its stamp line."""
+    return main_table(folder) + "\n\n" + stamp_line(folder)
+
+
+TABLES = {"demo-main": lambda root: stamped_main_table(root / "demo"),
           "demo-families": lambda root: families_markdown(root / "demo"),
-          "transfer-main": lambda root: (main_table(root / "demo-transfer") + "\n\n"
-                                         + stamp_line(root / "demo-transfer")),
+          "transfer-main": lambda root: stamped_main_table(root / "demo-transfer"),
           "tuning": lambda root: tuning_table(root / "tuning-demo") + "\n\n" + stamp_line(root / "tuning-demo"),
           "inputs": lambda root: inputs_table(root / "inputs-demo") + "\n\n" + stamp_line(root / "inputs-demo"),
           "study-arms": lambda root: study_table(root / "study-demo") + "\n\n" + stamp_line(root / "study-demo"),
           "study-transfer": lambda root: study_table(root / "study-demo", "arms_transfer.csv"),
-          "laptop-main": lambda root: main_table(root / "laptop") + "\n\n" + stamp_line(root / "laptop"),
-          "laptop-transfer": lambda root: (main_table(root / "laptop-transfer") + "\n\n"
-                                           + stamp_line(root / "laptop-transfer"))}
+          "laptop-main": lambda root: stamped_main_table(root / "laptop"),
+          "laptop-transfer": lambda root: stamped_main_table(root / "laptop-transfer")}
 DOCUMENTS = {README: ("demo-main", "demo-families"),
              RESULTS_DOC: ("demo-main", "demo-families", "transfer-main", "inputs", "tuning", "laptop-main",
                            "laptop-transfer"),

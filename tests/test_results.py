@@ -93,3 +93,12 @@ def test_main_table_reads_points_intervals_and_paired_differences(tmp_path):
     assert table[2] == ("| contrastive (SimCLR) | 0.800 [0.780, 0.820] | +0.010 [+0.000, +0.020] "
                         "| +0.050 [+0.040, +0.060] |")
     assert table[3].startswith("| random init | 0.750") and len(table) == 5
+
+
+def test_levers_table_one_row_a_corpus_and_a_blank_for_a_run_not_made(tmp_path):
+    rows = [("a", "simclr", 0.7001), ("a", "simclr@s1", 0.705), ("a", "vicreg", 0.6991), ("a", "random", 0.6256),
+            ("b", "simclr", 0.7121), ("b", "random", 0.6236), ("b", "handcrafted", 0.7264)]
+    pd.DataFrame([{"change": c, "encoder": e, "transfer_valid_mlp": v} for c, e, v in rows]).to_csv(
+        tmp_path / "valid.csv", index=False)
+    lines = results.levers_table(tmp_path).splitlines()
+    assert lines[2:] == ["| a | 0.700 | 0.705 | 0.699 | 0.626 |", "| b | 0.712 |  |  | 0.624 |"]

@@ -192,6 +192,19 @@ def study_table(folder: Path, arms_file: str = "arms.csv") -> str:
     return "\n".join(lines)
 
 
+def levers_table(folder: Path) -> str:
+    """Changes to the corpus measured on the transfer set (``valid.csv``: one row per corpus and
+    encoder, ``@s1`` a second pretraining seed): the transfer set's valid MLP figure of SimCLR
+    (two seeds), VICReg and the random floor pretrained or calibrated on each corpus."""
+    table = pd.read_csv(folder / "valid.csv")
+    lines = ["| corpus | SimCLR seed 0 | SimCLR seed 1 | VICReg | random init |", "|---|---|---|---|---|"]
+    for change, rows in table.groupby("change", sort=False):
+        fig = dict(zip(rows.encoder, rows.transfer_valid_mlp))
+        cells = [f"{fig[e]:.3f}" if e in fig else "" for e in ("simclr", "simclr@s1", "vicreg", "random")]
+        lines.append(f"| {change} | {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
 def stamped_main_table(folder: Path) -> str:
     """`main_table` of a published evaluation, then its stamp line."""
     return main_table(folder) + "\n\n" + stamp_line(folder)
@@ -205,10 +218,12 @@ TABLES = {"demo-main": lambda root: stamped_main_table(root / "demo"),
           "study-arms": lambda root: study_table(root / "study-demo") + "\n\n" + stamp_line(root / "study-demo"),
           "study-transfer": lambda root: study_table(root / "study-demo", "arms_transfer.csv"),
           "laptop-main": lambda root: stamped_main_table(root / "laptop"),
-          "laptop-transfer": lambda root: stamped_main_table(root / "laptop-transfer")}
+          "laptop-transfer": lambda root: stamped_main_table(root / "laptop-transfer"),
+          "corpus-levers": lambda root: (levers_table(root / "corpus-levers") + "\n\n"
+                                         + stamp_line(root / "corpus-levers"))}
 DOCUMENTS = {README: ("demo-main", "demo-families"),
              RESULTS_DOC: ("demo-main", "demo-families", "transfer-main", "inputs", "tuning", "laptop-main",
-                           "laptop-transfer"),
+                           "laptop-transfer", "corpus-levers"),
              REPO_ROOT / "docs" / "study.md": ("study-arms", "study-transfer")}
 
 

@@ -205,22 +205,21 @@ def levers_table(folder: Path) -> str:
     return "\n".join(lines)
 
 
-def stamped_main_table(folder: Path) -> str:
-    """`main_table` of a published evaluation, then its stamp line."""
-    return main_table(folder) + "\n\n" + stamp_line(folder)
+def stamped(table, folder: Path) -> str:
+    """``table(folder)``, the Markdown of a published result, then its stamp line."""
+    return table(folder) + "\n\n" + stamp_line(folder)
 
 
-TABLES = {"demo-main": lambda root: stamped_main_table(root / "demo"),
+TABLES = {"demo-main": lambda root: stamped(main_table, root / "demo"),
           "demo-families": lambda root: families_markdown(root / "demo"),
-          "transfer-main": lambda root: stamped_main_table(root / "demo-transfer"),
-          "tuning": lambda root: tuning_table(root / "tuning-demo") + "\n\n" + stamp_line(root / "tuning-demo"),
-          "inputs": lambda root: inputs_table(root / "inputs-demo") + "\n\n" + stamp_line(root / "inputs-demo"),
-          "study-arms": lambda root: study_table(root / "study-demo") + "\n\n" + stamp_line(root / "study-demo"),
+          "transfer-main": lambda root: stamped(main_table, root / "demo-transfer"),
+          "tuning": lambda root: stamped(tuning_table, root / "tuning-demo"),
+          "inputs": lambda root: stamped(inputs_table, root / "inputs-demo"),
+          "study-arms": lambda root: stamped(study_table, root / "study-demo"),
           "study-transfer": lambda root: study_table(root / "study-demo", "arms_transfer.csv"),
-          "laptop-main": lambda root: stamped_main_table(root / "laptop"),
-          "laptop-transfer": lambda root: stamped_main_table(root / "laptop-transfer"),
-          "corpus-levers": lambda root: (levers_table(root / "corpus-levers") + "\n\n"
-                                         + stamp_line(root / "corpus-levers"))}
+          "laptop-main": lambda root: stamped(main_table, root / "laptop"),
+          "laptop-transfer": lambda root: stamped(main_table, root / "laptop-transfer"),
+          "corpus-levers": lambda root: stamped(levers_table, root / "corpus-levers")}
 DOCUMENTS = {README: ("demo-main", "demo-families"),
              RESULTS_DOC: ("demo-main", "demo-families", "transfer-main", "inputs", "tuning", "laptop-main",
                            "laptop-transfer", "corpus-levers"),
